@@ -1,0 +1,514 @@
+// The host console at /host: sign in with a host token, answer knocks.
+import { FoyerError, HostClient } from "./foyer.js";
+
+const $ = (id) => document.getElementById(id);
+const TOKEN_KEY = "foyer.host.token";
+const MUTE_KEY = "foyer.console.muted";
+const ALERT_EVERY_MS = 4000; // at most one sound + notification per this interval
+
+let client = null;
+const cards = new Map(); // guest id -> <li>
+const alerts = { count: 0, last: 0, muted: false };
+let audio = null;
+
+// Exposed for debugging and for the browser tests.
+window.foyer = {
+  get client() {
+    return client;
+  },
+  alerts,
+};
+
+// ---- token ---------------------------------------------------------------
+
+function takeTokenFromFragment() {
+  const params = new URLSearchParams(location.hash.replace(/^#/, ""));
+  const token = params.get("token");
+  if (token) {
+    try {
+      sessionStorage.setItem(TOKEN_KEY, token);
+    } catch {
+      // No storage: the token still works for this page load.
+    }
+    // Keep the token out of history and of anything that copies the URL.
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return token;
+}
+
+function storedToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY);
+  } catch {
+    return null;
+  }
+}
+
+function forgetToken() {
+  try {
+    sessionStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // Nothing stored.
+  }
+}
+
+/** The JWT's claims, for display only (the server verifies it). */
+function claims(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), "=")));
+  } catch {
+    return {};
+  }
+}
+
+// ---- feedback ------------------------------------------------------------
+
+function say(text, bad = false) {
+  const line = $("status");
+  line.textContent = text;
+  line.classList.toggle("bad", bad);
+}
+
+function setConn(state) {
+  const badge = $("conn");
+  const labels = {
+    connecting: ["connecting…", "warn"],
+    open: ["online", "ok"],
+    reconnecting: ["reconnecting…", "warn"],
+    closed: ["offline", "bad"],
+    idle: ["signed out", "off"],
+  };
+  const [text, tone] = labels[state] || [state, "off"];
+  badge.textContent = text;
+  badge.className = `badge ${tone}`;
+}
+
+function describe(err) {
+  if (!(err instanceof FoyerError)) return String(err);
+  switch (err.code) {
+    case "already_resolved":
+      return "Already answered (perhaps on another device).";
+    case "unknown_guest":
+      return "That guest is no longer waiting.";
+    case "not_in_meeting":
+      return "Merge needs you to be in a meeting: set your status first.";
+    case "not_connected":
+    case "disconnected":
+      return "Not connected — try again in a moment.";
+    default:
+      return err.message || err.code;
+  }
+}
+
+// ---- sound and notifications ----------------------------------------------
+
+function beep() {
+  try {
+    audio = audio || new AudioContext();
+    if (audio.state === "suspended") audio.resume();
+    const osc = audio.createOscillator();
+    const gain = audio.createGain();
+    osc.type = "sine";
+    osc.frequency.value = 880;
+    gain.gain.setValueAtTime(0.0001, audio.currentTime);
+    gain.gain.exponentialRampToValueAtTime(0.2, audio.currentTime + 0.02);
+    gain.gain.exponentialRampToValueAtTime(0.0001, audio.currentTime + 0.3);
+    osc.connect(gain).connect(audio.destination);
+    osc.start();
+    osc.stop(audio.currentTime + 0.32);
+  } catch {
+    // No audio device or no autoplay permission: the title still counts.
+  }
+}
+
+function alertKnock(guest) {
+  if (alerts.muted) return;
+  const now = Date.now();
+  if (now - alerts.last < ALERT_EVERY_MS) return;
+  alerts.last = now;
+  alerts.count += 1;
+  beep();
+  if ("Notification" in window && Notification.permission === "granted") {
+    try {
+      const title = guest.options?.title ? ` — ${guest.options.title}` : "";
+      const note = new Notification(`${guest.label || guest.name} is waiting`, {
+        body: `Someone knocked${title}.`,
+        tag: "foyer-knock",
+      });
+      note.onclick = () => {
+        window.focus();
+        note.close();
+      };
+    } catch {
+      // Some platforms only allow notifications from a service worker.
+    }
+  }
+}
+
+function setMuted(muted) {
+  alerts.muted = muted;
+  const button = $("mute");
+  button.setAttribute("aria-pressed", String(muted));
+  button.textContent = muted ? "Sound off" : "Sound on";
+  try {
+    localStorage.setItem(MUTE_KEY, muted ? "1" : "0");
+  } catch {
+    // Preference not kept; fine.
+  }
+}
+
+function updateNotifyButton() {
+  const button = $("notify");
+  if (!("Notification" in window)) {
+    button.hidden = true;
+    return;
+  }
+  button.hidden = Notification.permission === "granted";
+  button.disabled = Notification.permission === "denied";
+  if (Notification.permission === "denied") button.textContent = "Notifications blocked";
+}
+
+// ---- the waiting list ------------------------------------------------------
+
+function waitedFor(knockedAt) {
+  const seconds = Math.max(0, Math.floor((Date.now() - (knockedAt || Date.now())) / 1000));
+  if (seconds < 60) return `waiting ${seconds} s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `waiting ${minutes} min ${seconds % 60} s`;
+  return `waiting ${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+const OPTION_LABELS = {
+  title: (v) => `“${v}”`,
+  duration: (v) => `${v} min`,
+  region: (v) => `region ${v}`,
+  relationship: (v) => `relationship ${String(v).slice(0, 8)}…`,
+  announce: (v) => (v ? "announce recording" : "no announcement"),
+  autodelete: (v) => (v ? "auto-delete recording" : "keep recording"),
+  recording: (v) => `recording: ${v}`,
+};
+
+function optionChips(options) {
+  const chips = [];
+  for (const [name, value] of Object.entries(options || {})) {
+    if (value === null || value === undefined || value === "") continue;
+    const label = OPTION_LABELS[name] ? OPTION_LABELS[name](value) : `${name}: ${value}`;
+    const li = document.createElement("li");
+    li.textContent = label;
+    chips.push(li);
+  }
+  return chips;
+}
+
+function makeCard(guest) {
+  const li = $("guest-template").content.firstElementChild.cloneNode(true);
+  li.dataset.guest = guest.id;
+  const input = li.querySelector(".extra input");
+  const inputId = `msg-${guest.id}`.replace(/[^A-Za-z0-9_-]/g, "_");
+  input.id = inputId;
+  li.querySelector(".extra label").htmlFor = inputId;
+  for (const button of li.querySelectorAll("button[data-action]")) {
+    button.addEventListener("click", () => act(guest.id, button.dataset.action, li));
+  }
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      act(guest.id, "message", li);
+    }
+  });
+  return li;
+}
+
+function fillCard(li, guest, index) {
+  li.querySelector(".label").textContent = guest.label || guest.name;
+  li.querySelector(".email").textContent = guest.email || "";
+  li.querySelector(".since").dataset.knockedAt = String(guest.knocked_at || Date.now());
+  li.querySelector(".since").textContent = waitedFor(guest.knocked_at);
+  li.querySelector(".pos").textContent = `#${index + 1}`;
+  li.querySelector(".opts").replaceChildren(...optionChips(guest.options));
+  li.setAttribute("aria-label", `${guest.label || guest.name}, number ${index + 1} in line`);
+  const inMeeting = client?.presence.state === "in_meeting";
+  const merge = li.querySelector('[data-action="merge"]');
+  merge.disabled = !inMeeting || li.dataset.busy === "1";
+  merge.title = inMeeting ? "Add to your current meeting" : "Set your status to “In a meeting” to merge";
+}
+
+function render() {
+  const list = client ? client.list() : [];
+  const queue = $("queue");
+  const seen = new Set();
+  list.forEach((guest, index) => {
+    seen.add(guest.id);
+    let li = cards.get(guest.id);
+    if (!li) {
+      li = makeCard(guest);
+      cards.set(guest.id, li);
+    }
+    fillCard(li, guest, index);
+    if (queue.children[index] !== li) queue.insertBefore(li, queue.children[index] || null);
+  });
+  for (const [id, li] of cards) {
+    if (!seen.has(id)) {
+      const hadFocus = li.contains(document.activeElement);
+      li.remove();
+      cards.delete(id);
+      if (hadFocus) $("queue-title").focus();
+    }
+  }
+  $("count").textContent = String(list.length);
+  $("empty").hidden = list.length > 0;
+  $("admit-all").disabled = list.length === 0;
+  document.title = list.length ? `(${list.length}) Foyer console` : "Foyer console";
+}
+
+function tick() {
+  for (const since of document.querySelectorAll(".guest-card .since")) {
+    since.textContent = waitedFor(Number(since.dataset.knockedAt));
+  }
+}
+
+async function act(guestId, action, li) {
+  if (!client) return;
+  const input = li.querySelector(".extra input");
+  const text = input.value.trim();
+  const buttons = li.querySelectorAll("button[data-action]");
+  if (action === "message" && !text) {
+    say("Type a line to send first.", true);
+    input.focus();
+    return;
+  }
+  li.dataset.busy = "1";
+  for (const button of buttons) button.disabled = true;
+  try {
+    switch (action) {
+      case "admit":
+        await client.admit(guestId);
+        break;
+      case "merge":
+        await client.merge(guestId);
+        break;
+      case "new_meeting":
+        await client.newMeeting(guestId, text || undefined);
+        break;
+      case "busy":
+        await client.busy(guestId, text || undefined);
+        break;
+      case "deny":
+        await client.deny(guestId, text || undefined);
+        break;
+      case "message":
+        await client.message(guestId, text);
+        input.value = "";
+        say("Line sent.");
+        break;
+      default:
+        break;
+    }
+  } catch (err) {
+    say(describe(err), true);
+  } finally {
+    delete li.dataset.busy;
+    if (li.isConnected) {
+      for (const button of buttons) button.disabled = false;
+      const guest = client.waiting.get(guestId);
+      if (guest) fillCard(li, guest, client.list().indexOf(guest));
+    }
+  }
+}
+
+// ---- presence and policy ---------------------------------------------------
+
+function showPresence(presence) {
+  const form = $("presence-form");
+  for (const radio of form.elements.state) radio.checked = radio.value === presence.state;
+  $("meeting-fields").hidden = presence.state !== "in_meeting";
+  if (presence.state === "in_meeting" && presence.meeting) {
+    $("meeting-id").value = presence.meeting.id || "";
+    $("meeting-url").value = presence.meeting.url || "";
+    $("meeting-title").value = presence.meeting.title || "";
+  }
+  const words = { available: "Available", in_meeting: "In a meeting", away: "Away" };
+  const meeting = presence.meeting?.title || presence.meeting?.id;
+  $("presence-now").textContent =
+    `Now: ${words[presence.state] || presence.state}` + (presence.state === "in_meeting" && meeting ? ` (${meeting})` : "");
+  render();
+}
+
+function showPolicy(policy) {
+  if (!policy) return;
+  $("policy-form").hidden = false;
+  $("locked").checked = Boolean(policy.locked);
+  if (policy.bypass) $("bypass").value = policy.bypass;
+}
+
+$("presence-form").addEventListener("change", (event) => {
+  if (event.target.name === "state") $("meeting-fields").hidden = event.target.value !== "in_meeting";
+});
+
+$("presence-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!client) return;
+  const state = $("presence-form").elements.state.value;
+  let meeting;
+  if (state === "in_meeting") {
+    const id = $("meeting-id").value.trim();
+    if (!id) {
+      say("A meeting id is needed for “In a meeting”.", true);
+      $("meeting-id").focus();
+      return;
+    }
+    meeting = { id };
+    const url = $("meeting-url").value.trim();
+    const title = $("meeting-title").value.trim();
+    if (url) meeting.url = url;
+    if (title) meeting.title = title;
+  }
+  try {
+    await client.setPresence(state, meeting);
+    say("Status updated.");
+  } catch (err) {
+    say(describe(err), true);
+  }
+});
+
+async function sendPolicy() {
+  if (!client) return;
+  const policy = { locked: $("locked").checked, bypass: $("bypass").value };
+  try {
+    await client.setPolicy(policy);
+    say(policy.locked ? "Waiting room locked." : "Lobby settings saved.");
+  } catch (err) {
+    if (err instanceof FoyerError && err.code === "bad_message") {
+      say("This server does not support changing lobby settings yet.", true);
+    } else {
+      say(describe(err), true);
+    }
+    showPolicy(client.policy);
+  }
+}
+$("locked").addEventListener("change", sendPolicy);
+$("bypass").addEventListener("change", sendPolicy);
+
+$("admit-all").addEventListener("click", async () => {
+  if (!client) return;
+  $("admit-all").disabled = true;
+  try {
+    await client.admitAll();
+    say("Everyone was admitted.");
+  } catch (err) {
+    say(describe(err), true);
+  } finally {
+    render();
+  }
+});
+
+// ---- sign in / out ---------------------------------------------------------
+
+function showSignin(message) {
+  $("signin").hidden = false;
+  $("console").hidden = true;
+  $("signout").hidden = true;
+  $("who").textContent = "";
+  setConn("idle");
+  if (message) say(message, true);
+  $("token").focus();
+}
+
+function connect(token) {
+  client?.close();
+  cards.clear();
+  $("queue").replaceChildren();
+  $("signin").hidden = true;
+  $("console").hidden = false;
+  $("signout").hidden = false;
+  const sub = claims(token).sub;
+  $("who").textContent = sub ? `as ${sub}` : "";
+
+  client = new HostClient({
+    // Read the token on every (re)connect: another sign-in replaces it.
+    getToken: () => storedToken() || token,
+  });
+  client.on("state", setConn);
+  client.on("welcome", (frame) => {
+    $("who").textContent = `as ${frame.host}`;
+    say("");
+    showPolicy(frame.policy);
+  });
+  client.on("presence", showPresence);
+  client.on("settings", ({ policy }) => showPolicy(policy));
+  client.on("change", render);
+  client.on("join_request", (frame, isNew) => {
+    if (isNew) alertKnock(frame.guest);
+  });
+  client.on("guest_left", (frame) => {
+    const why = { cancelled: "left", disconnected: "lost the connection", expired: "timed out" };
+    say(`A guest ${why[frame.reason] || "left"}.`);
+  });
+  client.on("error", (err) => say(describe(err), true));
+  client.on("unauthorized", () => {
+    client = null;
+    forgetToken();
+    showSignin("That token was refused (expired or not valid). Paste a fresh one.");
+  });
+  client.connect();
+}
+
+$("signin-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const token = $("token").value.trim();
+  if (!token) return;
+  try {
+    sessionStorage.setItem(TOKEN_KEY, token);
+  } catch {
+    // Token only lives in memory.
+  }
+  $("token").value = "";
+  connect(token);
+});
+
+$("signout").addEventListener("click", () => {
+  client?.close();
+  client = null;
+  forgetToken();
+  cards.clear();
+  $("queue").replaceChildren();
+  document.title = "Foyer console";
+  showSignin();
+  say("Signed out.");
+});
+
+$("mute").addEventListener("click", () => setMuted(!alerts.muted));
+$("notify").addEventListener("click", async () => {
+  try {
+    await Notification.requestPermission();
+  } finally {
+    updateNotifyButton();
+  }
+});
+
+// The first user gesture unlocks audio (autoplay rules).
+document.addEventListener(
+  "pointerdown",
+  () => {
+    try {
+      audio = audio || new AudioContext();
+      audio.resume();
+    } catch {
+      // No audio.
+    }
+  },
+  { once: true },
+);
+
+try {
+  setMuted(localStorage.getItem(MUTE_KEY) === "1");
+} catch {
+  setMuted(false);
+}
+updateNotifyButton();
+setInterval(tick, 1000);
+
+const token = takeTokenFromFragment() || storedToken();
+if (token) connect(token);
+else showSignin();

@@ -1,0 +1,266 @@
+// <foyer-knock>: an embeddable knock button for a Foyer personal link.
+//
+//   <script type="module" src="https://foyer.example.com/static/foyer-widget.js"></script>
+//   <foyer-knock link="ada-lovelace"></foyer-knock>
+//
+// Attributes:
+//   link      the personal link's slug (required)
+//   server    Foyer's base URL (default: where this script was loaded from)
+//   options   link options as a query string, e.g. "title=Intro&duration=15"
+//   target    where the meeting opens: "_top" (default, this page) or "_blank"
+//   label     the button text (default: "Knock for <host name>")
+//
+// Everything renders in a shadow root so the page's CSS cannot break it.
+// DOM events (bubbling, composed): foyer-waiting, foyer-position,
+// foyer-message, foyer-outcome; and foyer-admitted, which is cancelable:
+// call preventDefault() to handle the meeting URL yourself.
+import { GuestClient, fetchLink, optionsFromQuery } from "./foyer.js";
+
+const DEFAULT_SERVER = new URL(".", import.meta.url).href.replace(/\/static\/$/, "");
+
+const STYLE = `
+:host { all: initial; display: inline-block; max-width: 100%; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; color: #1d1f23; }
+* { box-sizing: border-box; }
+[hidden] { display: none !important; }
+.box { background: #fff; border: 1px solid #dcd8d0; border-radius: 10px; padding: 14px 16px; width: 20rem; max-width: 100%; }
+.box.closed { border: 0; padding: 0; background: transparent; width: auto; }
+h2 { font-size: 1.05rem; margin: 0 0 8px; }
+p { margin: 0 0 8px; }
+.muted { color: #5d6470; }
+label { display: block; font-weight: 600; margin: 0 0 3px; }
+input { font: inherit; width: 100%; padding: 8px 10px; border: 1px solid #aaa49a; border-radius: 8px; margin: 0 0 10px; color: inherit; background: #fff; }
+button, a.button { font: inherit; font-weight: 600; display: inline-flex; align-items: center; justify-content: center; min-height: 40px; padding: 6px 14px; border-radius: 8px; border: 1px solid #aaa49a; background: #fff; color: #1d1f23; cursor: pointer; text-decoration: none; }
+button.primary, a.button.primary { background: #2a5bd7; border-color: #2a5bd7; color: #fff; }
+button:focus-visible, a.button:focus-visible, input:focus-visible { outline: none; box-shadow: 0 0 0 3px #f5b400; }
+.row { display: flex; flex-wrap: wrap; gap: 8px; }
+.place strong { font-size: 1.3rem; }
+ul { list-style: none; margin: 8px 0; padding: 0; }
+li { background: #eef3ff; border-radius: 8px; padding: 6px 10px; margin: 0 0 6px; }
+.error { color: #b3261e; }
+`;
+
+const TEMPLATE = `
+<div class="box closed" part="box">
+  <button class="primary open" part="button" type="button">Knock</button>
+  <form class="form" hidden novalidate>
+    <h2 class="title" tabindex="-1">Knock</h2>
+    <label for="name">Your name</label>
+    <input id="name" name="name" autocomplete="name" required maxlength="100">
+    <label for="email">Email <span class="muted">(optional)</span></label>
+    <input id="email" name="email" type="email" autocomplete="email" maxlength="254">
+    <p class="error name-error" role="alert" hidden>Please enter your name.</p>
+    <div class="row">
+      <button class="primary" type="submit">Knock</button>
+      <button class="back" type="button">Cancel</button>
+    </div>
+  </form>
+  <section class="waiting" hidden>
+    <h2 class="title" tabindex="-1">Waiting</h2>
+    <p class="status" role="status" aria-live="polite"></p>
+    <p class="place">Your place in line: <strong class="position">–</strong></p>
+    <p class="conn muted" role="status" aria-live="polite"></p>
+    <ul class="messages" aria-live="polite"></ul>
+    <button class="cancel" type="button">Leave</button>
+  </section>
+  <section class="outcome" hidden>
+    <h2 class="title" tabindex="-1"></h2>
+    <p class="text" role="status"></p>
+    <p class="message muted" hidden></p>
+    <div class="row">
+      <a class="button primary join" hidden rel="noopener">Join the meeting</a>
+      <button class="again" type="button" hidden>Knock again</button>
+    </div>
+  </section>
+</div>
+`;
+
+function safeUrl(raw) {
+  try {
+    const url = new URL(raw, location.href);
+    return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
+export class FoyerKnock extends HTMLElement {
+  static observedAttributes = ["link", "server", "label"];
+
+  constructor() {
+    super();
+    this.root = this.attachShadow({ mode: "open" });
+    this.root.innerHTML = `<style>${STYLE}</style>${TEMPLATE}`;
+    this.client = null;
+    this.hostName = null;
+    this._q = (selector) => this.root.querySelector(selector);
+    this._q(".open").addEventListener("click", () => this._view("form"));
+    this._q(".back").addEventListener("click", () => this._view("closed"));
+    this._q(".again").addEventListener("click", () => this._view("form"));
+    this._q(".cancel").addEventListener("click", () => this.client?.cancel());
+    this._q(".form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      this._knock();
+    });
+  }
+
+  get server() {
+    return this.getAttribute("server") || DEFAULT_SERVER;
+  }
+
+  get link() {
+    return this.getAttribute("link") || "";
+  }
+
+  connectedCallback() {
+    this._loadHost();
+    this._label();
+  }
+
+  disconnectedCallback() {
+    if (this.client && !this.client.outcome) this.client.cancel();
+    this.client = null;
+  }
+
+  attributeChangedCallback(name, oldValue, newValue) {
+    if (oldValue === newValue || !this.isConnected) return;
+    if (name === "link" || name === "server") this._loadHost();
+    this._label();
+  }
+
+  async _loadHost() {
+    const link = this.link;
+    if (!link) return;
+    try {
+      const info = await fetchLink(link, { server: this.server });
+      if (link !== this.link) return;
+      this.hostName = info.host_name || null;
+    } catch (err) {
+      // Cross-origin reads may be refused; the knock itself still works.
+      if (err?.code === "unknown_link") this.hostName = null;
+    }
+    this._label();
+  }
+
+  _label() {
+    const text = this.getAttribute("label") || (this.hostName ? `Knock for ${this.hostName}` : "Knock");
+    this._q(".open").textContent = text;
+    this._q(".form .title").textContent = this.hostName ? `Knock for ${this.hostName}` : "Knock";
+  }
+
+  _view(name, focus = true) {
+    this._q(".box").classList.toggle("closed", name === "closed");
+    this._q(".open").hidden = name !== "closed";
+    for (const view of ["form", "waiting", "outcome"]) this._q(`.${view}`).hidden = view !== name;
+    this.dataset.state = name;
+    if (!focus) return;
+    if (name === "form") this._q("#name").focus();
+    else if (name === "closed") this._q(".open").focus();
+    else this._q(`.${name} .title`).focus();
+  }
+
+  _fire(type, detail, cancelable = false) {
+    return this.dispatchEvent(new CustomEvent(type, { detail, bubbles: true, composed: true, cancelable }));
+  }
+
+  _knock() {
+    const name = this._q("#name").value.trim();
+    const email = this._q("#email").value.trim() || undefined;
+    if (!name) {
+      this._q(".name-error").hidden = false;
+      this._q("#name").focus();
+      return;
+    }
+    this._q(".name-error").hidden = true;
+    const who = this.hostName || "The host";
+    const { options, session } = optionsFromQuery(this.getAttribute("options") || "");
+    this.client?.close();
+    this._q(".messages").replaceChildren();
+    this._q(".position").textContent = "–";
+    this._q(".status").textContent = "Knocking…";
+    this._q(".conn").textContent = "";
+    this._q(".waiting .title").textContent = this.hostName ? `Waiting for ${this.hostName}` : "Waiting";
+    this._view("waiting");
+
+    const client = new GuestClient({ server: this.server, slug: this.link, name, email, options, session });
+    this.client = client;
+    client.on("waiting", (frame) => {
+      this.dataset.guest = frame.guest;
+      this._q(".status").textContent = frame.host_online
+        ? `${who} knows you're here.`
+        : `${who} isn't online right now, but has been told you're waiting.`;
+      this._q(".position").textContent = String(frame.position);
+      this._q(".conn").textContent = frame.resumed ? "Reconnected — you kept your place." : "";
+      this._fire("foyer-waiting", { guest: frame.guest, position: frame.position });
+    });
+    client.on("position", ({ position }) => {
+      this._q(".position").textContent = String(position);
+      this._fire("foyer-position", { position });
+    });
+    client.on("message", ({ text }) => {
+      const item = document.createElement("li");
+      item.textContent = `${who}: ${text}`;
+      this._q(".messages").append(item);
+      this._fire("foyer-message", { text });
+    });
+    client.on("state", (state) => {
+      if (state === "reconnecting") this._q(".conn").textContent = "Connection lost — reconnecting…";
+    });
+    client.on("outcome", (frame) => this._outcome(frame, who));
+    client.connect();
+  }
+
+  _navigate(url) {
+    try {
+      window.top.location.assign(url);
+    } catch {
+      // A cross-origin frame may not steer its top window.
+      window.location.assign(url);
+    }
+  }
+
+  _outcome(frame, who) {
+    this._fire("foyer-outcome", frame);
+    const show = (title, text, { message, url, again = false } = {}) => {
+      this.dataset.outcome = frame.type === "error" ? frame.code : frame.type;
+      this._q(".outcome .title").textContent = title;
+      this._q(".outcome .text").textContent = text;
+      const quote = this._q(".outcome .message");
+      quote.hidden = !message;
+      quote.textContent = message ? `“${message}”` : "";
+      const join = this._q(".join");
+      join.hidden = !url;
+      if (url) {
+        join.href = url;
+        join.target = this.getAttribute("target") === "_blank" ? "_blank" : "_top";
+      }
+      this._q(".again").hidden = !again;
+      this._view("outcome");
+    };
+    switch (frame.type) {
+      case "admitted": {
+        const url = safeUrl(frame.meeting?.url);
+        show("You're in", url ? "Taking you to the meeting…" : `${who} let you in.`, { url });
+        if (url && this._fire("foyer-admitted", frame, true)) {
+          if (this.getAttribute("target") === "_blank") window.open(url, "_blank", "noopener");
+          else setTimeout(() => this._navigate(url), 300);
+        }
+        break;
+      }
+      case "busy":
+        show("Busy right now", `${who} is busy right now.`, { message: frame.message, again: true });
+        break;
+      case "denied":
+        show("Not admitted", `${who} can't let you in.`, { message: frame.message });
+        break;
+      case "cancelled":
+        show("You left", "You left the waiting room.", { again: true });
+        break;
+      default:
+        if (frame.code === "locked") show("Room locked", "The waiting room is locked right now.", { again: true });
+        else if (frame.code === "unknown_link") show("Unknown link", "This link does not lead to anyone.");
+        else show("Something went wrong", "The waiting room refused this request.", { message: frame.message, again: true });
+    }
+  }
+}
+
+if (!customElements.get("foyer-knock")) customElements.define("foyer-knock", FoyerKnock);

@@ -1,0 +1,233 @@
+// The guest page at /l/{slug}: knock form, waiting state, outcome.
+import { GuestClient, fetchLink, optionsFromQuery } from "./foyer.js";
+
+const $ = (id) => document.getElementById(id);
+const app = $("app");
+const slug = app.dataset.slug;
+const { options, session } = optionsFromQuery(location.search);
+let hostName = slug;
+let client = null;
+
+// Exposed for debugging and for the browser tests (drop / inspect).
+window.foyer = { get client() { return client; } };
+
+function show(view, heading) {
+  for (const section of document.querySelectorAll(".view")) {
+    section.hidden = section.dataset.view !== view;
+  }
+  app.setAttribute("aria-busy", "false");
+  app.dataset.state = view;
+  if (heading) {
+    $("heading").textContent = heading;
+    document.title = `${heading} · Foyer`;
+  }
+}
+
+function focusHeading() {
+  $("heading").focus({ preventScroll: false });
+}
+
+function setHost(link) {
+  hostName = link.host_name || slug;
+  $("host-name").textContent = hostName;
+  const badge = $("host-status");
+  badge.hidden = false;
+  badge.textContent = link.host_online ? "online" : "offline";
+  badge.className = `badge ${link.host_online ? "ok" : "off"}`;
+}
+
+function outcome(kind, text, { message, url, retry = false, heading } = {}) {
+  show("outcome", heading || text);
+  app.dataset.outcome = kind;
+  $("outcome-text").textContent = text;
+  const quote = $("outcome-message");
+  quote.hidden = !message;
+  quote.textContent = message ? `“${message}” — ${hostName}` : "";
+  const join = $("join");
+  join.hidden = !url;
+  if (url) join.href = url;
+  $("retry").hidden = !retry;
+  focusHeading();
+}
+
+/** Only ever navigate to http(s) URLs the server handed out. */
+function safeUrl(raw) {
+  try {
+    const url = new URL(raw, location.href);
+    return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
+function positionText(position) {
+  if (position === 1) return "1 (you're next)";
+  return position == null ? "–" : String(position);
+}
+
+function waitingText(online) {
+  return online
+    ? `${hostName} knows you're here and will let you in soon.`
+    : `${hostName} isn't online right now, but has been told you're waiting.`;
+}
+
+function addMessage(text) {
+  const item = document.createElement("li");
+  const who = document.createElement("span");
+  who.className = "who";
+  who.textContent = `${hostName}: `;
+  item.append(who, document.createTextNode(text));
+  $("messages").append(item);
+}
+
+function knock(name, email) {
+  client?.close();
+  $("messages").replaceChildren();
+  $("ignored").hidden = true;
+  $("position").textContent = "–";
+  $("connection").textContent = "Knocking…";
+  $("waiting-text").textContent = "Knocking…";
+  show("waiting", `Waiting for ${hostName}`);
+  focusHeading();
+
+  client = new GuestClient({ slug, name, email, options, session });
+  client.on("waiting", (frame) => {
+    $("waiting-text").textContent = waitingText(frame.host_online);
+    $("position").textContent = positionText(frame.position);
+    $("connection").textContent = frame.resumed ? "Reconnected — you kept your place." : "";
+    app.dataset.guest = frame.guest;
+    if (Array.isArray(frame.ignored) && frame.ignored.length) {
+      const note = $("ignored");
+      note.hidden = false;
+      note.textContent = `Some link options were not valid and were ignored: ${frame.ignored.join(", ")}.`;
+    }
+  });
+  client.on("position", ({ position }) => {
+    $("position").textContent = positionText(position);
+  });
+  client.on("message", ({ text }) => addMessage(text));
+  client.on("requeued", () => {
+    $("connection").textContent = "You were away too long and have knocked again.";
+  });
+  client.on("state", (state) => {
+    if (state === "reconnecting") $("connection").textContent = "Connection lost — reconnecting…";
+  });
+  client.on("rate_limited", () => {
+    $("connection").textContent = "Too many attempts — trying again shortly…";
+  });
+  client.on("outcome", (frame) => {
+    switch (frame.type) {
+      case "admitted": {
+        const url = safeUrl(frame.meeting?.url);
+        outcome("admitted", `${hostName} let you in.`, {
+          heading: "You're in",
+          url: url || undefined,
+        });
+        if (url) {
+          $("outcome-text").textContent = `${hostName} let you in. Taking you to the meeting…`;
+          setTimeout(() => location.assign(url), 300);
+        }
+        break;
+      }
+      case "busy":
+        outcome("busy", `${hostName} is busy right now.`, {
+          heading: "Busy right now",
+          message: frame.message,
+          retry: true,
+        });
+        break;
+      case "denied":
+        outcome("denied", `${hostName} can't let you in.`, {
+          heading: "Not admitted",
+          message: frame.message,
+        });
+        break;
+      case "cancelled":
+        outcome("cancelled", "You left the waiting room.", { heading: "You left", retry: true });
+        break;
+      case "error":
+        if (frame.code === "locked") {
+          outcome("locked", `${hostName}'s waiting room is locked: no new guests right now.`, {
+            heading: "Room locked",
+            retry: true,
+          });
+        } else if (frame.code === "unknown_link") {
+          unknownLink();
+        } else {
+          outcome("error", "Sorry, the waiting room refused this request.", {
+            heading: "Something went wrong",
+            message: frame.message,
+            retry: true,
+          });
+        }
+        break;
+      default:
+        break;
+    }
+  });
+  client.connect();
+}
+
+function unknownLink() {
+  outcome("unknown_link", "This link does not lead to anyone. Please check the address.", {
+    heading: "Unknown link",
+  });
+  $("host-line").hidden = true;
+}
+
+$("knock-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const name = $("name").value.trim();
+  const email = $("email").value.trim() || undefined;
+  const error = $("name-error");
+  if (!name) {
+    error.hidden = false;
+    $("name").setAttribute("aria-invalid", "true");
+    $("name").focus();
+    return;
+  }
+  error.hidden = true;
+  $("name").removeAttribute("aria-invalid");
+  try {
+    sessionStorage.setItem("foyer.guest", JSON.stringify({ name, email: email || "" }));
+  } catch {
+    // Storage may be unavailable (private mode); the form works without it.
+  }
+  knock(name, email);
+});
+
+$("cancel").addEventListener("click", () => client?.cancel());
+$("retry").addEventListener("click", () => {
+  show("form", `Knock for ${hostName}`);
+  $("name").focus();
+});
+
+async function start() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem("foyer.guest") || "null");
+    if (saved) {
+      $("name").value = saved.name || "";
+      $("email").value = saved.email || "";
+    }
+  } catch {
+    // Ignore unreadable storage.
+  }
+  if (options.title) {
+    const topic = $("topic");
+    topic.hidden = false;
+    topic.textContent = `Topic: ${options.title}`;
+  }
+  try {
+    setHost(await fetchLink(slug));
+  } catch (err) {
+    if (err.code === "unknown_link" || err.code === "http_404") {
+      unknownLink();
+      return;
+    }
+    // The API is unreachable: the knock itself will tell us more.
+  }
+  show("form", `Knock for ${hostName}`);
+  $("name").focus();
+}
+
+start();
