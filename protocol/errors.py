@@ -1,0 +1,168 @@
+"""The one exception tree of Foyer, and the wire codes it maps to.
+
+    FoyerError
+    ├── ProtocolError            carries a wire ``ErrorCode`` (PROTOCOL.md, Errors)
+    │   ├── BadFrame             not decodable
+    │   ├── FrameTooLarge        over the 64 KiB limit
+    │   ├── BadMessage           wrong type or fields
+    │   ├── Unauthorized         bad, missing or expired token
+    │   ├── UnknownLink          no host behind the slug
+    │   ├── UnknownGuest         no such guest waiting
+    │   ├── AlreadyResolved      another reply won
+    │   ├── NotInMeeting         merge without in_meeting
+    │   ├── Locked               the link refuses knocks
+    │   ├── RateLimited          over a knock limit
+    │   └── InternalError        anything unexpected (no detail on the wire)
+    ├── InvalidTransition        a lobby event the state table does not allow
+    └── InvalidSlug              a custom slug breaks a rule (HTTP 422)
+
+Reply errors (``ErrorCode``) and close codes (``CloseCode``) are two separate
+code spaces, as in centrifuge. The message of a ``ProtocolError`` is written
+for people and never holds exception text.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+
+class ErrorCode(StrEnum):
+    BAD_FRAME = "bad_frame"
+    BAD_MESSAGE = "bad_message"
+    UNAUTHORIZED = "unauthorized"
+    UNKNOWN_LINK = "unknown_link"
+    UNKNOWN_GUEST = "unknown_guest"
+    ALREADY_RESOLVED = "already_resolved"
+    NOT_IN_MEETING = "not_in_meeting"
+    LOCKED = "locked"
+    RATE_LIMITED = "rate_limited"
+    TOO_LARGE = "too_large"
+    INTERNAL = "internal"
+
+
+class CloseCode(IntEnum):
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    POLICY = 1008
+    TOO_LARGE = 1009
+    INTERNAL = 1011
+    UNAUTHORIZED = 4001
+    UNKNOWN_LINK = 4004
+    HANDSHAKE_TIMEOUT = 4008
+    SLOW_CONSUMER = 4013
+    RATE_LIMITED = 4029
+    LOCKED = 4423
+
+
+class FoyerError(Exception):
+    """Root of every error Foyer raises on purpose."""
+
+
+class ProtocolError(FoyerError):
+    """An error with a wire code; ``str(exc)`` is safe to show to a peer."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+    default_message = "internal error"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.default_message)
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class BadFrame(ProtocolError):
+    code = ErrorCode.BAD_FRAME
+    default_message = "frame could not be decoded"
+
+
+class FrameTooLarge(ProtocolError):
+    code = ErrorCode.TOO_LARGE
+    default_message = "frame is larger than 64 KiB"
+
+
+class BadMessage(ProtocolError):
+    code = ErrorCode.BAD_MESSAGE
+    default_message = "message has a wrong type or fields"
+
+
+class Unauthorized(ProtocolError):
+    code = ErrorCode.UNAUTHORIZED
+    default_message = "unauthorized"
+
+
+class UnknownLink(ProtocolError):
+    code = ErrorCode.UNKNOWN_LINK
+    default_message = "no host has this link"
+
+
+class UnknownGuest(ProtocolError):
+    code = ErrorCode.UNKNOWN_GUEST
+    default_message = "no such guest is waiting"
+
+
+class AlreadyResolved(ProtocolError):
+    code = ErrorCode.ALREADY_RESOLVED
+    default_message = "this guest was already answered"
+
+
+class NotInMeeting(ProtocolError):
+    code = ErrorCode.NOT_IN_MEETING
+    default_message = "merge needs presence in_meeting with a meeting"
+
+
+class Locked(ProtocolError):
+    code = ErrorCode.LOCKED
+    default_message = "this link is locked"
+
+
+class RateLimited(ProtocolError):
+    code = ErrorCode.RATE_LIMITED
+    default_message = "too many knocks, try again in a minute"
+
+
+class InternalError(ProtocolError):
+    code = ErrorCode.INTERNAL
+    default_message = "internal error"
+
+
+class InvalidTransition(FoyerError):
+    """h11-style: can't handle EVENT when STATE."""
+
+
+class InvalidSlug(FoyerError):
+    """A requested slug breaks the rule named in the message."""
+
+
+_BY_CODE: dict[str, type[ProtocolError]] = {
+    cls.code.value: cls
+    for cls in (
+        BadFrame,
+        FrameTooLarge,
+        BadMessage,
+        Unauthorized,
+        UnknownLink,
+        UnknownGuest,
+        AlreadyResolved,
+        NotInMeeting,
+        Locked,
+        RateLimited,
+        InternalError,
+    )
+}
+
+
+def error_for_code(code: str, message: str | None = None) -> ProtocolError:
+    """Rebuild the exception for a wire code (used by the store and the client)."""
+    return _BY_CODE.get(code, InternalError)(message)
+
+
+CLOSE_FOR_CODE: dict[ErrorCode, CloseCode] = {
+    ErrorCode.UNAUTHORIZED: CloseCode.UNAUTHORIZED,
+    ErrorCode.UNKNOWN_LINK: CloseCode.UNKNOWN_LINK,
+    ErrorCode.LOCKED: CloseCode.LOCKED,
+    ErrorCode.RATE_LIMITED: CloseCode.RATE_LIMITED,
+    ErrorCode.TOO_LARGE: CloseCode.TOO_LARGE,
+    ErrorCode.INTERNAL: CloseCode.INTERNAL,
+}

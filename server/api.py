@@ -1,0 +1,237 @@
+"""The HTTP API (JSON in, JSON out; every error is ``{code, message}``).
+
+Bodies are validated by pydantic models, which also describe the API in
+``/openapi.json``. Integrator endpoints need ``Authorization: Bearer
+<FOYER_API_KEY>``; ``/api/links/{slug}`` and ``/healthz`` are public.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from protocol.errors import BadMessage, FoyerError, InvalidSlug, UnknownLink
+from protocol.messages import HOST_ID_RE
+from server.auth import same_secret
+from server.host_settings import SettingsPatch, validation_message
+from server.node import Node
+from server.store import HostExists, SlugTaken
+
+log = logging.getLogger("foyer.api")
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ApiError(FoyerError):
+    """An HTTP error with a status, a code and a message for people."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=status)
+
+
+# ---------------------------------------------------------------- request bodies
+
+
+class HostCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=HOST_ID_RE.pattern, description="the host id (JWT sub)")
+    name: str = Field(min_length=1, max_length=100)
+    email: str | None = Field(default=None, max_length=254)
+
+
+class SlugChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    slug: str = Field(max_length=200)
+
+
+class SessionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=1, max_length=200)
+    starts_at: int = Field(ge=0, le=2**53, description="ms since the Unix epoch, UTC")
+    duration: int = Field(ge=1, le=1440, description="minutes")
+
+
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ttl: int = Field(default=12 * 3600, ge=60, le=30 * 24 * 3600, description="seconds")
+
+
+class GuestTokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    ttl: int = Field(default=3600, ge=60, le=7 * 24 * 3600, description="seconds")
+
+
+async def _body(request: Request, model: type[BaseModel], *, optional: bool = False) -> Any:
+    raw = await request.body()
+    if not raw.strip() and optional:
+        raw = b"{}"
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "bad_request", "the body must be JSON") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid", validation_message(exc)) from None
+
+
+def _node(request: Request) -> Node:
+    node: Node = request.app.state.node
+    return node
+
+
+def _authorize(request: Request) -> None:
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    expected = _node(request).settings.api_key or ""
+    if scheme.lower() != "bearer" or not key or not same_secret(key.strip(), expected):
+        raise ApiError(401, "unauthorized", "missing or wrong API key (Authorization: Bearer)")
+
+
+def _base_url(request: Request) -> str:
+    public = _node(request).settings.public_url
+    return (public or str(request.base_url)).rstrip("/")
+
+
+def _host_view(request: Request, record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": record["id"], "name": record["name"], "email": record["email"],
+        "slug": record["slug"], "link": f"{_base_url(request)}/l/{record['slug']}",
+        "settings": record["settings"],
+    }
+
+
+def _host_id(request: Request) -> str:
+    host = request.path_params["host"]
+    if not HOST_ID_RE.match(host):
+        raise ApiError(404, "not_found", "no such host")
+    return str(host)
+
+
+async def _require_host(request: Request) -> dict[str, Any]:
+    record = await _node(request).store.get_host(_host_id(request))
+    if record is None:
+        raise ApiError(404, "not_found", "no such host")
+    return record
+
+
+# --------------------------------------------------------------------- handlers
+
+
+async def create_host(request: Request) -> Response:
+    _authorize(request)
+    body = await _body(request, HostCreate)
+    try:
+        record = await _node(request).store.create_host(body.id, body.name.strip(), body.email)
+    except HostExists:
+        raise ApiError(409, "conflict", "a host with this id exists") from None
+    return JSONResponse(_host_view(request, record), status_code=201)
+
+
+async def get_host(request: Request) -> Response:
+    _authorize(request)
+    return JSONResponse(_host_view(request, await _require_host(request)))
+
+
+async def host_token(request: Request) -> Response:
+    _authorize(request)
+    record = await _require_host(request)
+    body = await _body(request, TokenRequest, optional=True)
+    token = _node(request).tokens.host_token(record["id"], body.ttl)
+    return JSONResponse({"token": token, "expires_at": int((time.time() + body.ttl) * 1000)})
+
+
+async def change_slug(request: Request) -> Response:
+    _authorize(request)
+    record = await _require_host(request)
+    body = await _body(request, SlugChange)
+    try:
+        slug = await _node(request).store.change_slug(record["id"], body.slug)
+    except InvalidSlug as exc:
+        raise ApiError(422, "invalid_slug", str(exc)) from None
+    except SlugTaken:
+        raise ApiError(409, "slug_taken", "this slug belongs to another host") from None
+    record["slug"] = slug
+    return JSONResponse(_host_view(request, record))
+
+
+async def patch_settings(request: Request) -> Response:
+    _authorize(request)
+    record = await _require_host(request)
+    body = await _body(request, SettingsPatch)
+    try:
+        await _node(request).settings_service.update(
+            record["id"], body.model_dump(exclude_unset=True))
+    except BadMessage as exc:
+        raise ApiError(422, "invalid", exc.message) from None
+    except UnknownLink:
+        raise ApiError(404, "not_found", "no such host") from None
+    return JSONResponse(_host_view(request, await _require_host(request)))
+
+
+async def create_session(request: Request) -> Response:
+    _authorize(request)
+    record = await _require_host(request)
+    body = await _body(request, SessionCreate)
+    ends_ms = body.starts_at + body.duration * 60_000
+    ttl_s = int(max(0, ends_ms - time.time() * 1000) / 1000) + 24 * 3600
+    session = {"title": body.title, "starts_at": body.starts_at, "duration": body.duration}
+    sid = await _node(request).store.create_session(record["id"], session, ttl_s)
+    link = f"{_base_url(request)}/l/{record['slug']}?s={sid}"
+    return JSONResponse({"id": sid, "link": link, **session}, status_code=201)
+
+
+async def guest_token(request: Request) -> Response:
+    _authorize(request)
+    body = await _body(request, GuestTokenRequest)
+    token = _node(request).tokens.guest_token(body.email, body.name, body.ttl)
+    return JSONResponse({"token": token}, status_code=201)
+
+
+async def link_info(request: Request) -> Response:
+    slug = str(request.path_params["slug"]).lower()
+    store = _node(request).store
+    host = await store.host_for_slug(slug) if len(slug) <= 64 else None
+    record = await store.get_host(host) if host else None
+    if record is None:
+        raise ApiError(404, "unknown_link", "no host has this link")
+    return JSONResponse({"slug": record["slug"], "host_name": record["name"],
+                         "host_online": await store.host_online(record["id"])})
+
+
+async def healthz(request: Request) -> Response:
+    try:
+        ok = await _node(request).store.ping()
+    except Exception:
+        ok = False
+    if ok:
+        return JSONResponse({"status": "ok"})
+    return error_response(503, "unavailable", "the store does not answer")
+
+
+routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/api/hosts", create_host, methods=["POST"]),
+    Route("/api/hosts/{host}", get_host, methods=["GET"]),
+    Route("/api/hosts/{host}/token", host_token, methods=["POST"]),
+    Route("/api/hosts/{host}/slug", change_slug, methods=["PUT"]),
+    Route("/api/hosts/{host}/settings", patch_settings, methods=["PATCH"]),
+    Route("/api/hosts/{host}/sessions", create_session, methods=["POST"]),
+    Route("/api/guest-tokens", guest_token, methods=["POST"]),
+    Route("/api/links/{slug}", link_info, methods=["GET"]),
+]

@@ -1,0 +1,106 @@
+"""Every hot-path Redis command goes through one pipeline per event-loop pass.
+
+redis-py 8 caps a pool at 100 connections (raising, not waiting) and sets a
+5 s socket timeout (DESIGN.md, Hot path). So commands are queued, and one
+flusher task sends whatever accumulated while the previous batch was in
+flight as one pipeline on one long-lived connection. Scripts are loaded once
+and called by SHA; after a Redis restart (NOSCRIPT) they are loaded again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, ResponseError
+
+log = logging.getLogger("foyer.batcher")
+
+MAX_BATCH = 512
+
+
+class Batcher:
+    """Queues commands; one task flushes them as pipelines, in order."""
+
+    def __init__(self, redis: Redis, scripts: dict[str, str]) -> None:
+        self.redis = redis
+        self.scripts = scripts  # name -> source
+        self.shas: dict[str, str] = {}
+        self._queue: deque[tuple[tuple[Any, ...], asyncio.Future[Any]]] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.load_scripts()
+        self._task = asyncio.create_task(self._run(), name="foyer-batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        while self._queue:
+            _, fut = self._queue.popleft()
+            if not fut.done():
+                fut.cancel()
+
+    async def load_scripts(self) -> None:
+        for name, source in self.scripts.items():
+            self.shas[name] = await self.redis.script_load(source)
+
+    def call(self, *args: Any) -> asyncio.Future[Any]:
+        """Queue one command; the future gets its reply or its exception."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((args, fut))
+        self._wake.set()
+        return fut
+
+    def script(self, name: str, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        return self.call("EVALSHA", self.shas[name], len(keys), *keys, *args)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH))]
+                try:
+                    await self._send(batch)
+                except Exception as exc:  # the connection failed: fail this batch only
+                    log.warning("redis batch failed: %s", type(exc).__name__)
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+
+    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        results = await self._pipeline([args for args, _ in batch])
+        if any(isinstance(r, NoScriptError) for r in results):
+            await self.load_scripts()
+            retry = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+            again = await self._pipeline([batch[i][0] for i in retry])
+            for i, r in zip(retry, again, strict=True):
+                results[i] = r
+        for (_, fut), result in zip(batch, results, strict=True):
+            if fut.done():
+                continue
+            if isinstance(result, Exception):
+                fut.set_exception(result)
+            else:
+                fut.set_result(result)
+
+    async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        for args in commands:
+            pipe.execute_command(*args)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        return [
+            NoScriptError(str(r)) if isinstance(r, ResponseError)
+            and str(r).startswith("NOSCRIPT") else r
+            for r in results
+        ]

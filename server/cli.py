@@ -1,0 +1,124 @@
+"""``foyer serve``: start Foyer for real.
+
+With no ``FOYER_REDIS_URL`` it starts the embedded Valkey (append-only files
+under ``FOYER_DATA_DIR``), shares it with every worker and stops it on exit.
+With no ``FOYER_SECRET`` / ``FOYER_API_KEY`` it makes dev values, keeps them
+in the data dir and prints them once at start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from redis.asyncio import Redis
+
+from server.config import Settings
+from server.embedded import EmbeddedValkey
+from server.store import HostExists, Store
+
+DEMO_HOST = "demo"
+DEMO_NAME = "Demo Host"
+
+
+def _dev_secrets(data_dir: Path) -> dict[str, str]:
+    path = data_dir / "dev-secrets.json"
+    if path.exists():
+        stored: dict[str, str] = json.loads(path.read_text())
+        return stored
+    values = {"secret": secrets.token_urlsafe(32), "api_key": secrets.token_urlsafe(24)}
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(values))
+    path.chmod(0o600)
+    return values
+
+
+async def _demo(settings: Settings) -> dict[str, Any]:
+    """Make sure the demo host exists; returns its record."""
+    assert settings.redis_url
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        store = Store(redis)
+        record = await store.get_host(DEMO_HOST)
+        if record is None:
+            try:
+                record = await store.create_host(DEMO_HOST, DEMO_NAME, None)
+            except HostExists:
+                record = await store.get_host(DEMO_HOST) or {}
+        return record
+    finally:
+        await redis.aclose()
+
+
+def serve(args: argparse.Namespace) -> int:
+    settings = Settings()
+    env: dict[str, str] = {}
+    generated = []
+    if not settings.secret or not settings.api_key:
+        dev = _dev_secrets(settings.data_dir)
+        if not settings.secret:
+            env["FOYER_SECRET"] = dev["secret"]
+            generated.append("FOYER_SECRET")
+        if not settings.api_key:
+            env["FOYER_API_KEY"] = dev["api_key"]
+            generated.append("FOYER_API_KEY")
+    valkey: EmbeddedValkey | None = None
+    if not settings.redis_url:
+        valkey = EmbeddedValkey(settings.data_dir / "valkey")
+        valkey.start()
+        env["FOYER_REDIS_URL"] = valkey.url
+    os.environ.update(env)
+    settings = Settings()
+    try:
+        base = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
+        where = f"embedded Valkey, data in {settings.data_dir}" if valkey else "FOYER_REDIS_URL"
+        print(f"Foyer on {base}  (store: {where})", flush=True)
+        if generated:
+            print(f"Dev secrets generated and kept in {settings.data_dir / 'dev-secrets.json'}:",
+                  flush=True)
+            print(f"  FOYER_API_KEY={settings.api_key}", flush=True)
+        if settings.demo:
+            from server.auth import Tokens
+
+            record = asyncio.run(_demo(settings))
+            assert settings.secret
+            token = Tokens(settings.secret).host_token(DEMO_HOST)
+            print(f"Host console:  {base}/host#token={token}", flush=True)
+            print(f"Personal link: {base}/l/{record.get('slug', '')}", flush=True)
+        uvicorn.run(
+            "server.app:create_app", factory=True, host=args.host, port=args.port,
+            workers=args.workers if args.workers > 1 else None,
+            loop="uvloop", ws="websockets-sansio", ws_max_size=64 * 1024,
+            ws_per_message_deflate=False, ws_ping_interval=20.0, ws_ping_timeout=20.0,
+            log_level=settings.log_level.lower(), access_log=args.access_log,
+            timeout_graceful_shutdown=5,
+        )
+    finally:
+        if valkey is not None:
+            valkey.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="foyer", description="Foyer signalling server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("serve", help="start Foyer")
+    run.add_argument("--host", default=os.environ.get("FOYER_HOST", "127.0.0.1"))
+    run.add_argument("--port", type=int, default=int(os.environ.get("FOYER_PORT", "8000")))
+    run.add_argument("--workers", type=int, default=1)
+    run.add_argument("--access-log", action="store_true")
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""All configuration in one place: ``FOYER_*`` environment variables.
+
+Defaults are written down in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from protocol.links import DEFAULT_REGIONS
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FOYER_", extra="ignore")
+
+    redis_url: str | None = None  # None: start the embedded Valkey
+    secret: str | None = None  # HS256 key for host (and guest) JWTs
+    api_key: str | None = None  # bearer key of the HTTP API
+    data_dir: Path = Path("./var")
+    meeting_url: str = "https://meet.jit.si/{meeting_id}"
+    public_url: str | None = None  # base URL for links in API answers
+    allowed_origins: str = ""  # comma-separated; same origin always passes
+    trusted_proxies: str = ""  # comma-separated client addresses whose X-Forwarded-For counts
+    knock_limit: int = Field(default=30, ge=0)  # knocks per client address per minute
+    link_knock_limit: int = Field(default=600, ge=0)  # knocks per link per minute
+    regions: str = ",".join(DEFAULT_REGIONS)
+    resume_window: float = Field(default=30.0, gt=0)  # seconds a dropped guest keeps its place
+    hello_timeout: float = Field(default=5.0, gt=0)
+    send_queue: int = Field(default=256, ge=8)  # frames buffered per socket before "slow"
+    log_level: str = "info"
+    demo: bool = True  # create a demo host and print its console URL at start
+
+    @property
+    def origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip()]
+
+    @property
+    def proxy_list(self) -> list[str]:
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
+
+    @property
+    def region_list(self) -> list[str]:
+        return [r.strip().lower() for r in self.regions.split(",") if r.strip()]

@@ -1,0 +1,109 @@
+"""One WebSocket: a bounded send queue and the one task that writes it.
+
+A peer that reads too slowly fills its queue and is disconnected with 4013
+(centrifuge's DisconnectSlow) instead of making us buffer without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.websockets import WebSocket
+
+from protocol.codec import Codec, Frame
+from protocol.errors import CloseCode
+from protocol.messages import Message
+
+log = logging.getLogger("foyer.connection")
+
+
+class Connection:
+    """Frames go through ``send``; ``writer`` owns the socket's output side."""
+
+    __slots__ = ("_close_code", "_paused", "_queue", "_wake", "_writer", "closing", "codec",
+                 "limit", "ws")
+
+    def __init__(self, ws: WebSocket, codec: Codec, limit: int) -> None:
+        self.ws = ws
+        self.codec = codec
+        self.limit = limit
+        self.closing = False
+        self._queue: deque[Frame] = deque()
+        self._wake = asyncio.Event()
+        self._close_code: int | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._paused = False
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop())
+
+    async def stop(self) -> None:
+        """Let a requested close go out (briefly), then cancel the writer.
+        Called by the endpoint that owns this socket, in its ``finally``."""
+        writer = self._writer
+        if writer is None or writer.done():
+            return
+        if self.closing:
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(asyncio.shield(writer), timeout=2.0)
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await writer
+
+    def pause(self) -> None:
+        """Hold queued frames back until ``resume_with`` (the welcome goes first)."""
+        self._paused = True
+
+    def resume_with(self, message: Message | Mapping[str, Any]) -> None:
+        body = message.to_map() if isinstance(message, Message) else message
+        self._queue.appendleft(self.codec.encode(body))
+        self._paused = False
+        self._wake.set()
+
+    def send(self, message: Message | Mapping[str, Any]) -> None:
+        body = message.to_map() if isinstance(message, Message) else message
+        self.send_frame(self.codec.encode(body))
+
+    def send_frame(self, frame: Frame) -> None:
+        if self.closing:
+            return
+        if len(self._queue) >= self.limit:
+            log.info("closing a slow consumer")
+            self._queue.clear()
+            self.close(CloseCode.SLOW_CONSUMER)
+            return
+        self._queue.append(frame)
+        self._wake.set()
+
+    def close(self, code: int = CloseCode.NORMAL) -> None:
+        """Close after what is queued has been sent."""
+        if self.closing:
+            return
+        self.closing = True
+        self._close_code = code
+        self._wake.set()
+
+    async def _write_loop(self) -> None:
+        ws = self.ws
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                if self._paused and self._close_code is None:
+                    continue
+                while self._queue:
+                    frame = self._queue.popleft()
+                    if isinstance(frame, bytes):
+                        await ws.send_bytes(frame)
+                    else:
+                        await ws.send_text(frame)
+                if self._close_code is not None:
+                    await ws.close(self._close_code)
+                    return
+        except Exception:  # the peer went away; the read loop sees it too
+            self.closing = True

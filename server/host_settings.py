@@ -1,0 +1,137 @@
+"""Host settings: validated partial updates, from the HTTP API or a device.
+
+Bodies are validated by pydantic models (these also feed the OpenAPI
+document); the merge is applied under WATCH/MULTI so two concurrent updates
+never lose each other's fields; every device hears the result.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from protocol.errors import BadMessage, UnknownGuest, UnknownLink
+
+if TYPE_CHECKING:
+    from server.node import Node
+
+ListEntry = str
+
+
+class MeetingDefaultsPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    duration: int | None = Field(default=None, ge=1, le=1440, description="minutes")
+    region: str | None = Field(default=None, max_length=40)
+    announce: bool | None = None
+    autodelete: bool | None = None
+    recording: Literal["automatic", "manual", "disabled"] | None = None
+
+
+class PolicyPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    bypass: Literal["nobody", "verified", "everyone"] | None = None
+    locked: bool | None = None
+    allow: list[str] | None = Field(default=None, max_length=500,
+                                    description="emails or domains that skip the lobby")
+    block: list[str] | None = Field(default=None, max_length=500,
+                                    description="emails or domains refused quietly")
+
+
+class SettingsPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    email: str | None = Field(default=None, max_length=254)
+    email_notifications: bool | None = None
+    meeting_defaults: MeetingDefaultsPatch | None = None
+    policy: PolicyPatch | None = None
+
+
+def _clean_list(values: list[str]) -> list[str]:
+    out: list[str] = []
+    for value in values:
+        item = value.strip().lower()
+        if not item or len(item) > 254 or " " in item:
+            raise BadMessage(f"'{value[:40]}' is not an email or a domain")
+        if item not in out:
+            out.append(item)
+    return out
+
+
+def validation_message(exc: ValidationError) -> str:
+    """A short, safe description of the first problem in a body."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ())) or "body"
+    return f"{where}: {err.get('msg', 'invalid')}"
+
+
+class HostSettings:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def parse(self, patch: Any) -> SettingsPatch:
+        try:
+            return SettingsPatch.model_validate(patch)
+        except ValidationError as exc:
+            raise BadMessage(validation_message(exc)) from None
+
+    async def update(self, host: str, patch: Any) -> dict[str, Any]:
+        """Apply a partial update; returns the whole new settings."""
+        body = self.parse(patch)
+        defaults = body.meeting_defaults
+        if defaults and defaults.region and defaults.region.lower() not in \
+                self.node.settings.region_list:
+            raise BadMessage("meeting_defaults.region: not one of the configured regions")
+        policy = body.policy
+        allow = _clean_list(policy.allow) if policy and policy.allow is not None else None
+        block = _clean_list(policy.block) if policy and policy.block is not None else None
+
+        def merge(current: dict[str, Any]) -> dict[str, Any]:
+            new = copy.deepcopy(current)
+            if body.email_notifications is not None:
+                new["email_notifications"] = body.email_notifications
+            if defaults is not None:
+                md = new.setdefault("meeting_defaults", {})
+                for key, value in defaults.model_dump(exclude_unset=True).items():
+                    md[key] = value.lower() if key == "region" and value else value
+            if policy is not None:
+                pol = new.setdefault("policy", {})
+                for key, value in policy.model_dump(exclude_unset=True).items():
+                    if key not in ("allow", "block"):
+                        pol[key] = value
+                if allow is not None:
+                    pol["allow"] = allow
+                if block is not None:
+                    pol["block"] = block
+            return new
+
+        settings = await self.node.store.patch_settings(host, merge, name=body.name,
+                                                        email=body.email)
+        self.node.waiting_room.forget_host(host)
+        return settings
+
+    async def block_guest(self, host: str, guest: str) -> None:
+        """Deny-and-block: later knocks from this guest's email are refused quietly."""
+        found = await self.node.store.guest_info(host, guest)
+        if found is None:
+            raise UnknownGuest()
+        email = found[1].get("email")
+        if not email:
+            return
+
+        def merge(current: dict[str, Any]) -> dict[str, Any]:
+            new = copy.deepcopy(current)
+            block = new.setdefault("policy", {}).setdefault("block", [])
+            if email.lower() not in block:
+                block.append(email.lower())
+            return new
+
+        await self.node.store.patch_settings(host, merge)
+        self.node.waiting_room.forget_host(host)
+
+    async def require_host(self, host: str) -> dict[str, Any]:
+        record = await self.node.store.get_host(host)
+        if record is None:
+            raise UnknownLink("no such host")
+        return record

@@ -1,0 +1,45 @@
+"""The meeting provider: hands out meeting ids and URLs (Foyer does no media).
+
+URLs come from the ``FOYER_MEETING_URL`` template with ``{meeting_id}``; the
+default is a Jitsi Meet room, so a link works out of the box.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+
+class MeetingProvider:
+    def __init__(self, url_template: str) -> None:
+        if "{meeting_id}" not in url_template:
+            url_template = url_template.rstrip("/") + "/{meeting_id}"
+        self.url_template = url_template
+
+    def url(self, meeting_id: str) -> str:
+        return self.url_template.replace("{meeting_id}", meeting_id)
+
+    def meeting(self, meeting_id: str, options: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": meeting_id,
+            "url": self.url(meeting_id),
+            "title": options.get("title") or "Meeting",
+            "duration": int(options.get("duration") or 30),
+        }
+
+    def personal(self, room: str, options: dict[str, Any]) -> dict[str, Any]:
+        """The host's personal room (``admit``)."""
+        return self.meeting(room, options)
+
+    def new(self, options: dict[str, Any]) -> dict[str, Any]:
+        """A fresh, unique meeting (``new_meeting``)."""
+        return self.meeting("foyer-" + secrets.token_hex(8), options)
+
+    def declared(self, declared: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+        """The meeting the host said it is in (``merge``)."""
+        out = self.meeting(str(declared["id"]), options)
+        if declared.get("url"):
+            out["url"] = declared["url"]
+        if declared.get("title"):
+            out["title"] = declared["title"]
+        return out

@@ -1,0 +1,77 @@
+"""The Node: one Foyer process's parts, wired together, and the background
+tasks it owns (pub/sub reader via the Hub, expiry sweep, device leases)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from server.auth import Tokens
+from server.config import Settings
+from server.host_settings import HostSettings
+from server.hub import Hub
+from server.meetings import MeetingProvider
+from server.store import Store
+from server.waiting_room import WaitingRoom
+
+log = logging.getLogger("foyer.node")
+
+SWEEP_EVERY_S = 0.5
+LEASE_EVERY_S = 10.0
+
+
+class Node:
+    def __init__(self, settings: Settings) -> None:
+        if not settings.redis_url or not settings.secret or not settings.api_key:
+            raise ValueError("Node needs redis_url, secret and api_key (see server.cli)")
+        self.settings = settings
+        self.redis = Redis(connection_pool=BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=50, timeout=10,
+            health_check_interval=30, socket_keepalive=True))
+        self.store = Store(self.redis)
+        self.hub = Hub(self.redis, self.store.channel)
+        self.tokens = Tokens(settings.secret)
+        self.meetings = MeetingProvider(settings.meeting_url)
+        self.waiting_room = WaitingRoom(self)
+        self.settings_service = HostSettings(self)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.store.start()
+        await self.hub.start()
+        self._tasks = [asyncio.create_task(self._sweep_loop(), name="foyer-expiry"),
+                       asyncio.create_task(self._lease_loop(), name="foyer-leases")]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.hub.stop()
+        await self.store.stop()
+        await self.redis.aclose()
+
+    async def _sweep_loop(self) -> None:
+        """Expire guests whose resume window passed (any process may do it;
+        the ``due`` script hands each entry to exactly one)."""
+        while True:
+            await asyncio.sleep(SWEEP_EVERY_S)
+            try:
+                await self.store.expire_due()
+            except Exception:
+                log.warning("expiry sweep failed", exc_info=True)
+
+    async def _lease_loop(self) -> None:
+        """Keep the leases of this process's host devices fresh, so a host whose
+        process died shows as offline once its lease runs out."""
+        while True:
+            await asyncio.sleep(LEASE_EVERY_S)
+            try:
+                devices = [(s.host, s.device) for d in self.hub.hosts.values() for s in d]
+                await self.store.devices_refresh(devices)
+            except Exception:
+                log.warning("device lease refresh failed", exc_info=True)
