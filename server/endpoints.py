@@ -317,13 +317,18 @@ async def _knock(ws: WebSocket, node: Node, session: GuestSession, knock: Knock)
 
 async def _resume(node: Node, session: GuestSession, resume: Resume) -> None:
     session.guest = resume.resume.split("~", 1)[0]
+    older = node.hub.guests.get(session.host, {}).get(session.guest)
     node.hub.add_guest(session)
     try:
         result = await node.waiting_room.resume(session.host, resume.resume, session.conn_id)
     except BaseException:
         node.hub.remove_guest(session)
+        if older is not None:
+            node.hub.add_guest(older)
         session.guest = ""
         raise
+    if older is not None:  # a half-open socket of this guest on this process
+        node.hub.replaced(older)
     if isinstance(result, Step):
         session.set_place(result.score, result.position, result.counter)
         online = await node.store.host_online(session.host)

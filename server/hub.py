@@ -186,6 +186,12 @@ class Hub:
             if not local:
                 del self.guests[session.host]
 
+    def replaced(self, session: GuestSession) -> None:
+        """A newer connection resumed this guest: close the older one."""
+        session.finished = True
+        self.remove_guest(session)
+        session.conn.close(REPLACED)
+
     # -- the pub/sub reader ----------------------------------------------------------
 
     async def _read_loop(self) -> None:
@@ -256,9 +262,7 @@ class Hub:
             _, _, gid, conn_id = parts
             session = self.guests.get(host, {}).get(gid)
             if session is not None and session.conn_id != conn_id:
-                session.finished = True
-                self.remove_guest(session)
-                session.conn.close(REPLACED)
+                self.replaced(session)
         elif kind == "presence":
             _, _, state, meeting = parts
             self._to_hosts(host, {"type": "presence", "state": state, "meeting": meeting or None})

@@ -1,0 +1,160 @@
+"""Every bad input gets the protocol's answer and nothing else (PROTOCOL.md, Errors)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import jwt
+import msgpack
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from foyer_client import GuestClient, HostClient
+from tests.support import FoyerProcess
+
+
+async def _open(url: str, proto: str | None = "foyer.v1.json") -> ClientConnection:
+    return await connect(url, subprotocols=[proto] if proto else None,  # type: ignore[list-item]
+                         max_size=None, compression=None)
+
+
+async def _recv_json(ws: ClientConnection) -> dict[str, Any]:
+    frame = await asyncio.wait_for(ws.recv(), 10)
+    return json.loads(frame) if isinstance(frame, str) else msgpack.unpackb(frame)
+
+
+async def _closed(ws: ClientConnection) -> int | None:
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                await ws.recv()
+    except ConnectionClosed:
+        pass
+    return ws.close_code
+
+
+async def test_bad_frame_keeps_host_connected(foyer: FoyerProcess,
+                                              host: dict[str, Any]) -> None:
+    async with HostClient(foyer.ws_url, host["token"]) as device:
+        await device.send_raw(b"\xc1\xc1 not msgpack")
+        err = await device.wait_for("error")
+        assert getattr(err, "code") == "bad_frame"  # noqa: B009
+        await device.send(type="admit", ref="r-1")
+        err = await device.wait_for("error")
+        assert getattr(err, "code") == "bad_message" and err.reference == "r-1"  # noqa: B009
+        await device.send(type="teleport", ref=9)
+        err = await device.wait_for("error")
+        assert getattr(err, "code") == "bad_message" and err.reference == 9  # noqa: B009
+        assert "Traceback" not in getattr(err, "message")  # noqa: B009
+        assert (await device.ping()).type == "pong"  # still connected
+
+
+async def test_frame_over_64k_closes_1009(foyer: FoyerProcess, host: dict[str, Any]) -> None:
+    async with HostClient(foyer.ws_url, host["token"]) as device:
+        await device.send(type="message", guest="g", text="x" * (70 * 1024))
+        assert await device.wait_closed() == 1009
+
+
+async def test_no_hello_in_5s_closes_4008(foyer: FoyerProcess) -> None:
+    ws = await _open(foyer.ws_url + "/ws/host")
+    assert await _closed(ws) == 4008
+
+
+@pytest.mark.parametrize("token", [
+    "not-a-jwt",
+    jwt.encode({"sub": "someone"}, "a-wrong-secret-that-is-long-enough-for-hs256", algorithm="HS256"),
+])
+async def test_bad_token_closes_4001(foyer: FoyerProcess, token: str) -> None:
+    ws = await _open(foyer.ws_url + "/ws/host")
+    await ws.send(json.dumps({"type": "hello", "token": token}))
+    err = await _recv_json(ws)
+    assert err["type"] == "error" and err["code"] == "unauthorized"
+    assert await _closed(ws) == 4001
+
+
+async def test_expired_token_closes_4001(foyer: FoyerProcess, host: dict[str, Any]) -> None:
+    expired = jwt.encode({"sub": host["id"], "exp": int(time.time()) - 10}, foyer.secret,
+                         algorithm="HS256")
+    ws = await _open(foyer.ws_url + "/ws/host")
+    await ws.send(json.dumps({"type": "hello", "token": expired}))
+    err = await _recv_json(ws)
+    assert err["code"] == "unauthorized" and "expired" in err["message"]
+    assert await _closed(ws) == 4001
+
+
+async def test_token_expiring_mid_connection_closes_4001(
+        foyer: FoyerProcess, host: dict[str, Any]) -> None:
+    short = jwt.encode({"sub": host["id"], "exp": int(time.time()) + 2}, foyer.secret,
+                       algorithm="HS256")
+    async with HostClient(foyer.ws_url, short) as device:
+        assert await device.wait_closed(timeout=10) == 4001
+
+
+async def test_first_host_frame_must_be_hello(foyer: FoyerProcess) -> None:
+    ws = await _open(foyer.ws_url + "/ws/host")
+    await ws.send(json.dumps({"type": "admit", "guest": "g"}))
+    err = await _recv_json(ws)
+    assert err["code"] == "bad_message"
+    assert await _closed(ws) == 4001
+
+
+async def test_unknown_slug_closes_4004(foyer: FoyerProcess) -> None:
+    ws = await _open(foyer.ws_url + "/ws/guest/no-such-link-here")
+    err = await _recv_json(ws)
+    assert err["code"] == "unknown_link"
+    assert await _closed(ws) == 4004
+
+
+@pytest.mark.parametrize("frame", [
+    json.dumps({"type": "cancel"}),
+    json.dumps({"type": "knock"}),
+    "{{{",
+    json.dumps({"type": "knock", "name": "x" * 500}),
+])
+async def test_guest_bad_first_frame_closes_1008(foyer: FoyerProcess, host: dict[str, Any],
+                                                 frame: str) -> None:
+    ws = await _open(foyer.ws_url + f"/ws/guest/{host['slug']}")
+    await ws.send(frame)
+    err = await _recv_json(ws)
+    assert err["type"] == "error" and err["code"] in ("bad_message", "bad_frame")
+    assert await _closed(ws) == 1008
+
+
+async def test_guest_no_knock_closes_4008(foyer: FoyerProcess, host: dict[str, Any]) -> None:
+    ws = await _open(foyer.ws_url + f"/ws/guest/{host['slug']}")
+    assert await _closed(ws) == 4008
+
+
+async def test_guest_bad_later_frame_gets_error(foyer: FoyerProcess,
+                                                host: dict[str, Any]) -> None:
+    async with GuestClient(foyer.ws_url, host["slug"], name="Gil") as guest:
+        await guest.send_raw(b"\xc1")
+        assert getattr(await guest.wait_for("error"), "code") == "bad_frame"  # noqa: B009
+        await guest.send(type="knock", name="again")
+        assert getattr(await guest.wait_for("error"), "code") == "bad_message"  # noqa: B009
+        assert (await guest.ping()).type == "pong"
+
+
+async def test_subprotocols(foyer: FoyerProcess, host: dict[str, Any]) -> None:
+    ws = await _open(foyer.ws_url + f"/ws/guest/{host['slug']}", proto=None)
+    assert ws.subprotocol is None
+    await ws.send(json.dumps({"type": "knock", "name": "Plain"}))
+    assert (await _recv_json(ws))["type"] == "waiting"  # JSON when none offered
+    await ws.close()
+    with pytest.raises(InvalidStatus):
+        await _open(foyer.ws_url + f"/ws/guest/{host['slug']}", proto="chat.v9")
+
+
+async def test_one_bad_peer_does_not_disturb_others(foyer: FoyerProcess,
+                                                    host: dict[str, Any]) -> None:
+    async with HostClient(foyer.ws_url, host["token"]) as device:
+        bad = await _open(foyer.ws_url + f"/ws/guest/{host['slug']}")
+        await bad.send("garbage")
+        async with GuestClient(foyer.ws_url, host["slug"], name="Fine") as guest:
+            jr = await device.wait_for("join_request")
+            assert getattr(jr, "guest")["id"] == guest.waiting.guest  # noqa: B009
+        assert await _closed(bad) == 1008

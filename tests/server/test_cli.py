@@ -1,0 +1,106 @@
+"""``foyer serve`` on the embedded default: a real Valkey it starts and stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from server.embedded import free_port
+
+FOYER = str(Path(sys.executable).parent / "foyer")
+
+
+def _start(data_dir: Path, port: int, *extra: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("FOYER_") and k != "PYTHONASYNCIODEBUG"}
+    env["FOYER_DATA_DIR"] = str(data_dir)
+    return subprocess.Popen([FOYER, "serve", "--port", str(port), *extra], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_healthy(port: int, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("foyer did not start")
+
+
+def _valkeys(proc: subprocess.Popen[str]) -> list[psutil.Process]:
+    return [p for p in psutil.Process(proc.pid).children(recursive=True)
+            if "valkey" in p.name()]
+
+
+def _stop(proc: subprocess.Popen[str], sig: int) -> str:
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=30)
+    return out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_embedded_valkey_persists_and_leaves_no_orphan(tmp_path: Path, sig: int) -> None:
+    port = free_port()
+    proc = _start(tmp_path, port)
+    _wait_healthy(port, proc)
+    (valkey,) = _valkeys(proc)
+    key = (tmp_path / "dev-secrets.json").read_text()
+    assert "api_key" in key
+    import json
+
+    api_key = json.loads(key)["api_key"]
+    headers = {"Authorization": f"Bearer {api_key}"}
+    r = httpx.post(f"http://127.0.0.1:{port}/api/hosts", headers=headers,
+                   json={"id": "kept", "name": "Kept Host"})
+    assert r.status_code == 201
+    out = _stop(proc, sig)
+    assert f"FOYER_API_KEY={api_key}" in out and "/host#token=" in out
+    valkey.wait(timeout=10)
+    assert not valkey.is_running()
+    assert (tmp_path / "valkey").exists()
+
+    proc = _start(tmp_path, port)
+    try:
+        _wait_healthy(port, proc)
+        r = httpx.get(f"http://127.0.0.1:{port}/api/hosts/kept", headers=headers)
+        assert r.status_code == 200 and r.json()["name"] == "Kept Host"
+    finally:
+        _stop(proc, signal.SIGTERM)
+
+
+def test_workers_share_one_valkey(tmp_path: Path) -> None:
+    port = free_port()
+    proc = _start(tmp_path, port, "--workers", "2")
+    try:
+        _wait_healthy(port, proc)
+        assert len(_valkeys(proc)) == 1
+        workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                   if "valkey" not in p.name()]
+        assert len(workers) >= 2
+    finally:
+        _stop(proc, signal.SIGTERM)
+    assert not _valkeys_alive(tmp_path)
+
+
+def _valkeys_alive(data_dir: Path) -> list[psutil.Process]:
+    alive = []
+    for p in psutil.process_iter(["name", "cmdline"]):
+        try:
+            if "valkey" in (p.info["name"] or "") and \
+                    str(data_dir.resolve()) in " ".join(p.info["cmdline"] or []):
+                alive.append(p)
+        except psutil.Error:
+            continue
+    return alive

