@@ -94,6 +94,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     load.add_argument("--subprotocol", choices=("msgpack", "json"), default="msgpack")
     load.add_argument("--drivers", type=int, default=1, help="driver processes")
     load.add_argument("--timeout", type=float, default=10.0, help="per step of a guest cycle")
+    load.add_argument(
+        "--client",
+        choices=("lean", "websockets"),
+        default="lean",
+        help="the driver's WebSocket client (see loadtest/transport.py)",
+    )
 
     ramp = p.add_argument_group("ramp")
     ramp.add_argument("--ramp", action="store_true", help="step the rate up from --rate")
@@ -182,6 +188,7 @@ def _run_config(args: argparse.Namespace, rate: float) -> RunConfig:
         timeout=args.timeout,
         idle=args.idle,
         idle_hold=args.idle_hold,
+        client=args.client,
     )
 
 

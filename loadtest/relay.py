@@ -111,6 +111,7 @@ class Relay:
                 ping_interval=None,
                 max_size=64 * 1024,
                 process_request=_healthz,
+                backlog=2048,  # uvicorn's default, so connect storms compare fairly
             ):
                 print(f"relay {self.name} ready on {host}:{port}", flush=True)
                 await stop

@@ -56,6 +56,7 @@ class RunConfig:
     drain: float = 10.0
     idle: int = 0
     idle_hold: float = 3.0
+    client: str = "lean"
 
 
 def ws_url(http_url: str) -> str:
@@ -154,6 +155,7 @@ class Run:
                     mode="idle" if cfg.idle else "knock",
                     idle=cfg.idle // k + (1 if i < cfg.idle % k else 0),
                     run_id=self.run_id,
+                    client=cfg.client,
                 )
             )
         return configs
@@ -282,8 +284,12 @@ class Run:
         last, last_redis = self.servers.sample(), self.redis.sample()
         last_t = time.monotonic()
         last_knocks = 0
+        second = 1
         while time.monotonic_ns() < end_ns + int((self.cfg.drain + 5) * NS):
-            await asyncio.sleep(1.0)
+            # Drivers tick on each whole second after go: read their ticks 0.3 s later.
+            wake_ns = go_ns + second * NS + 3 * NS // 10
+            second += 1
+            await asyncio.sleep(max(0.0, (wake_ns - time.monotonic_ns()) / NS))
             now = time.monotonic()
             cur, cur_redis = self.servers.sample(), self.redis.sample()
             wall = now - last_t

@@ -24,11 +24,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.typing import Subprotocol
-
 from loadtest import metrics, wire
+from loadtest.transport import Closed, Endpoint, HandshakeFailed, Socket, open_socket
 
 REPLIES = ("admit", "busy", "deny", "new_meeting")
 OUTCOME_TYPES = frozenset({"admitted", "busy", "denied"})
@@ -57,6 +54,7 @@ class DriverConfig:
     idle: int = 0  # idle mode: guest connections to open and hold
     hold: float = 10.0  # idle mode: seconds to hold them once open (bounded)
     run_id: str = "lt"
+    client: str = "lean"  # lean | websockets (see loadtest.transport)
 
     @classmethod
     def from_json(cls, text: str) -> DriverConfig:
@@ -84,36 +82,28 @@ class Driver:
         self.out = out
         self.encode = wire.encoder(config.codec)
         self.decode = wire.decoder(config.codec)
-        self.subprotocols = [Subprotocol(wire.SUBPROTOCOLS[config.codec])]
+        self.subprotocol = wire.SUBPROTOCOLS[config.codec]
+        self.host_endpoints = [Endpoint(u) for u in config.host_urls]
+        self.guest_endpoints = [Endpoint(u) for u in config.guest_urls]
         self.hist = {name: metrics.new_histogram() for name in metrics.METRICS}
         self.interval = metrics.new_histogram()  # join_request, since the last tick
         self.counts: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.knocks: dict[str, Knock] = {}  # by guest name, until every device has it
         self.open_connections = 0
-        self.devices: list[list[ClientConnection]] = []
+        self.devices: list[list[Socket]] = []
         self.measure_from_ns = 0
         self._host_tasks: list[asyncio.Task[None]] = []
         self._drained = asyncio.Event()  # set whenever no knock is waiting for a device
 
     # -- connections --------------------------------------------------------------
 
-    async def _connect(self, url: str) -> ClientConnection:
-        ws = await connect(
-            url,
-            subprotocols=self.subprotocols,
-            compression=None,
-            proxy=None,
-            user_agent_header=None,
-            open_timeout=self.cfg.timeout,
-            close_timeout=self.cfg.timeout,
-            ping_interval=None,
-            max_size=2**20,
-        )
+    async def _connect(self, endpoint: Endpoint, path: str) -> Socket:
+        ws = await open_socket(self.cfg.client, endpoint, path, self.subprotocol, self.cfg.timeout)
         self.open_connections += 1
         return ws
 
-    async def _close(self, ws: ClientConnection) -> None:
+    async def _close(self, ws: Socket) -> None:
         try:
             await ws.close()
         finally:
@@ -126,11 +116,11 @@ class Driver:
 
         async def one(index: int, device: int) -> None:
             host_id, _slug, token = self.cfg.hosts[index]
-            url = self.cfg.host_urls[(index + device) % len(self.cfg.host_urls)] + "/ws/host"
+            endpoint = self.host_endpoints[(index + device) % len(self.host_endpoints)]
             async with limit:
                 start = time.monotonic_ns()
-                ws = await self._connect(url)
-                await ws.send(self.encode({"type": "hello", "token": token}))
+                ws = await self._connect(endpoint, "/ws/host")
+                ws.send(self.encode({"type": "hello", "token": token}))
                 welcome = self.decode(await asyncio.wait_for(ws.recv(), self.cfg.timeout))
                 if welcome.get("type") != "welcome":
                     raise RuntimeError(f"host {host_id}: expected welcome, got {welcome!r}")
@@ -153,13 +143,14 @@ class Driver:
             return REPLIES[seq % len(REPLIES)]
         return self.cfg.reply
 
-    async def _host_device(self, index: int, ws: ClientConnection, *, answers: bool) -> None:
+    async def _host_device(self, index: int, ws: Socket, *, answers: bool) -> None:
         """Read one host device until it closes: time join_requests, answer them."""
         devices = self.cfg.devices
         answer = answers and self.cfg.reply != "none"
         hist, interval = self.hist["join_request"], self.interval
         try:
-            async for data in ws:
+            while True:
+                data = await ws.recv()
                 now = time.monotonic_ns()
                 frame = self.decode(data)
                 kind = frame.get("type")
@@ -187,9 +178,9 @@ class Driver:
                     reply = self._reply_for(knock.seq)
                     knock.guest_id = guest["id"]
                     knock.reply_ns = time.monotonic_ns()
-                    await ws.send(self.encode({"type": reply, "guest": guest["id"]}))
+                    ws.send(self.encode({"type": reply, "guest": guest["id"]}))
                     self.counts["replies"] += 1
-        except ConnectionClosed:
+        except Closed:
             self.counts["host_closed"] += 1
         finally:
             self.open_connections -= 1
@@ -200,42 +191,44 @@ class Driver:
         cfg = self.cfg
         host = seq % len(cfg.hosts)
         slug = cfg.hosts[host][1]
-        url = f"{cfg.guest_urls[seq % len(cfg.guest_urls)]}/ws/guest/{slug}"
+        endpoint = self.guest_endpoints[seq % len(self.guest_endpoints)]
         start = time.monotonic_ns()
         if measured:
             metrics.record_ns(self.hist["lag"], start - due_ns)
         name = f"{cfg.run_id}-{cfg.index}-{seq}"
         try:
-            ws = await self._connect(url)
-        except (OSError, InvalidStatus, TimeoutError) as exc:
-            self.errors["connect_" + type(exc).__name__] += 1
+            ws = await self._connect(endpoint, f"/ws/guest/{slug}")
+        except (OSError, HandshakeFailed, TimeoutError) as exc:
+            self.errors["connect_" + _describe(exc)] += 1
             return
         try:
             connected = time.monotonic_ns()
             knock = Knock(seq, host, connected, measured)
             self.knocks[name] = knock
-            await ws.send(self.encode({"type": "knock", "name": name}))
+            ws.send(self.encode({"type": "knock", "name": name}))
             self.counts["knocks"] += 1
             if measured:
                 self.counts["knocks_measured"] += 1
                 metrics.record_ns(self.hist["connect"], connected - start)
             async with asyncio.timeout(cfg.timeout):
                 frame = self.decode(await ws.recv())
-                if frame.get("type") != "waiting":
-                    self.errors["guest_" + str(frame.get("code", frame.get("type")))] += 1
+                kind = frame.get("type")
+                if kind == "waiting":
+                    self.counts["waiting"] += 1
+                    if measured:
+                        metrics.record_ns(self.hist["waiting"], time.monotonic_ns() - connected)
+                elif kind in OUTCOME_TYPES and cfg.reply != "none":
+                    self.counts["outcome_before_waiting"] += 1  # the answer overtook `waiting`
+                else:
+                    self.errors["guest_" + str(frame.get("code", kind))] += 1
                     return
-                self.counts["waiting"] += 1
-                if measured:
-                    metrics.record_ns(self.hist["waiting"], time.monotonic_ns() - connected)
                 if cfg.reply == "none":
-                    await ws.send(self.encode({"type": "cancel"}))
+                    ws.send(self.encode({"type": "cancel"}))
                     self.counts["cancelled"] += 1
                 else:
-                    while True:
+                    while kind not in OUTCOME_TYPES:
                         frame = self.decode(await ws.recv())
                         kind = frame.get("type")
-                        if kind in OUTCOME_TYPES:
-                            break
                         if kind == "error":
                             self.errors["guest_" + str(frame.get("code"))] += 1
                             return
@@ -246,8 +239,8 @@ class Driver:
                         metrics.record_ns(self.hist["outcome"], now - knock.reply_ns)
         except TimeoutError:
             self.errors["guest_timeout"] += 1
-        except ConnectionClosed as exc:
-            self.errors[f"guest_closed_{exc.rcvd.code if exc.rcvd else 'abnormal'}"] += 1
+        except Closed as exc:
+            self.errors[f"guest_closed_{exc.code}"] += 1
         finally:
             await self._close(ws)
         if measured:
@@ -285,10 +278,13 @@ class Driver:
         for _ in range(cfg.guests):
             tickets.put_nowait(None)
 
-    async def _ticker(self) -> None:
+    async def _ticker(self, go_ns: int) -> None:
+        """A tick on every whole second after ``go``, so the runner can line drivers up."""
+        second = 1
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(max(0.0, (go_ns + second * NS - time.monotonic_ns()) / NS))
             self.out(self._tick())
+            second += 1
 
     def _tick(self) -> dict[str, Any]:
         interval, self.interval = self.interval, metrics.new_histogram()
@@ -308,7 +304,7 @@ class Driver:
         cfg = self.cfg
         tickets: Tickets = asyncio.Queue()
         await asyncio.sleep(max(0.0, (go_ns - time.monotonic_ns()) / NS))
-        ticker = asyncio.create_task(self._ticker())
+        ticker = asyncio.create_task(self._ticker(go_ns))
         slots = [asyncio.create_task(self._guest_slot(tickets)) for _ in range(cfg.guests)]
         try:
             await self._schedule(go_ns, tickets)
@@ -331,30 +327,30 @@ class Driver:
         """Open ``idle`` guests that knock and then wait, hold them, report how many were open."""
         cfg = self.cfg
         limit = asyncio.Semaphore(100)
-        held: list[ClientConnection] = []
+        held: list[Socket] = []
 
         async def one(seq: int) -> None:
             slug = cfg.hosts[seq % len(cfg.hosts)][1]
-            url = f"{cfg.guest_urls[seq % len(cfg.guest_urls)]}/ws/guest/{slug}"
+            endpoint = self.guest_endpoints[seq % len(self.guest_endpoints)]
             async with limit:
                 start = time.monotonic_ns()
                 try:
-                    ws = await self._connect(url)
-                except (OSError, InvalidStatus, TimeoutError) as exc:
-                    self.errors["connect_" + type(exc).__name__] += 1
+                    ws = await self._connect(endpoint, f"/ws/guest/{slug}")
+                except (OSError, HandshakeFailed, TimeoutError) as exc:
+                    self.errors["connect_" + _describe(exc)] += 1
                     return
                 metrics.record_ns(self.hist["connect"], time.monotonic_ns() - start)
                 held.append(ws)
                 name = f"{cfg.run_id}-{cfg.index}-{seq}"
                 try:
-                    await ws.send(self.encode({"type": "knock", "name": name}))
+                    ws.send(self.encode({"type": "knock", "name": name}))
                     self.counts["knocks"] += 1
                     frame = self.decode(await asyncio.wait_for(ws.recv(), cfg.timeout))
                     self.counts[str(frame.get("type"))] += 1
-                except (ConnectionClosed, TimeoutError) as exc:
+                except (Closed, TimeoutError) as exc:
                     self.errors["idle_" + type(exc).__name__] += 1
 
-        ticker = asyncio.create_task(self._ticker())
+        ticker = asyncio.create_task(self._ticker(time.monotonic_ns()))
         try:
             await asyncio.gather(*(one(i) for i in range(cfg.idle)))
             self.out(
@@ -384,6 +380,12 @@ class Driver:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(ws.close(), 2.0)
         await asyncio.gather(*self._host_tasks, return_exceptions=True)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, HandshakeFailed):
+        return f"http_{exc.status}"
+    return type(exc).__name__
 
 
 def _write(event: dict[str, Any]) -> None:

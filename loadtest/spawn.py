@@ -158,7 +158,9 @@ def spawn(
                 FOYER_SECRET=stack.secret,
                 FOYER_API_KEY=stack.api_key,
                 FOYER_DATA_DIR=str(workdir / f"data-{n}"),
-                FOYER_KNOCK_LIMIT="0",
+                FOYER_KNOCK_LIMIT="0",  # the drivers knock from one address
+                FOYER_LINK_KNOCK_LIMIT="0",  # and ~10 knocks/s per link at 2,000/s
+                FOYER_DEMO="false",
                 FOYER_LOG_LEVEL=log_level,
             )
             if kind == "foyer":
