@@ -93,6 +93,10 @@ class ProcessGroup:
     def __init__(self, pids: Iterable[int]) -> None:
         self._procs = [psutil.Process(pid) for pid in pids]
 
+    def each(self) -> list[CpuSample]:
+        """One sample per process given (with its children), in order."""
+        return [ProcessGroup([proc.pid]).sample() for proc in self._procs]
+
     def _tree(self) -> Iterator[psutil.Process]:
         for proc in self._procs:
             yield proc

@@ -87,7 +87,8 @@ def table(session: dict[str, Any]) -> str:
                     f"({cpu['server_cpu_pct']:.0f}% of a core), redis "
                     f"{cpu['redis_us_per_knock']:.0f} µs, drivers "
                     f"{cpu['driver_us_per_knock']:.0f} µs"
-                    f", server RSS {cpu['server_rss_mb']:.0f} MiB"
+                    f", server RSS {cpu['server_rss_mb']:.0f} MiB, per process "
+                    + " / ".join(f"{pct:.0f}%" for pct in cpu.get("per_process_cpu_pct", []))
                 )
         if foyer and floor and foyer.get("cpu") and floor.get("cpu"):
             a, b = foyer["cpu"]["server_us_per_knock"], floor["cpu"]["server_us_per_knock"]

@@ -24,6 +24,7 @@ import jwt
 
 from loadtest import metrics
 from loadtest.scenario import NS, DriverConfig
+from loadtest.spawn import production_env
 
 STREAM_LIMIT = 64 * 1024 * 1024  # a driver's final line carries every histogram
 
@@ -63,9 +64,12 @@ def ws_url(http_url: str) -> str:
     return "ws" + http_url[len("http") :] if http_url.startswith("http") else http_url
 
 
+FLOOR_SECRET = "the floor checks no token, but PyJWT wants 32 bytes"
+
+
 def mint_token(secret: str, host_id: str, lifetime: float) -> str:
     claims = {"sub": host_id, "exp": int(time.time() + lifetime)}
-    return jwt.encode(claims, secret or "floor", algorithm="HS256")
+    return jwt.encode(claims, secret or FLOOR_SECRET, algorithm="HS256")
 
 
 def _api(url: str, api_key: str, method: str, body: dict[str, Any] | None) -> dict[str, Any]:
@@ -86,7 +90,7 @@ def create_hosts(
     for n in range(count):
         host_id = f"{run_id}-h{n}"
         if target.kind == "floor":
-            hosts.append((host_id, host_id, mint_token("floor", host_id, lifetime)))
+            hosts.append((host_id, host_id, mint_token(FLOOR_SECRET, host_id, lifetime)))
             continue
         base = target.host_urls[0]
         try:
@@ -172,6 +176,7 @@ class Run:
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
                     limit=STREAM_LIMIT,
+                    env=production_env(),
                 )
             )
         return procs
@@ -260,11 +265,12 @@ class Run:
         cfg = self.cfg
         measure_ns = go_ns + int(cfg.warmup * NS)
         end_ns = measure_ns + int(cfg.duration * NS)
-        samples: dict[str, tuple[float, float, float, int]] = {}
+        samples: dict[str, tuple[float, float, float, int, list[float]]] = {}
 
         def sample(label: str) -> None:
             s, r, d = self.servers.sample(), self.redis.sample(), drivers.sample()
-            samples[label] = (s.cpu_s, r.cpu_s, d.cpu_s, s.rss)
+            each = [p.cpu_s for p in self.servers.each()]
+            samples[label] = (s.cpu_s, r.cpu_s, d.cpu_s, s.rss, each)
 
         sampler = asyncio.create_task(self._sample_series(go_ns, end_ns))
         try:
@@ -324,7 +330,7 @@ class Run:
         self,
         go_ns: int,
         finals: list[dict[str, Any]],
-        samples: dict[str, tuple[float, float, float, int]],
+        samples: dict[str, tuple[float, float, float, int, list[float]]],
     ) -> dict[str, Any]:
         cfg = self.cfg
         counts: Counter[str] = Counter()
@@ -347,6 +353,10 @@ class Run:
                 "redis_cpu_pct": 100 * (end[1] - start[1]) / cfg.duration,
                 "driver_cpu_pct": 100 * (end[2] - start[2]) / cfg.duration,
                 "server_rss_mb": end[3] / 2**20,
+                # per server process, in the order of the URLs (hosts first, then guests)
+                "per_process_cpu_pct": [
+                    100 * (b - a) / cfg.duration for a, b in zip(start[4], end[4], strict=True)
+                ],
             }
         lost = sum(f["lost"] for f in finals)
         return {

@@ -29,6 +29,7 @@ from loadtest.transport import Closed, Endpoint, HandshakeFailed, Socket, open_s
 
 REPLIES = ("admit", "busy", "deny", "new_meeting")
 OUTCOME_TYPES = frozenset({"admitted", "busy", "denied"})
+PASSING_TYPES = frozenset({"position", "message", "pong"})  # informational guest frames
 NS = 1_000_000_000
 
 # (sequence number, due time in monotonic ns, after the warm-up?); None stops a guest slot.
@@ -213,6 +214,10 @@ class Driver:
             async with asyncio.timeout(cfg.timeout):
                 frame = self.decode(await ws.recv())
                 kind = frame.get("type")
+                while kind in PASSING_TYPES:  # a `position` may overtake `waiting`
+                    self.counts[f"{kind}_before_waiting"] += 1
+                    frame = self.decode(await ws.recv())
+                    kind = frame.get("type")
                 if kind == "waiting":
                     self.counts["waiting"] += 1
                     if measured:
@@ -229,6 +234,9 @@ class Driver:
                     while kind not in OUTCOME_TYPES:
                         frame = self.decode(await ws.recv())
                         kind = frame.get("type")
+                        if kind == "error":
+                            self.errors["guest_" + str(frame.get("code"))] += 1
+                            return
                         if kind == "error":
                             self.errors["guest_" + str(frame.get("code"))] += 1
                             return

