@@ -99,6 +99,7 @@ def serve(args: argparse.Namespace) -> int:
             ws_per_message_deflate=False, ws_ping_interval=20.0, ws_ping_timeout=20.0,
             log_level=settings.log_level.lower(), access_log=args.access_log,
             timeout_graceful_shutdown=5,
+            proxy_headers=False,  # FOYER_TRUSTED_PROXIES is the one control (server/origins.py)
         )
     finally:
         if valkey is not None:
