@@ -63,7 +63,8 @@ async def test_old_link_keeps_reaching_the_same_host(foyer: FoyerProcess,
                                                      host: dict[str, Any]) -> None:
     old, new = host["slug"], _fresh()
     assert _put(foyer, host["id"], new).status_code == 200
-    info = httpx.get(f"{foyer.http_url}/api/links/{old}").json()
+    async with httpx.AsyncClient() as client:
+        info = (await client.get(f"{foyer.http_url}/api/links/{old}")).json()
     assert info["slug"] == new  # the canonical slug
     other = foyer.create_host("Someone Else")
     assert _put(foyer, other["id"], old).status_code == 409  # never reassigned
