@@ -22,6 +22,11 @@ log = logging.getLogger("foyer.batcher")
 MAX_BATCH = 512
 
 
+def _log_failure(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("redis command failed: %s", type(fut.exception()).__name__)
+
+
 class Batcher:
     """Queues commands; one task flushes them as pipelines, in order."""
 
@@ -60,6 +65,10 @@ class Batcher:
         self._queue.append((args, fut))
         self._wake.set()
         return fut
+
+    def fire(self, *args: Any) -> None:
+        """Queue a command whose reply nobody waits for (its error is logged)."""
+        self.call(*args).add_done_callback(_log_failure)
 
     def script(self, name: str, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
         return self.call("EVALSHA", self.shas[name], len(keys), *keys, *args)

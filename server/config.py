@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     regions: str = ",".join(DEFAULT_REGIONS)
     resume_window: float = Field(default=30.0, gt=0)  # seconds a dropped guest keeps its place
     hello_timeout: float = Field(default=5.0, gt=0)
+    lease: float = Field(default=30.0, ge=1)  # seconds a crashed process's sockets count as live
     send_queue: int = Field(default=256, ge=8)  # frames buffered per socket before "slow"
     log_level: str = "info"
     demo: bool = True  # create a demo host and print its console URL at start

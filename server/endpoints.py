@@ -281,6 +281,7 @@ async def guest_endpoint(ws: WebSocket) -> None:
     finally:
         if session is not None and session.guest:
             node.hub.remove_guest(session)
+            node.store.drop_lease(session.host, session.guest, session.conn_id)
             if not session.finished:
                 try:
                     await node.waiting_room.disconnect(session.host, session.guest,
@@ -310,6 +311,7 @@ async def _knock(ws: WebSocket, node: Node, session: GuestSession, knock: Knock)
         raise
     if outcome.queued:
         session.set_place(outcome.score, outcome.position, outcome.score)
+        node.store.lease_guests([(session.host, session.guest, session.conn_id)])
         session.conn.send(outcome.message)
     else:
         _finish(node, session, outcome.message)
@@ -331,6 +333,7 @@ async def _resume(node: Node, session: GuestSession, resume: Resume) -> None:
         node.hub.replaced(older)
     if isinstance(result, Step):
         session.set_place(result.score, result.position, result.counter)
+        node.store.lease_guests([(session.host, session.guest, session.conn_id)])
         online = await node.store.host_online(session.host)
         session.conn.send({"type": "waiting", "guest": session.guest, "resume": resume.resume,
                            "position": result.position, "host_online": online})

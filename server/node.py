@@ -20,7 +20,6 @@ from server.waiting_room import WaitingRoom
 log = logging.getLogger("foyer.node")
 
 SWEEP_EVERY_S = 0.5
-LEASE_EVERY_S = 10.0
 
 
 class Node:
@@ -31,7 +30,7 @@ class Node:
         self.redis = Redis(connection_pool=BlockingConnectionPool.from_url(
             settings.redis_url, max_connections=50, timeout=10,
             health_check_interval=30, socket_keepalive=True))
-        self.store = Store(self.redis)
+        self.store = Store(self.redis, lease_ms=int(settings.lease * 1000))
         self.hub = Hub(self.redis, self.store.channel)
         self.tokens = Tokens(settings.secret)
         self.meetings = MeetingProvider(settings.meeting_url)
@@ -62,16 +61,22 @@ class Node:
             await asyncio.sleep(SWEEP_EVERY_S)
             try:
                 await self.store.expire_due()
+                await self.store.sweep_leases(int(self.settings.resume_window * 1000))
             except Exception:
                 log.warning("expiry sweep failed", exc_info=True)
 
     async def _lease_loop(self) -> None:
-        """Keep the leases of this process's host devices fresh, so a host whose
-        process died shows as offline once its lease runs out."""
+        """Keep the leases of this process's sockets fresh: a host whose process
+        died shows as offline, and its guests are treated as dropped (they may
+        resume elsewhere, or expire), once their leases run out."""
         while True:
-            await asyncio.sleep(LEASE_EVERY_S)
+            await asyncio.sleep(self.settings.lease / 3)
             try:
                 devices = [(s.host, s.device) for d in self.hub.hosts.values() for s in d]
-                await self.store.devices_refresh(devices)
+                self.store.devices_refresh(devices)
+                guests = [(s.host, s.guest, s.conn_id) for local in self.hub.guests.values()
+                          for s in local.values() if not s.finished]
+                for start in range(0, len(guests), 1000):
+                    self.store.lease_guests(guests[start:start + 1000])
             except Exception:
-                log.warning("device lease refresh failed", exc_info=True)
+                log.warning("lease refresh failed", exc_info=True)

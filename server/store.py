@@ -26,8 +26,8 @@ from protocol.links import slug_base, slug_with_suffix, validate_slug
 from server.batcher import Batcher
 
 GUEST_TTL_MS = 24 * 3600 * 1000
-DEVICE_LEASE_MS = 30_000
 EXPIRY_KEY = "foyer:expiry"
+LEASE_KEY = "foyer:guest-leases"
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "email_notifications": True,
@@ -98,8 +98,9 @@ def _load_scripts() -> dict[str, str]:
 class Store:
     """Foyer's state in Redis/Valkey."""
 
-    def __init__(self, redis: Redis, *, sharded: bool = False) -> None:
+    def __init__(self, redis: Redis, *, sharded: bool = False, lease_ms: int = 30_000) -> None:
         self.redis = redis
+        self.lease_ms = lease_ms
         self.publish_command = "SPUBLISH" if sharded else "PUBLISH"
         self.batch = Batcher(redis, _load_scripts())
 
@@ -326,20 +327,47 @@ class Store:
 
     async def device_up(self, host: str, device: str) -> None:
         await self.batch.call("ZADD", f"{self.tag(host)}:devices",
-                              now_ms() + DEVICE_LEASE_MS, device)
+                              now_ms() + self.lease_ms, device)
 
-    async def devices_refresh(self, devices: list[tuple[str, str]]) -> None:
-        deadline = now_ms() + DEVICE_LEASE_MS
+    def devices_refresh(self, devices: list[tuple[str, str]]) -> None:
+        deadline = now_ms() + self.lease_ms
         for host, device in devices:
-            self.batch.call("ZADD", f"{self.tag(host)}:devices", deadline, device)
-        if devices:
-            await self.batch.call("PING")
+            self.batch.fire("ZADD", f"{self.tag(host)}:devices", deadline, device)
 
     async def device_down(self, host: str, device: str) -> None:
         await self.batch.call("ZREM", f"{self.tag(host)}:devices", device)
 
     async def host_online(self, host: str) -> bool:
         return int(await self.redis.zcount(f"{self.tag(host)}:devices", now_ms(), "+inf")) > 0
+
+    # -- guest leases: a guest whose process died is treated as dropped -------
+
+    def lease_guests(self, guests: list[tuple[str, str, str]]) -> None:
+        """Renew the leases of (host, guest, connection id) held by this process."""
+        if not guests:
+            return
+        deadline = now_ms() + self.lease_ms
+        args: list[Any] = []
+        for host, guest, conn in guests:
+            args += [deadline, f"{host}\n{guest}\n{conn}"]
+        self.batch.fire("ZADD", LEASE_KEY, *args)
+
+    def drop_lease(self, host: str, guest: str, conn: str) -> None:
+        self.batch.fire("ZREM", LEASE_KEY, f"{host}\n{guest}\n{conn}")
+
+    async def sweep_leases(self, window_ms: int) -> int:
+        """Mark away the guests whose holder stopped renewing (a crashed
+        process); they can resume, or expire after the window as usual."""
+        due = await self.batch.script("due", [LEASE_KEY], [now_ms(), 200])
+        count = 0
+        for member in due:
+            host, guest, conn = _s(member).split("\n", 2)
+            (step,) = await self.transition(host, lobby.LobbyEvent.DISCONNECT,
+                                            [(guest, b"")], conn=conn, window_ms=window_ms)
+            if step.status == "ok":
+                await self.schedule_expiry(host, guest, now_ms() + window_ms)
+                count += 1
+        return count
 
     # -- expiry -------------------------------------------------------------
 
@@ -366,5 +394,5 @@ class Store:
         key = f"foyer:rl:{bucket}:{window}"
         count = await self.batch.call("INCR", key)
         if int(count) == 1:
-            self.batch.call("EXPIRE", key, window_s + 1)
+            self.batch.fire("EXPIRE", key, window_s + 1)
         return int(count) > limit

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from foyer_client import ClientError, GuestClient, HostClient
 from protocol.messages import GuestLeft
-from tests.support import FoyerProcess, spawn_foyer
+from tests.support import FoyerProcess, spawn_foyer, valkey_server
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +97,21 @@ async def test_guest_back_in_time_does_not_expire(short_window: FoyerProcess) ->
             assert not [m for m in device.pending() if m.type == "guest_left"]
             await device.admit(back.waiting.guest)
             assert (await back.wait_for("admitted")).type == "admitted"
+
+
+async def test_guests_of_a_crashed_process_expire() -> None:
+    # Its own Valkey: every process sharing a store must share these settings.
+    env = {"FOYER_RESUME_WINDOW": "1", "FOYER_LEASE": "2"}
+    with valkey_server() as valkey, spawn_foyer(valkey.url, env) as survivor:
+        env_b = {**env, "FOYER_SECRET": survivor.secret, "FOYER_API_KEY": survivor.api_key}
+        with spawn_foyer(valkey.url, env_b) as doomed:
+            host = survivor.create_host("Crash Host")
+            async with HostClient(survivor.ws_url, host["token"]) as device:
+                guest = GuestClient(doomed.ws_url, host["slug"], name="Stranded")
+                await guest.__aenter__()
+                await device.wait_for("join_request")
+                doomed.stop(signal.SIGKILL)  # no clean-up runs on that process
+                left = await device.wait_for("guest_left", timeout=15)
+                assert isinstance(left, GuestLeft)
+                assert (left.guest, left.reason) == (guest.waiting.guest, "expired")
+                await guest.close()
