@@ -43,6 +43,7 @@ LIMITS = {
     "drivers": 16,
     "idle": 100_000,
     "spawn": 8,
+    "ramp_retries": 3,
 }
 
 
@@ -102,8 +103,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
 
     ramp = p.add_argument_group("ramp")
-    ramp.add_argument("--ramp", action="store_true", help="step the rate up from --rate")
+    ramp.add_argument(
+        "--ramp",
+        action="store_true",
+        help="step the rate up from --ramp-start until p99 "
+        "passes --threshold or a knock is lost; report the highest sustainable rate",
+    )
+    ramp.add_argument("--ramp-start", type=float, default=250.0)
     ramp.add_argument("--ramp-factor", type=float, default=1.25)
+    ramp.add_argument(
+        "--ramp-retries",
+        type=int,
+        default=1,
+        help="run a failing step again this many times before stopping (shared machines)",
+    )
     ramp.add_argument("--ramp-max", type=float, default=40_000.0)
     ramp.add_argument("--threshold", type=float, default=25.0, help="p99 limit in ms")
 
@@ -119,6 +132,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
     p.add_argument("--out", type=Path, default=Path("loadtest-results"))
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="run py-spy on every server process over each measured window; collapsed "
+        "stacks go to the output folder (pip install py-spy)",
+    )
     args = p.parse_args(argv)
 
     for name, limit in LIMITS.items():
@@ -235,11 +254,13 @@ async def run_target(
         stack = spawn.spawn(kind, count, workdir / kind, workers=args.workers)
     try:
         target = _target(kind, stack, args)
-        rate = args.rate
+        rate = args.ramp_start if args.ramp and not args.idle else args.rate
         steps: list[dict[str, Any]] = []
-        for step in range(30):
+        retries = args.ramp_retries
+        for _step in range(40):  # bounded: 250 * 1.25**40 is far past --ramp-max
             run_id = f"lt{secrets.token_hex(3)}"
-            result = await Run(target, _run_config(args, rate), run_id, show).execute()
+            profile = args.outdir if args.profile else None
+            result = await Run(target, _run_config(args, rate), run_id, show, profile).execute()
             if not args.quiet:
                 sys.stderr.write("\n")
             session["runs"].append(result)
@@ -259,8 +280,12 @@ async def run_target(
                     "ok": ok,
                 }
             )
-            if not ok or rate * args.ramp_factor > args.ramp_max or step == 29:
+            if not ok and retries > 0:
+                retries -= 1
+                continue  # the same rate once more: one noisy step must not end the ramp
+            if not ok or rate * args.ramp_factor > args.ramp_max:
                 break
+            retries = args.ramp_retries
             rate = round(rate * args.ramp_factor, -1)
         if steps:
             good = [s["rate"] for s in steps if s["ok"]]
@@ -319,11 +344,10 @@ def summarise(session: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.outdir = args.out / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     session = asyncio.run(session_main(args))
     session["headline"] = summarise(session)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    outdir = args.out / stamp
-    files = report.write_files(session, outdir)
+    files = report.write_files(session, args.outdir)
     print(report.table(session))
     print("\nwritten: " + ", ".join(str(f) for f in files))
     return 0

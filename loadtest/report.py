@@ -103,7 +103,7 @@ def table(session: dict[str, Any]) -> str:
             )
     for target, ramp in session.get("ramp", {}).items():
         lines.append(f"\n{target} ramp (p99 < {ramp['threshold_ms']} ms, nothing lost):")
-        for step in ramp["steps"]:
+        for step in ramp["steps"]:  # a rate listed twice was retried once
             lines.append(
                 f"  {step['rate']:>8,.0f}/s achieved {step['achieved_rate']:>8,.0f}/s "
                 f"p50 {step['p50']:7.2f} p99 {step['p99']:8.2f} ms lost {step['lost']} "

@@ -12,12 +12,14 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import shutil
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -27,6 +29,15 @@ from loadtest.scenario import NS, DriverConfig
 from loadtest.spawn import production_env
 
 STREAM_LIMIT = 64 * 1024 * 1024  # a driver's final line carries every histogram
+
+
+def _py_spy(outdir: Path) -> str | None:
+    """py-spy's path (and the output folder made), or None when it is not installed."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        return None
+    outdir.mkdir(parents=True, exist_ok=True)
+    return spy
 
 
 @dataclasses.dataclass
@@ -123,7 +134,9 @@ class Run:
         cfg: RunConfig,
         run_id: str,
         progress: Callable[[str], None],
+        profile_dir: Path | None = None,
     ) -> None:
+        self.profile_dir = profile_dir
         self.target = target
         self.cfg = cfg
         self.run_id = run_id
@@ -273,9 +286,12 @@ class Run:
             samples[label] = (s.cpu_s, r.cpu_s, d.cpu_s, s.rss, each)
 
         sampler = asyncio.create_task(self._sample_series(go_ns, end_ns))
+        profilers: list[asyncio.subprocess.Process] = []
         try:
             await asyncio.sleep(max(0.0, (measure_ns - time.monotonic_ns()) / NS))
             sample("start")
+            if self.profile_dir is not None:
+                profilers = await self._profile(self.profile_dir)
             await asyncio.sleep(max(0.0, (end_ns - time.monotonic_ns()) / NS))
             sample("end")
             bound = cfg.drain * 2 + cfg.timeout * 2 + 30
@@ -283,7 +299,41 @@ class Run:
         finally:
             sampler.cancel()
             await asyncio.gather(sampler, return_exceptions=True)
+            for proc in profilers:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(proc.wait(), 30.0)
         return self._result(go_ns, finals, samples)
+
+    async def _profile(self, outdir: Path) -> list[asyncio.subprocess.Process]:
+        """py-spy on every server process for the measured window (collapsed stacks)."""
+        spy = _py_spy(outdir)
+        if spy is None:
+            self.progress("--profile: py-spy not found (pip install py-spy); not profiling")
+            return []
+        procs = []
+        for i, pid in enumerate(self.target.server_pids):
+            role = "hosts" if i < len(self.target.host_urls) else "guests"
+            out = outdir / f"profile-{self.target.kind}-{self.cfg.rate:.0f}-{i}-{role}.txt"
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    spy,
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--duration",
+                    str(max(1, int(self.cfg.duration))),
+                    "--rate",
+                    "200",
+                    "--format",
+                    "raw",
+                    "--subprocesses",
+                    "--output",
+                    str(out),
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
+                )
+            )
+        return procs
 
     async def _sample_series(self, go_ns: int, end_ns: int) -> None:
         """A progress line and a time-series point each second (bounded by the run's end)."""

@@ -148,7 +148,7 @@ class Driver:
         """Read one host device until it closes: time join_requests, answer them."""
         devices = self.cfg.devices
         answer = answers and self.cfg.reply != "none"
-        hist, interval = self.hist["join_request"], self.interval
+        hist = self.hist["join_request"]  # (self.interval is swapped every tick: not cached)
         try:
             while True:
                 data = await ws.recv()
@@ -169,7 +169,7 @@ class Driver:
                 elapsed_us = min(max((now - knock.sent_ns) // 1000, 1), metrics.HIGHEST_US)
                 if knock.measured:
                     hist.record_value(elapsed_us)
-                interval.record_value(elapsed_us)
+                self.interval.record_value(elapsed_us)
                 knock.deliveries += 1
                 if knock.deliveries >= devices:
                     del self.knocks[guest["name"]]
