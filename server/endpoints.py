@@ -14,6 +14,7 @@ import time
 from collections.abc import MutableMapping
 from typing import Any
 
+from redis.exceptions import RedisError
 from starlette.websockets import WebSocket
 
 from protocol.codec import CODECS, Codec, negotiate
@@ -59,6 +60,10 @@ def _error(exc: Exception, ref: Any = None) -> dict[str, Any]:
     """The one place an exception becomes a wire ``error``."""
     if isinstance(exc, ProtocolError):
         body: dict[str, Any] = {"type": "error", "code": exc.code.value, "message": exc.message}
+    elif isinstance(exc, RedisError):
+        log.warning("store unavailable: %s", type(exc).__name__)
+        body = {"type": "error", "code": ErrorCode.INTERNAL.value,
+                "message": "temporarily unavailable, try again"}
     else:
         log.error("unexpected error", exc_info=exc)
         body = {"type": "error", "code": ErrorCode.INTERNAL.value, "message": "internal error"}
@@ -153,7 +158,7 @@ async def host_endpoint(ws: WebSocket) -> None:
         await node.store.device_up(host, session.device)
         waiting = await node.store.waiting(host)
         state, meeting = await node.store.presence(host)
-        session.skip = {g["id"] for g in waiting}
+        node.hub.welcomed(session, (g["id"] for g in waiting))
         conn.resume_with({
             "type": "welcome", "host": host, "state": state, "waiting": waiting,
             "policy": {k: record["settings"]["policy"].get(k)
@@ -163,6 +168,9 @@ async def host_endpoint(ws: WebSocket) -> None:
         if claims.expires_at is not None:
             timer = _expire_at(conn, claims.expires_at)
         await _host_loop(ws, conn, node, session)
+    except Exception as exc:  # the store is unreachable, or a bug: no detail leaves
+        conn.send(_error(exc))
+        conn.close(CloseCode.INTERNAL)
     finally:
         if timer is not None:
             timer.cancel()
@@ -278,6 +286,9 @@ async def guest_endpoint(ws: WebSocket) -> None:
             return
         if not session.finished:
             await _guest_loop(ws, conn, node, session)
+    except Exception as exc:  # the store is unreachable, or a bug: no detail leaves
+        conn.send(_error(exc))
+        conn.close(CloseCode.INTERNAL)
     finally:
         if session is not None and session.guest:
             node.hub.remove_guest(session)

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
-from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from protocol.codec import Frame
 from protocol.errors import CloseCode
 from server.connection import Connection
+from server.store import Store
 
 log = logging.getLogger("foyer.hub")
 
@@ -70,10 +70,14 @@ class GuestSession:
 
 
 class Hub:
-    def __init__(self, redis: Redis, channel_of: Any, *, sharded: bool = False) -> None:
-        self._redis = redis
-        self._channel_of = channel_of
+    def __init__(self, store: Store, *, sharded: bool = False) -> None:
+        self._redis = store.redis
+        self._store = store
+        self._channel_of = store.channel
         self._sharded = sharded
+        # Guests this process's devices of each host have been told about.
+        self.announced: dict[str, set[str]] = defaultdict(set)
+        self._resyncs: set[asyncio.Task[None]] = set()
         self.hosts: dict[str, set[HostSession]] = defaultdict(set)
         self.guests: dict[str, dict[str, GuestSession]] = defaultdict(dict)
         self._refs: dict[str, int] = defaultdict(int)
@@ -94,9 +98,9 @@ class Hub:
                        asyncio.create_task(self._gc_loop(), name="foyer-unsubscribe")]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._resyncs]:
             task.cancel()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._resyncs]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._pubsub is not None:
@@ -161,12 +165,18 @@ class Hub:
         await self._hold(session.host)
         self.hosts[session.host].add(session)
 
+    def welcomed(self, session: HostSession, guests: Iterable[str]) -> None:
+        """The device's welcome listed these guests."""
+        session.skip = set(guests)
+        self.announced[session.host].update(session.skip)
+
     def remove_host(self, session: HostSession) -> None:
         devices = self.hosts.get(session.host)
         if devices is not None and session in devices:
             devices.discard(session)
             if not devices:
                 del self.hosts[session.host]
+                self.announced.pop(session.host, None)
             self._release(session.host)
 
     async def watch_host(self, host: str) -> None:
@@ -220,6 +230,8 @@ class Hub:
         channel = message["channel"]
         channel = channel.decode() if isinstance(channel, bytes) else channel
         if kind in ("subscribe", "ssubscribe"):
+            if channel in self._subscribed and channel in self._host_of:
+                self._resync_later(self._host_of[channel])  # re-subscribed after a drop
             self._subscribed.add(channel)
             fut = self._confirm.pop(channel, None)
             if fut is not None and not fut.done():
@@ -231,6 +243,58 @@ class Hub:
         if host is not None:
             self.dispatch(host, message["data"])
 
+    # -- resync: the store is the truth when pub/sub missed something -------------
+
+    def _resync_later(self, host: str) -> None:
+        if len(self._resyncs) > 10_000:
+            return
+        self.resyncs += 1
+        task = asyncio.create_task(self._resync(host))
+        self._resyncs.add(task)
+        task.add_done_callback(self._resyncs.discard)
+
+    async def _resync(self, host: str) -> None:
+        """Tell local devices and guests of ``host`` what they missed while the
+        subscription was down, by reading the store (DESIGN: pub/sub is only
+        the doorbell)."""
+        try:
+            store = self._store
+            waiting = await store.waiting(host)
+            counter = await store.event_counter(host)
+            if host in self.hosts:
+                state, _ = await store.presence(host)
+                online = await store.host_online(host)
+                announced = self.announced[host]
+                ids = {g["id"] for g in waiting}
+                for position, info in enumerate(waiting, start=1):
+                    if info["id"] not in announced:
+                        announced.add(info["id"])
+                        self._to_hosts(host, {
+                            "type": "join_request", "guest": info, "position": position,
+                            "host_state": state if online else "away"})
+                for gid in list(announced - ids):
+                    announced.discard(gid)
+                    found = await store.guest_outcome(host, gid)
+                    self._to_hosts(host, _missed_for_hosts(gid, *found))
+            for session in list(self.guests.get(host, {}).values()):
+                state, outcome = await store.guest_outcome(host, session.guest)
+                if state in ("waiting", "away"):
+                    ranks = [g["id"] for g in waiting]
+                    if session.guest in ranks:
+                        position = ranks.index(session.guest) + 1
+                        if position != session.position:
+                            session.position = position
+                            session.conn.send({"type": "position", "position": position})
+                        session.since = max(session.since, counter)
+                elif not session.finished:
+                    session.finished = True
+                    self.remove_guest(session)
+                    if outcome is not None:
+                        session.conn.send(outcome)
+                    session.conn.close(CloseCode.NORMAL)
+        except Exception:
+            log.warning("resync of a host failed", exc_info=True)
+
     # -- events -> frames ------------------------------------------------------------
 
     def dispatch(self, host: str, data: bytes) -> None:
@@ -240,6 +304,8 @@ class Hub:
         kind, ev = parts[0], parts[1]
         if kind == "knock":
             _, _, position, state, info = parts
+            if host in self.hosts:
+                self.announced[host].add(info["id"])
             self._to_hosts(host, {"type": "join_request", "guest": info,
                                   "position": position, "host_state": state},
                            skip_guest=info.get("id"))
@@ -286,6 +352,9 @@ class Hub:
 
     def _guest_gone(self, host: str, gid: str, ev: int, score: int,
                     outcome: dict[str, Any] | None) -> None:
+        announced = self.announced.get(host)
+        if announced is not None:
+            announced.discard(gid)
         local = self.guests.get(host)
         if not local:
             return
@@ -298,3 +367,18 @@ class Hub:
             leaving.conn.close(CloseCode.NORMAL)
         for session in list(local.values()):
             session.removed(ev, score)
+
+
+def _missed_for_hosts(guest: str, state: str, outcome: dict[str, Any] | None
+                      ) -> dict[str, Any]:
+    """What hosts would have heard about a guest who left the queue unseen."""
+    if outcome is not None:
+        kind = outcome.get("type")
+        action = outcome.get("mode") if kind == "admitted" else \
+            ("busy" if kind == "busy" else "deny")
+        body: dict[str, Any] = {"type": "resolved", "guest": guest, "action": action}
+        if outcome.get("meeting"):
+            body["meeting"] = outcome["meeting"]
+        return body
+    reason = "cancelled" if state == "cancelled" else "expired"
+    return {"type": "guest_left", "guest": guest, "reason": reason}

@@ -8,6 +8,7 @@ import contextlib
 import logging
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import RedisError
 
 from server.auth import Tokens
 from server.config import Settings
@@ -31,7 +32,7 @@ class Node:
             settings.redis_url, max_connections=50, timeout=10,
             health_check_interval=30, socket_keepalive=True))
         self.store = Store(self.redis, lease_ms=int(settings.lease * 1000))
-        self.hub = Hub(self.redis, self.store.channel)
+        self.hub = Hub(self.store)
         self.tokens = Tokens(settings.secret)
         self.meetings = MeetingProvider(settings.meeting_url)
         self.waiting_room = WaitingRoom(self)
@@ -62,8 +63,10 @@ class Node:
             try:
                 await self.store.expire_due()
                 await self.store.sweep_leases(int(self.settings.resume_window * 1000))
+            except RedisError as exc:
+                log.warning("expiry sweep failed: %s", type(exc).__name__)
             except Exception:
-                log.warning("expiry sweep failed", exc_info=True)
+                log.exception("expiry sweep failed")
 
     async def _lease_loop(self) -> None:
         """Keep the leases of this process's sockets fresh: a host whose process
@@ -79,4 +82,4 @@ class Node:
                 for start in range(0, len(guests), 1000):
                     self.store.lease_guests(guests[start:start + 1000])
             except Exception:
-                log.warning("lease refresh failed", exc_info=True)
+                log.exception("lease refresh failed")

@@ -302,6 +302,15 @@ class Store:
         infos = await pipe.execute()
         return [unpack(i) for i in infos if i]
 
+    async def event_counter(self, host: str) -> int:
+        return int(await self.redis.get(f"{self.tag(host)}:ev") or 0)
+
+    async def guest_outcome(self, host: str, guest: str) -> tuple[str, dict[str, Any] | None]:
+        """A guest's state and, once answered, the outcome it was sent."""
+        state, outcome = await self.redis.hmget(self._guest_key(host, guest),
+                                                ["state", "outcome"])
+        return _s(state) or "expired", (unpack(outcome) if outcome else None)
+
     async def waiting_ids(self, host: str) -> list[str]:
         return [_s(g) for g in await self.redis.zrange(f"{self.tag(host)}:q", 0, -1)]
 
