@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from redis.asyncio import Redis
 
 from server.config import Settings
 from server.embedded import EmbeddedValkey
+from server.redis_client import is_cluster, open_redis
 from server.store import HostExists, Store
 
 DEMO_HOST = "demo"
@@ -43,7 +43,8 @@ def _dev_secrets(data_dir: Path) -> dict[str, str]:
 async def _demo(settings: Settings) -> dict[str, Any]:
     """Make sure the demo host exists; returns its record."""
     assert settings.redis_url
-    redis = Redis.from_url(settings.redis_url)
+    redis = open_redis(settings.redis_url, is_cluster(settings.redis_url)
+                       if settings.redis_cluster is None else settings.redis_cluster)
     try:
         store = Store(redis)
         record = await store.get_host(DEMO_HOST)

@@ -17,6 +17,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FOYER_", extra="ignore")
 
     redis_url: str | None = None  # None: start the embedded Valkey
+    redis_cluster: bool | None = None  # None: ask the server (INFO cluster)
     secret: str | None = None  # HS256 key for host (and guest) JWTs
     api_key: str | None = None  # bearer key of the HTTP API
     data_dir: Path = Path("./var")

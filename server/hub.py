@@ -88,14 +88,16 @@ class Hub:
         self._pubsub: PubSub | None = None
         self._ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._shard_tasks: set[str] = set()
         self.resyncs = 0
 
     # -- lifecycle (the Node owns these tasks) ---------------------------------
 
     async def start(self) -> None:
         self._pubsub = self._redis.pubsub()
-        self._tasks = [asyncio.create_task(self._read_loop(), name="foyer-pubsub"),
-                       asyncio.create_task(self._gc_loop(), name="foyer-unsubscribe")]
+        self._tasks = [asyncio.create_task(self._gc_loop(), name="foyer-unsubscribe")]
+        if not self._sharded:
+            self._tasks.append(asyncio.create_task(self._read_loop(), name="foyer-pubsub"))
 
     async def stop(self) -> None:
         for task in [*self._tasks, *self._resyncs]:
@@ -128,6 +130,7 @@ class Hub:
             assert self._pubsub is not None
             if self._sharded:
                 await self._pubsub.ssubscribe(channel)
+                self._shard_readers()
             else:
                 await self._pubsub.subscribe(channel)
             self._ready.set()
@@ -204,13 +207,29 @@ class Hub:
 
     # -- the pub/sub reader ----------------------------------------------------------
 
-    async def _read_loop(self) -> None:
+    def _shard_readers(self) -> None:
+        """On a Cluster, one reader per shard node: the cluster client's own
+        round-robin read would make a message on one node wait for another
+        node's read timeout."""
+        assert self._pubsub is not None
+        for name in list(getattr(self._pubsub, "node_pubsub_mapping", {})):
+            if name not in self._shard_tasks:
+                node = self._redis.get_node(node_name=name)  # type: ignore[attr-defined]
+                self._shard_tasks.add(name)
+                self._tasks.append(asyncio.create_task(self._read_loop(node),
+                                                       name=f"foyer-pubsub-{name}"))
+
+    async def _read_loop(self, node: Any = None) -> None:
         await self._ready.wait()
         assert self._pubsub is not None
         pubsub = self._pubsub
         while True:
             try:
-                message = await pubsub.get_message(timeout=1.0)
+                if node is not None:
+                    message = await pubsub.get_sharded_message(  # type: ignore[attr-defined]
+                        timeout=1.0, target_node=node)
+                else:
+                    message = await pubsub.get_message(timeout=1.0)
             except asyncio.CancelledError:
                 raise
             except Exception:

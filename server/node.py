@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 
-from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from server.auth import Tokens
@@ -15,6 +14,7 @@ from server.config import Settings
 from server.host_settings import HostSettings
 from server.hub import Hub
 from server.meetings import MeetingProvider
+from server.redis_client import is_cluster, open_redis
 from server.store import Store
 from server.waiting_room import WaitingRoom
 
@@ -28,11 +28,13 @@ class Node:
         if not settings.redis_url or not settings.secret or not settings.api_key:
             raise ValueError("Node needs redis_url, secret and api_key (see server.cli)")
         self.settings = settings
-        self.redis = Redis(connection_pool=BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=50, timeout=10,
-            health_check_interval=30, socket_keepalive=True))
-        self.store = Store(self.redis, lease_ms=int(settings.lease * 1000))
-        self.hub = Hub(self.store)
+        cluster = settings.redis_cluster
+        if cluster is None:
+            cluster = is_cluster(settings.redis_url)
+        self.cluster = cluster
+        self.redis = open_redis(settings.redis_url, cluster)
+        self.store = Store(self.redis, sharded=cluster, lease_ms=int(settings.lease * 1000))
+        self.hub = Hub(self.store, sharded=cluster)
         self.tokens = Tokens(settings.secret)
         self.meetings = MeetingProvider(settings.meeting_url)
         self.waiting_room = WaitingRoom(self)

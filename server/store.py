@@ -18,10 +18,9 @@ from typing import Any
 
 import msgpack
 from redis.asyncio import Redis
-from redis.exceptions import WatchError
 
 from protocol import lobby
-from protocol.errors import AlreadyResolved, UnknownLink, error_for_code
+from protocol.errors import AlreadyResolved, InternalError, UnknownLink, error_for_code
 from protocol.links import slug_base, slug_with_suffix, validate_slug
 from server.batcher import Batcher
 
@@ -88,7 +87,7 @@ def _load_scripts() -> dict[str, str]:
     final = "{" + ",".join(f'["{s.value}"]=true' for s in lobby.FINAL) + "}"
     left = "{" + ",".join(f'["{s.value}"]="{r}"' for s, r in lobby.LEFT_REASON.items()) + "}"
     out = {}
-    for name in ("knock", "transition", "expire", "due", "say", "presence"):
+    for name in ("knock", "transition", "expire", "due", "say", "presence", "cas"):
         src = resources.files("server").joinpath(f"lua/{name}.lua").read_text()
         out[name] = (src.replace("__TRANSITIONS__", table).replace("__FINAL__", final)
                      .replace("__LEFT__", left))
@@ -189,29 +188,26 @@ class Store:
     async def patch_settings(self, host: str, merge: Callable[[dict[str, Any]], dict[str, Any]],
                              *, name: str | None = None, email: str | None = None
                              ) -> dict[str, Any]:
-        """Read, merge and write the settings under WATCH/MULTI (retried on a
-        concurrent change, so no update is lost), then tell every device."""
+        """Read, merge and compare-and-set the settings (retried on a concurrent
+        change, so no update is lost), then tell every device."""
         key = f"{self.tag(host)}:host"
-        async with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    raw = await pipe.hget(key, "settings")
-                    if raw is None:
-                        await pipe.unwatch()  # type: ignore[no-untyped-call]
-                        raise UnknownLink("no such host")
-                    settings = merge(json.loads(raw))
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    fields = {"settings": json.dumps(settings)}
-                    if name is not None:
-                        fields["name"] = name
-                    if email is not None:
-                        fields["email"] = email
-                    pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
-                    await pipe.execute()
-                    break
-                except WatchError:
-                    continue
+        extra: list[str] = []
+        if name is not None:
+            extra += ["name", name]
+        if email is not None:
+            extra += ["email", email]
+        for _ in range(100):
+            raw = await self.redis.hget(key, "settings")
+            if raw is None:
+                raise UnknownLink("no such host")
+            settings = merge(json.loads(raw))
+            done = await self.batch.script("cas", [key], [raw, json.dumps(settings), *extra])
+            if int(done) == 1:
+                break
+            if int(done) == -1:
+                raise UnknownLink("no such host")
+        else:
+            raise InternalError("settings kept changing; try again")
         await self.batch.call(self.publish_command, self.channel(host),
                               pack("settings") + pack(0) + pack(settings))
         return settings
@@ -237,7 +233,7 @@ class Store:
         reply = await self.batch.script(
             "knock",
             [f"{t}:host", f"{t}:q", self._guest_key(host, guest), f"{t}:ev", f"{t}:presence",
-             f"{t}:devices"],
+             f"{t}:devices", f"{t}:rl:{int(time.time()) // 60}"],
             [guest, pack(info), resume, now_ms(), self.channel(host), self.publish_command,
              conn, email.lower(), domain.lower(), "1" if verified else "0", GUEST_TTL_MS,
              link_limit],

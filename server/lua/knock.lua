@@ -1,6 +1,6 @@
 -- Store a knock, then announce it: one atomic step (DESIGN.md, Data and scale).
 -- KEYS: 1 host hash, 2 queue zset, 3 guest hash, 4 event counter, 5 presence hash,
---       6 devices zset
+--       6 devices zset, 7 this minute's knock counter of the link
 -- ARGV: 1 guest id, 2 guest info (msgpack map), 3 resume secret, 4 now ms,
 --       5 channel, 6 publish command, 7 connection id, 8 email (lowercase or ""),
 --       9 email domain, 10 verified "1"/"0", 11 guest ttl ms, 12 per-link limit/min (0 = off)
@@ -26,9 +26,8 @@ if listed(policy.block) then return {'blocked'} end
 if policy.locked == true then return {'locked'} end
 local limit = tonumber(ARGV[12])
 if limit > 0 then
-  local rk = KEYS[1] .. ':rl:' .. math.floor(tonumber(ARGV[4]) / 60000)
-  local n = redis.call('INCR', rk)
-  if n == 1 then redis.call('PEXPIRE', rk, 61000) end
+  local n = redis.call('INCR', KEYS[7])
+  if n == 1 then redis.call('PEXPIRE', KEYS[7], 61000) end
   if n > limit then return {'rate_limited'} end
 end
 local verified = ARGV[10] == '1'

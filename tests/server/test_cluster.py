@@ -1,0 +1,93 @@
+"""On a real Valkey Cluster: hash-tagged keys, Lua per slot, sharded pub/sub.
+
+Two Foyer processes on a three-primary cluster run the knock path, the
+exactly-one-reply race, settings and expiry, with hosts spread over slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from foyer_client import ClientError, GuestClient, HostClient
+from tests.support import FoyerProcess, ValkeyCluster, spawn_foyer
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[ValkeyCluster]:
+    with ValkeyCluster() as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def pair(cluster: ValkeyCluster) -> Iterator[tuple[FoyerProcess, FoyerProcess]]:
+    env = {"FOYER_RESUME_WINDOW": "1"}
+    with spawn_foyer(cluster.url, env) as a:
+        env_b = {**env, "FOYER_SECRET": a.secret, "FOYER_API_KEY": a.api_key}
+        with spawn_foyer(cluster.url, env_b) as b:
+            yield a, b
+
+
+def test_cluster_is_real(cluster: ValkeyCluster) -> None:
+    client = redis.Redis(host="127.0.0.1", port=cluster.ports[0])
+    try:
+        assert client.info("cluster")["cluster_enabled"] == 1
+        assert len(client.execute_command("CLUSTER", "NODES").splitlines()) == 3
+    finally:
+        client.close()
+
+
+async def test_knock_path_across_processes_and_slots(
+        pair: tuple[FoyerProcess, FoyerProcess]) -> None:
+    a, b = pair
+    hosts = [a.create_host(f"Cluster Host {i}") for i in range(6)]  # several slots
+    for host in hosts:
+        async with HostClient(a.ws_url, host["token"]) as device, \
+                GuestClient(b.ws_url, host["slug"], name="Shard Guest") as guest:
+            jr = await device.wait_for("join_request")
+            assert getattr(jr, "guest")["id"] == guest.waiting.guest  # noqa: B009
+            await device.message(guest.waiting.guest, "hello across the cluster")
+            assert (await guest.wait_for("message")).type == "message"
+            await device.admit(guest.waiting.guest)
+            assert (await guest.wait_for("admitted")).type == "admitted"
+
+
+async def test_one_reply_wins_on_cluster(pair: tuple[FoyerProcess, FoyerProcess]) -> None:
+    a, b = pair
+    host = a.create_host("Race On Cluster")
+
+    async def reply(device: HostClient, action: str, guest: str) -> str:
+        try:
+            await getattr(device, action)(guest)
+            return "won"
+        except ClientError as exc:
+            return exc.code
+
+    async with HostClient(a.ws_url, host["token"]) as d1, \
+            HostClient(b.ws_url, host["token"]) as d2:
+        for _ in range(5):
+            async with GuestClient(b.ws_url, host["slug"], name="Racer") as guest:
+                results = await asyncio.gather(reply(d1, "admit", guest.waiting.guest),
+                                               reply(d2, "busy", guest.waiting.guest))
+                assert sorted(results) == ["already_resolved", "won"]
+
+
+async def test_settings_policy_and_expiry_on_cluster(
+        pair: tuple[FoyerProcess, FoyerProcess]) -> None:
+    a, b = pair
+    host = a.create_host("Settings On Cluster")
+    async with HostClient(a.ws_url, host["token"]) as device:
+        await device.settings(policy={"locked": True})
+        with pytest.raises(ClientError) as err:
+            async with GuestClient(b.ws_url, host["slug"], name="Locked Out"):
+                pass
+        assert err.value.close_code == 4423
+        await device.settings(policy={"locked": False})
+        guest = GuestClient(b.ws_url, host["slug"], name="Dropper")
+        await guest.__aenter__()
+        await guest.close()
+        left = await device.wait_for("guest_left", timeout=15)
+        assert getattr(left, "reason") == "expired"  # noqa: B009
