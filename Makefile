@@ -31,3 +31,7 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: loadtest
+loadtest: $(STAMP)  ## knock-path benchmark, Foyer beside its floor (docs/performance.md)
+	$(BIN)/foyer-loadtest --spawn 2 $(LOADTEST_ARGS)

@@ -147,6 +147,7 @@ class Run:
         self._interval: list[str] = []  # driver interval histograms since the last line
         self._latest: dict[int, dict[str, Any]] = {}  # each driver's last tick
         self._tick_errors = 0
+        self._exits = 0
 
     def _driver_configs(self, hosts: list[tuple[str, str, str]]) -> list[DriverConfig]:
         cfg = self.cfg
@@ -258,7 +259,9 @@ class Run:
                 if event["event"] == kind:
                     got.append(event)
                 elif event["event"] == "exit":
-                    raise RuntimeError(f"a driver exited before {kind!r}")
+                    self._exits += 1
+                    if self._exits > len(finals):  # each driver says `final` before it exits
+                        raise RuntimeError(f"a driver exited before {kind!r}")
         return got
 
     def _on_tick(self, pid: int, event: dict[str, Any]) -> None:
