@@ -424,7 +424,9 @@ class Run:
             "expected_join_requests": counts["knocks"] * cfg.devices,
             "lost": lost,
             "lost_measured": sum(f["lost_measured"] for f in finals),
-            "not_sent": counts["not_sent"],
+            "asked_knocks": sum(f.get("asked", 0) for f in finals),
+            # due but never started: the guest slots were all busy until the drain ended
+            "not_sent": max(0, sum(f.get("asked", 0) for f in finals) - counts["knocks"]),
             "errors": dict(errors),
             "error_count": sum(errors.values()),
             "counts": dict(counts),

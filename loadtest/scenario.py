@@ -94,6 +94,7 @@ class Driver:
         self.open_connections = 0
         self.devices: list[list[Socket]] = []
         self.measure_from_ns = 0
+        self.asked = 0  # knocks the schedule holds
         self._host_tasks: list[asyncio.Task[None]] = []
         self._drained = asyncio.Event()  # set whenever no knock is waiting for a device
 
@@ -266,7 +267,7 @@ class Driver:
     ) -> None:
         """Put one ticket on the queue every 1/rate seconds, open-loop, then one stop per slot."""
         cfg = self.cfg
-        total = int(cfg.rate * (cfg.warmup + cfg.duration))
+        total = self.asked = int(cfg.rate * (cfg.warmup + cfg.duration))
         period_ns = NS / cfg.rate if cfg.rate > 0 else float(NS)
         self.measure_from_ns = go_ns + int(cfg.warmup * NS)
         end_ns = go_ns + int((cfg.warmup + cfg.duration) * NS)
@@ -378,6 +379,7 @@ class Driver:
             "histograms": {name: metrics.encode(h) for name, h in self.hist.items()},
             "counts": dict(self.counts),
             "errors": dict(self.errors),
+            "asked": self.asked,
             "lost": len(lost),
             "lost_measured": sum(1 for k in lost if k.measured),
         }
