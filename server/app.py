@@ -21,9 +21,21 @@ from server.node import Node
 log = logging.getLogger("foyer.app")
 
 
+def _configure_logging(level: str) -> None:
+    """Foyer's own loggers (``foyer.*``) print like uvicorn's, at its level."""
+    logger = logging.getLogger("foyer")
+    logger.setLevel(level.upper())
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the app; settings come from ``FOYER_*`` env vars unless given."""
     settings = settings or Settings()
+    _configure_logging(settings.log_level)
     node = Node(settings)
 
     @asynccontextmanager

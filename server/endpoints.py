@@ -314,15 +314,18 @@ async def _knock(ws: WebSocket, node: Node, session: GuestSession, knock: Knock)
     info, ignored = await node.waiting_room.guest_info(session.host, knock, query,
                                                        session.guest)
     node.hub.add_guest(session)  # before the knock: no event about it can be missed
+    # The lease goes out in the same pipeline as the knock, so a process that dies
+    # right after the knock still leaves a lease that will lapse.
+    node.store.lease_guests([(session.host, session.guest, session.conn_id)])
     try:
         outcome = await node.waiting_room.knock(session.host, info, ignored, session.conn_id)
     except BaseException:
         node.hub.remove_guest(session)
+        node.store.drop_lease(session.host, session.guest, session.conn_id)
         session.guest = ""
         raise
     if outcome.queued:
         session.set_place(outcome.score, outcome.position, outcome.score)
-        node.store.lease_guests([(session.host, session.guest, session.conn_id)])
         session.conn.send(outcome.message)
     else:
         _finish(node, session, outcome.message)
@@ -332,10 +335,12 @@ async def _resume(node: Node, session: GuestSession, resume: Resume) -> None:
     session.guest = resume.resume.split("~", 1)[0]
     older = node.hub.guests.get(session.host, {}).get(session.guest)
     node.hub.add_guest(session)
+    node.store.lease_guests([(session.host, session.guest, session.conn_id)])
     try:
         result = await node.waiting_room.resume(session.host, resume.resume, session.conn_id)
     except BaseException:
         node.hub.remove_guest(session)
+        node.store.drop_lease(session.host, session.guest, session.conn_id)
         if older is not None:
             node.hub.add_guest(older)
         session.guest = ""
@@ -344,7 +349,6 @@ async def _resume(node: Node, session: GuestSession, resume: Resume) -> None:
         node.hub.replaced(older)
     if isinstance(result, Step):
         session.set_place(result.score, result.position, result.counter)
-        node.store.lease_guests([(session.host, session.guest, session.conn_id)])
         online = await node.store.host_online(session.host)
         session.conn.send({"type": "waiting", "guest": session.guest, "resume": resume.resume,
                            "position": result.position, "host_online": online})

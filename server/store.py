@@ -9,6 +9,7 @@ doorbell (DESIGN.md).
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from protocol import lobby
 from protocol.errors import AlreadyResolved, InternalError, UnknownLink, error_for_code
 from protocol.links import slug_base, slug_with_suffix, validate_slug
 from server.batcher import Batcher
+
+log = logging.getLogger("foyer.store")
 
 GUEST_TTL_MS = 24 * 3600 * 1000
 EXPIRY_KEY = "foyer:expiry"
@@ -369,6 +372,7 @@ class Store:
             host, guest, conn = _s(member).split("\n", 2)
             (step,) = await self.transition(host, lobby.LobbyEvent.DISCONNECT,
                                             [(guest, b"")], conn=conn, window_ms=window_ms)
+            log.debug("lease of %s lapsed: %s %s", guest, step.status, step.state)
             if step.status == "ok":
                 await self.schedule_expiry(host, guest, now_ms() + window_ms)
                 count += 1
