@@ -75,6 +75,8 @@ def serve(args: argparse.Namespace) -> int:
         valkey = EmbeddedValkey(settings.data_dir / "valkey")
         valkey.start()
         env["FOYER_REDIS_URL"] = valkey.url
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    env["FOYER_LISTEN_URL"] = f"http://{shown}:{args.port}"  # for emails without PUBLIC_URL
     os.environ.update(env)
     settings = Settings()
     try:
@@ -84,7 +86,9 @@ def serve(args: argparse.Namespace) -> int:
         if generated:
             print(f"Dev secrets generated and kept in {settings.data_dir / 'dev-secrets.json'}:",
                   flush=True)
-            print(f"  FOYER_API_KEY={settings.api_key}", flush=True)
+            for name in generated:  # dev values only; real ones are never printed
+                value = settings.secret if name == "FOYER_SECRET" else settings.api_key
+                print(f"  {name}={value}", flush=True)
         if settings.demo:
             from server.auth import Tokens
 

@@ -22,7 +22,8 @@ class Settings(BaseSettings):
     api_key: str | None = None  # bearer key of the HTTP API
     data_dir: Path = Path("./var")
     meeting_url: str = "https://meet.jit.si/{meeting_id}"
-    public_url: str | None = None  # base URL for links in API answers
+    public_url: str | None = None  # base URL for links in API answers and emails
+    listen_url: str | None = None  # set by ``foyer serve``: where it listens
     allowed_origins: str = ""  # comma-separated; same origin always passes
     trusted_proxies: str = ""  # comma-separated client addresses whose X-Forwarded-For counts
     knock_limit: int = Field(default=30, ge=0)  # knocks per client address per minute
@@ -32,6 +33,10 @@ class Settings(BaseSettings):
     hello_timeout: float = Field(default=5.0, gt=0)
     lease: float = Field(default=30.0, ge=1)  # seconds a crashed process's sockets count as live
     send_queue: int = Field(default=256, ge=8)  # frames buffered per socket before "slow"
+    smtp_url: str | None = None  # smtp://user:pass@host:port[?starttls=true] or smtps://
+    mail_from: str = "Foyer <foyer@localhost>"
+    mail_delay: float = Field(default=10.0, ge=0)  # seconds to gather knocks into one email
+    mail_cooldown: float = Field(default=300.0, ge=0)  # at most one email per host per this
     log_level: str = "info"
     demo: bool = True  # create a demo host and print its console URL at start
 

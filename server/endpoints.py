@@ -327,6 +327,7 @@ async def _knock(ws: WebSocket, node: Node, session: GuestSession, knock: Knock)
     if outcome.queued:
         session.set_place(outcome.score, outcome.position, outcome.score)
         session.conn.send(outcome.message)
+        node.mailer.knocked(session.host, bool(outcome.message["host_online"]))
     else:
         _finish(node, session, outcome.message)
 

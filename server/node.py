@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 
 from server.auth import Tokens
 from server.config import Settings
+from server.email import Mailer
 from server.host_settings import HostSettings
 from server.hub import Hub
 from server.meetings import MeetingProvider
@@ -39,6 +40,7 @@ class Node:
         self.meetings = MeetingProvider(settings.meeting_url)
         self.waiting_room = WaitingRoom(self)
         self.settings_service = HostSettings(self)
+        self.mailer = Mailer(self)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -46,6 +48,8 @@ class Node:
         await self.hub.start()
         self._tasks = [asyncio.create_task(self._sweep_loop(), name="foyer-expiry"),
                        asyncio.create_task(self._lease_loop(), name="foyer-leases")]
+        if self.mailer.enabled:
+            self._tasks.append(asyncio.create_task(self._mail_loop(), name="foyer-mail"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -69,6 +73,16 @@ class Node:
                 log.warning("expiry sweep failed: %s", type(exc).__name__)
             except Exception:
                 log.exception("expiry sweep failed")
+
+    async def _mail_loop(self) -> None:
+        """Send due emails; apart from the expiry sweep, so a slow SMTP server
+        never delays an expiry."""
+        while True:
+            await asyncio.sleep(SWEEP_EVERY_S)
+            try:
+                await self.mailer.send_due()
+            except Exception:
+                log.warning("email sweep failed", exc_info=True)
 
     async def _lease_loop(self) -> None:
         """Keep the leases of this process's sockets fresh: a host whose process

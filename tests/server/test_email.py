@@ -1,0 +1,101 @@
+"""Email to an away host, through a real SMTP server (aiosmtpd)."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import threading
+from collections.abc import Iterator
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from foyer_client import GuestClient, HostClient
+from server.embedded import free_port
+from tests.support import FoyerProcess, spawn_foyer
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps every message it is given."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.lock:
+            self.messages.append(parsed)  # type: ignore[arg-type]
+        return "250 OK"
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.messages)
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture(scope="module")
+def mailing(redis_url: str, smtp: tuple[Inbox, int]) -> Iterator[FoyerProcess]:
+    env = {"FOYER_SMTP_URL": f"smtp://127.0.0.1:{smtp[1]}", "FOYER_MAIL_DELAY": "1.5",
+           "FOYER_MAIL_COOLDOWN": "30", "FOYER_MAIL_FROM": "Foyer <foyer@test.example>",
+           "FOYER_PUBLIC_URL": "https://foyer.test.example"}
+    with spawn_foyer(redis_url, env) as proc:
+        yield proc
+
+
+async def _wait_for_mail(inbox: Inbox, count: int, seconds: float = 10) -> None:
+    for _ in range(int(seconds * 10)):
+        if inbox.count() >= count:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"expected {count} emails, got {inbox.count()}")
+
+
+async def test_one_coalesced_email_when_host_is_away(
+        mailing: FoyerProcess, smtp: tuple[Inbox, int]) -> None:
+    inbox, _ = smtp
+    before = inbox.count()
+    host = mailing.create_host("Away Host", email="away@test.example")
+    async with GuestClient(mailing.ws_url, host["slug"], name="Ann",
+                           options={"title": "Pricing"}), \
+            GuestClient(mailing.ws_url, host["slug"], name="Ben"), \
+            GuestClient(mailing.ws_url, host["slug"], name="Cy"):
+        await _wait_for_mail(inbox, before + 1)
+        message = inbox.messages[before]
+        assert message["To"] == "away@test.example"
+        assert message["Subject"] == "3 guests are waiting for you"
+        body = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert "Ann (Guest)" in body and "Ben (Guest)" in body and "Pricing" in body
+        assert "https://foyer.test.example/host" in body and host["token"] not in body
+        async with GuestClient(mailing.ws_url, host["slug"], name="Dee"):
+            await asyncio.sleep(2.5)  # past the delay: the cool-down holds it back
+            assert inbox.count() == before + 1
+
+
+async def test_no_email_when_a_device_is_online_or_opted_out(
+        mailing: FoyerProcess, smtp: tuple[Inbox, int]) -> None:
+    inbox, _ = smtp
+    before = inbox.count()
+    present = mailing.create_host("Present Host", email="present@test.example")
+    quiet = mailing.create_host("Quiet Host", email="quiet@test.example")
+    with mailing.api() as api:
+        api.patch(f"/api/hosts/{quiet['id']}/settings", json={"email_notifications": False})
+    async with HostClient(mailing.ws_url, present["token"]), \
+            GuestClient(mailing.ws_url, present["slug"], name="Seen"), \
+            GuestClient(mailing.ws_url, quiet["slug"], name="Unseen"):
+        await asyncio.sleep(3)
+    assert inbox.count() == before
