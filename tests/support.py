@@ -113,6 +113,17 @@ class FoyerProcess:
         self.stop()
 
 
+async def try_reply(device: Any, action: str, guest: str) -> str:
+    """``won``, or the error code a host reply got (for reply races)."""
+    from foyer_client import ClientError
+
+    try:
+        await getattr(device, action)(guest)
+        return "won"
+    except ClientError as exc:
+        return exc.code
+
+
 @contextlib.contextmanager
 def spawn_foyer(redis_url: str, env: dict[str, str] | None = None,
                 workers: int = 1) -> Iterator[FoyerProcess]:

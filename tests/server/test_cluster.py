@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from foyer_client import ClientError, GuestClient, HostClient
-from tests.support import FoyerProcess, ValkeyCluster, spawn_foyer
+from tests.support import FoyerProcess, ValkeyCluster, spawn_foyer, try_reply
 
 
 @pytest.fixture(scope="module")
@@ -59,19 +59,12 @@ async def test_one_reply_wins_on_cluster(pair: tuple[FoyerProcess, FoyerProcess]
     a, b = pair
     host = a.create_host("Race On Cluster")
 
-    async def reply(device: HostClient, action: str, guest: str) -> str:
-        try:
-            await getattr(device, action)(guest)
-            return "won"
-        except ClientError as exc:
-            return exc.code
-
     async with HostClient(a.ws_url, host["token"]) as d1, \
             HostClient(b.ws_url, host["token"]) as d2:
         for _ in range(5):
             async with GuestClient(b.ws_url, host["slug"], name="Racer") as guest:
-                results = await asyncio.gather(reply(d1, "admit", guest.waiting.guest),
-                                               reply(d2, "busy", guest.waiting.guest))
+                results = await asyncio.gather(try_reply(d1, "admit", guest.waiting.guest),
+                                               try_reply(d2, "busy", guest.waiting.guest))
                 assert sorted(results) == ["already_resolved", "won"]
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from foyer_client import ClientError, GuestClient, HostClient
+from foyer_client import GuestClient, HostClient
 from protocol.messages import Message
-from tests.support import FoyerProcess
+from tests.support import FoyerProcess, try_reply
 
 
 async def test_host_on_one_guest_on_other(foyer: FoyerProcess, foyer2: FoyerProcess,
@@ -32,14 +32,6 @@ async def test_store_first_late_device_on_other_process(
             assert [g["name"] for g in device.welcome.waiting] == ["Early"]
 
 
-async def _reply(device: HostClient, action: str, guest: str) -> str:
-    try:
-        await getattr(device, action)(guest)
-        return "won"
-    except ClientError as exc:
-        return exc.code
-
-
 async def test_exactly_one_reply_wins_across_devices_and_processes(
         foyer: FoyerProcess, foyer2: FoyerProcess, host: dict[str, Any]) -> None:
     async with HostClient(foyer.ws_url, host["token"]) as d1, \
@@ -49,8 +41,8 @@ async def test_exactly_one_reply_wins_across_devices_and_processes(
             async with GuestClient(foyer.ws_url, host["slug"], name=f"R{round_}") as guest:
                 gid = guest.waiting.guest
                 results = await asyncio.gather(
-                    _reply(d1, "admit", gid), _reply(d2, "deny", gid),
-                    _reply(d3, "new_meeting", gid))
+                    try_reply(d1, "admit", gid), try_reply(d2, "deny", gid),
+                    try_reply(d3, "new_meeting", gid))
                 assert sorted(results) == ["already_resolved", "already_resolved", "won"]
                 outcome: Message = await guest.wait_for("admitted", "denied")
                 winner = ["admit", "deny", "new_meeting"][results.index("won")]
