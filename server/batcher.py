@@ -15,6 +15,7 @@ from collections import deque
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import Connection
 from redis.exceptions import NoScriptError, ResponseError
 
 log = logging.getLogger("foyer.batcher")
@@ -37,6 +38,7 @@ class Batcher:
         self._queue: deque[tuple[tuple[Any, ...], asyncio.Future[Any]]] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._conn: Connection | None = None  # the batcher's own, standalone Redis only
 
     async def start(self) -> None:
         await self.load_scripts()
@@ -50,6 +52,9 @@ class Batcher:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await self.redis.connection_pool.release(conn)
         while self._queue:
             _, fut = self._queue.popleft()
             if not fut.done():
@@ -104,12 +109,42 @@ class Batcher:
                 fut.set_result(result)
 
     async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        pipe = self.redis.pipeline(transaction=False)
-        for args in commands:
-            pipe.execute_command(*args)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
+        if isinstance(self.redis, Redis):
+            results = await self._direct(commands)
+        else:  # Redis Cluster: the pipeline routes each command to its slot's node
+            pipe = self.redis.pipeline(transaction=False)
+            for args in commands:
+                pipe.execute_command(*args)
+            results = await pipe.execute(raise_on_error=False)
         return [
             NoScriptError(str(r)) if isinstance(r, ResponseError)
             and str(r).startswith("NOSCRIPT") else r
             for r in results
         ]
+
+    async def _direct(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """What ``pipeline(transaction=False).execute(raise_on_error=False)`` does on a
+        standalone Redis, on the batcher's own long-lived connection, without building a
+        Pipeline per batch (redis-py 8's costs ~50 µs of CPU per batch more). Same wire
+        bytes, same reply callbacks, same retry-after-disconnect on connection errors."""
+        conn = self._conn
+        if conn is None:
+            pool = self.redis.connection_pool
+            conn = self._conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        redis = self.redis
+
+        async def execute() -> list[Any]:
+            await conn.send_packed_command(conn.pack_commands(commands))
+            results: list[Any] = []
+            for args in commands:
+                try:
+                    results.append(await redis.parse_response(conn, args[0]))
+                except ResponseError as exc:
+                    results.append(exc)
+            return results
+
+        async def disconnect(_error: Exception) -> None:
+            await conn.disconnect()
+
+        done: list[Any] = await conn.retry.call_with_retry(execute, disconnect)
+        return done
