@@ -158,7 +158,7 @@ async def host_endpoint(ws: WebSocket) -> None:
         await node.store.device_up(host, session.device)
         waiting = await node.store.waiting(host)
         state, meeting = await node.store.presence(host)
-        node.hub.welcomed(session, (g["id"] for g in waiting))
+        node.hub.welcomed(session, waiting)
         conn.resume_with({
             "type": "welcome", "host": host, "state": state, "waiting": waiting,
             "policy": {k: record["settings"]["policy"].get(k)
@@ -325,8 +325,8 @@ async def _knock(ws: WebSocket, node: Node, session: GuestSession, knock: Knock)
         session.guest = ""
         raise
     if outcome.queued:
+        session.conn.send(outcome.message)  # ``waiting`` first, then anything held
         session.set_place(outcome.score, outcome.position, outcome.score)
-        session.conn.send(outcome.message)
         node.mailer.knocked(session.host, bool(outcome.message["host_online"]))
     else:
         _finish(node, session, outcome.message)
@@ -349,10 +349,10 @@ async def _resume(node: Node, session: GuestSession, resume: Resume) -> None:
     if older is not None:  # a half-open socket of this guest on this process
         node.hub.replaced(older)
     if isinstance(result, Step):
-        session.set_place(result.score, result.position, result.counter)
         online = await node.store.host_online(session.host)
         session.conn.send({"type": "waiting", "guest": session.guest, "resume": resume.resume,
                            "position": result.position, "host_online": online})
+        session.set_place(result.score, result.position, result.counter)
     else:
         _finish(node, session, result)
 

@@ -49,13 +49,32 @@ class GuestSession:
     since: int = 0  # event counter when ``position`` was last computed
     position: int = 0
     pending: list[tuple[int, int]] = field(default_factory=list)  # (event, removed score)
+    held: list[dict[str, Any]] = field(default_factory=list)  # frames due after ``waiting``
+    close_when_placed: bool = False
     finished: bool = False
 
     def set_place(self, score: int, position: int, since: int) -> None:
+        """Called right after ``waiting`` went out: now send what arrived
+        before it (PROTOCOL: ``waiting`` comes first), in order."""
         self.score, self.position, self.since = score, position, since
         pending, self.pending = self.pending, []
         for ev, removed in pending:
             self.removed(ev, removed)
+        held, self.held = self.held, []
+        for frame in held:
+            self.conn.send(frame)
+        if self.close_when_placed:
+            self.conn.close(CloseCode.NORMAL)
+
+    def deliver(self, frame: dict[str, Any], *, close: bool = False) -> None:
+        """Send now, or hold until the guest has its ``waiting``."""
+        if self.score is None:
+            self.held.append(frame)
+            self.close_when_placed = self.close_when_placed or close
+            return
+        self.conn.send(frame)
+        if close:
+            self.conn.close(CloseCode.NORMAL)
 
     def removed(self, ev: int, removed_score: int) -> None:
         """Someone left the queue: move up if they were ahead (PROTOCOL: position)."""
@@ -75,8 +94,9 @@ class Hub:
         self._store = store
         self._channel_of = store.channel
         self._sharded = sharded
-        # Guests this process's devices of each host have been told about.
-        self.announced: dict[str, set[str]] = defaultdict(set)
+        # Guests this process's devices of each host have been told about, with
+        # their options (a reply needs them to build the meeting: no extra read).
+        self.announced: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         self._resyncs: set[asyncio.Task[None]] = set()
         self.hosts: dict[str, set[HostSession]] = defaultdict(set)
         self.guests: dict[str, dict[str, GuestSession]] = defaultdict(dict)
@@ -168,10 +188,14 @@ class Hub:
         await self._hold(session.host)
         self.hosts[session.host].add(session)
 
-    def welcomed(self, session: HostSession, guests: Iterable[str]) -> None:
+    def welcomed(self, session: HostSession, guests: list[dict[str, Any]]) -> None:
         """The device's welcome listed these guests."""
-        session.skip = set(guests)
-        self.announced[session.host].update(session.skip)
+        session.skip = {g["id"] for g in guests}
+        self.announced[session.host].update((g["id"], g.get("options") or {}) for g in guests)
+
+    def guest_options(self, host: str, guest: str) -> dict[str, Any] | None:
+        """The options of a guest this process announced, if it did."""
+        return self.announced.get(host, {}).get(guest)
 
     def remove_host(self, session: HostSession) -> None:
         devices = self.hosts.get(session.host)
@@ -287,12 +311,12 @@ class Hub:
                 ids = {g["id"] for g in waiting}
                 for position, info in enumerate(waiting, start=1):
                     if info["id"] not in announced:
-                        announced.add(info["id"])
+                        announced[info["id"]] = info.get("options") or {}
                         self._to_hosts(host, {
                             "type": "join_request", "guest": info, "position": position,
                             "host_state": state if online else "away"})
-                for gid in list(announced - ids):
-                    announced.discard(gid)
+                for gid in [g for g in announced if g not in ids]:
+                    announced.pop(gid, None)
                     found = await store.guest_outcome(host, gid)
                     self._to_hosts(host, _missed_for_hosts(gid, *found))
             for session in list(self.guests.get(host, {}).values()):
@@ -324,7 +348,7 @@ class Hub:
         if kind == "knock":
             _, _, position, state, info = parts
             if host in self.hosts:
-                self.announced[host].add(info["id"])
+                self.announced[host][info["id"]] = info.get("options") or {}
             self._to_hosts(host, {"type": "join_request", "guest": info,
                                   "position": position, "host_state": state},
                            skip_guest=info.get("id"))
@@ -342,7 +366,7 @@ class Hub:
             _, _, gid, text = parts
             session = self.guests.get(host, {}).get(gid)
             if session is not None:
-                session.conn.send({"type": "message", "text": text})
+                session.deliver({"type": "message", "text": text})
         elif kind == "resumed":
             _, _, gid, conn_id = parts
             session = self.guests.get(host, {}).get(gid)
@@ -373,7 +397,7 @@ class Hub:
                     outcome: dict[str, Any] | None) -> None:
         announced = self.announced.get(host)
         if announced is not None:
-            announced.discard(gid)
+            announced.pop(gid, None)
         local = self.guests.get(host)
         if not local:
             return
@@ -382,8 +406,11 @@ class Hub:
             leaving.finished = True
             self.remove_guest(leaving)
             if outcome is not None:
-                leaving.conn.send(outcome)
-            leaving.conn.close(CloseCode.NORMAL)
+                leaving.deliver(outcome, close=True)
+            elif leaving.score is None:
+                leaving.close_when_placed = True
+            else:
+                leaving.conn.close(CloseCode.NORMAL)
         for session in list(local.values()):
             session.removed(ev, score)
 

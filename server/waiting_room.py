@@ -174,6 +174,8 @@ class WaitingRoom:
                       ) -> tuple[dict[str, Any], str]:
         """The message the guest will get for ``action``, and the merge meeting id."""
         if options is None:
+            options = self.node.hub.guest_options(host, guest_id)
+        if options is None:  # not announced here: read it (the script checks the state)
             found = await self.node.store.guest_info(host, guest_id)
             if found is None:
                 raise UnknownGuest()

@@ -1,0 +1,55 @@
+"""Ordering rules of a guest's frames in the Hub (no Redis needed)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from server.connection import Connection
+from server.hub import GuestSession
+
+
+class Recorder:
+    """Stands in for a socket's Connection: records what would be written."""
+
+    def __init__(self) -> None:
+        self.frames: list[Any] = []
+
+    def send(self, frame: dict[str, Any]) -> None:
+        self.frames.append(frame["type"] if frame["type"] != "position"
+                           else ("position", frame["position"]))
+
+    def close(self, code: int = 1000) -> None:
+        self.frames.append(("close", code))
+
+
+def _session() -> tuple[GuestSession, Recorder]:
+    rec = Recorder()
+    return GuestSession("h", cast(Connection, rec), "c1", guest="g1"), rec
+
+
+def test_outcome_before_waiting_is_held_until_placed() -> None:
+    session, rec = _session()
+    session.deliver({"type": "message", "text": "hi"})
+    session.deliver({"type": "admitted", "mode": "admit", "meeting": {}}, close=True)
+    assert rec.frames == []
+    rec.send({"type": "waiting"})
+    session.set_place(score=10, position=1, since=10)
+    assert rec.frames == ["waiting", "message", "admitted", ("close", 1000)]
+
+
+def test_removals_before_placement_apply_after_waiting() -> None:
+    session, rec = _session()
+    session.removed(ev=11, removed_score=5)  # someone ahead left after our knock
+    session.removed(ev=9, removed_score=4)  # before our knock: already counted
+    rec.send({"type": "waiting"})
+    session.set_place(score=10, position=3, since=10)
+    assert rec.frames == ["waiting", ("position", 2)]
+    session.removed(ev=12, removed_score=20)  # someone behind: no change
+    assert rec.frames[-1] == ("position", 2)
+
+
+def test_after_placement_frames_go_straight_out() -> None:
+    session, rec = _session()
+    session.set_place(score=3, position=1, since=3)
+    session.deliver({"type": "busy"}, close=True)
+    assert rec.frames == ["busy", ("close", 1000)]
