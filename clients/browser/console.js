@@ -8,7 +8,7 @@ const ALERT_EVERY_MS = 4000; // at most one sound + notification per this interv
 
 let client = null;
 const cards = new Map(); // guest id -> <li>
-const alerts = { count: 0, last: 0, muted: false };
+const alerts = { count: 0, last: 0, muted: false, every: ALERT_EVERY_MS };
 let audio = null;
 
 // Exposed for debugging and for the browser tests.
@@ -125,7 +125,7 @@ function beep() {
 function alertKnock(guest) {
   if (alerts.muted) return;
   const now = Date.now();
-  if (now - alerts.last < ALERT_EVERY_MS) return;
+  if (now - alerts.last < alerts.every) return;
   alerts.last = now;
   alerts.count += 1;
   beep();

@@ -360,6 +360,7 @@ export class HostClient extends Connection {
     this.host = null;
     this.presence = { state: "available", meeting: null };
     this.policy = null;
+    this.settings = null;
     this.waiting = new Map();
     this._pending = new Map();
     this._nextRef = 1;
@@ -404,6 +405,7 @@ export class HostClient extends Connection {
         this.host = frame.host;
         this._applyPresence(frame.state, frame.meeting);
         if (frame.policy) this.policy = frame.policy;
+        if (frame.settings) this.settings = frame.settings;
         this.waiting = new Map((frame.waiting || []).map((guest) => [guest.id, guest]));
         this.emit("welcome", frame);
         if (frame.policy) this.emit("settings", { policy: frame.policy });
@@ -430,8 +432,11 @@ export class HostClient extends Connection {
         break;
       }
       case "settings": {
-        if (frame.policy) this.policy = frame.policy;
-        this.emit("settings", { policy: this.policy });
+        // `{settings: {policy, ...}}` (docs/protocol.md); a bare `policy` is accepted too.
+        const policy = frame.settings?.policy ?? frame.policy;
+        if (frame.settings) this.settings = frame.settings;
+        if (policy) this.policy = { ...(this.policy || {}), ...policy };
+        this.emit("settings", { policy: this.policy, settings: this.settings });
         break;
       }
       case "ack": {
@@ -561,7 +566,7 @@ export class HostClient extends Connection {
 
   /** Lobby policy `{locked?, bypass?}` (needs a server with `settings`). */
   async setPolicy(policy) {
-    const result = await this.request({ type: "settings", policy });
+    const result = await this.request({ type: "settings", settings: { policy } });
     this.policy = { ...(this.policy || {}), ...policy };
     this.emit("settings", { policy: this.policy });
     return result;

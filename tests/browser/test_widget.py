@@ -1,0 +1,78 @@
+"""The <foyer-knock> widget embedded in a page from a second origin."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlencode
+
+from playwright.sync_api import Browser, BrowserContext, expect
+
+from tests.browser.conftest import LocalSite, console_url, new_context, screenshot
+from tests.support import FoyerProcess
+
+
+def test_widget_from_another_origin_knocks_and_lands(
+    browser: Browser, site: LocalSite, foyer_web: FoyerProcess, context: BrowserContext,
+) -> None:
+    host: dict[str, Any] = foyer_web.create_host("Ada Lovelace")
+    console = context.new_page()
+    console.goto(console_url(foyer_web, host["token"]))
+    expect(console.locator("#conn")).to_have_text("online")
+
+    partner = new_context(browser)
+    errors: list[str] = []
+    partner.on("weberror", lambda error: errors.append(str(error.error)))
+    try:
+        page = partner.new_page()
+        query = urlencode({"server": foyer_web.http_url, "link": host["slug"],
+                           "options": "title=Demo-request&duration=20"})
+        page.goto(f"{site.origin}/embed?{query}")
+        assert site.origin != foyer_web.http_url
+        widget = page.locator("foyer-knock")
+        # The page hides every <button>; the widget's own stay visible.
+        open_button = widget.locator("button.open")
+        expect(open_button).to_be_visible()
+        screenshot(page, "widget-closed")
+        open_button.click()
+        expect(widget.locator("#name")).to_be_focused()
+        widget.locator("#name").fill("Partner Visitor")
+        widget.locator("#email").fill("visitor@example.com")
+        widget.get_by_role("button", name="Knock", exact=True).click()
+        expect(widget.locator(".position")).to_have_text("1")
+        screenshot(page, "widget-waiting")
+
+        row = console.locator(".guest-card")
+        expect(row.locator(".label")).to_have_text("Partner Visitor (Guest)")
+        expect(row.locator(".opts")).to_contain_text("“Demo-request”")
+        row.locator("input").fill("Be right there")
+        row.locator('[data-action="message"]').click()
+        expect(widget.locator(".messages")).to_contain_text("Be right there")
+        row.locator('[data-action="admit"]').click()
+        page.wait_for_url(re.compile(re.escape(site.origin) + r"/meet/.+"))
+    finally:
+        partner.close()
+    assert errors == []
+
+
+def test_widget_from_an_origin_not_allowed_is_refused(
+    browser: Browser, site: LocalSite, redis_url: str,
+) -> None:
+    """Same widget, but this Foyer does not list the partner's origin."""
+    from tests.support import spawn_foyer
+
+    with spawn_foyer(redis_url) as strict:
+        host = strict.create_host("Ada Lovelace")
+        partner = new_context(browser)
+        try:
+            page = partner.new_page()
+            query = urlencode({"server": strict.http_url, "link": host["slug"]})
+            page.goto(f"{site.origin}/embed?{query}")
+            widget = page.locator("foyer-knock")
+            widget.locator("button.open").click()
+            widget.locator("#name").fill("Unwelcome")
+            widget.get_by_role("button", name="Knock", exact=True).click()
+            expect(widget.locator(".conn")).to_contain_text("reconnecting")
+            expect(widget.locator(".position")).to_have_text("\u2013")
+        finally:
+            partner.close()
