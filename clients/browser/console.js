@@ -509,6 +509,12 @@ try {
 updateNotifyButton();
 setInterval(tick, 1000);
 
+// Pasting a new console URL (#token=...) into an open tab signs in again.
+window.addEventListener("hashchange", () => {
+  const fresh = takeTokenFromFragment();
+  if (fresh) connect(fresh);
+});
+
 const token = takeTokenFromFragment() || storedToken();
 if (token) connect(token);
 else showSignin();

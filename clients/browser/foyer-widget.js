@@ -22,6 +22,9 @@ const STYLE = `
 :host { all: initial; display: inline-block; max-width: 100%; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; color: #1d1f23; }
 * { box-sizing: border-box; }
 [hidden] { display: none !important; }
+/* The page's rules still reach the host element and what it inherits, so
+   the box sets every inherited text property itself. */
+.box { all: initial; display: block; box-sizing: border-box; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; color: #1d1f23; text-align: left; letter-spacing: normal; word-spacing: normal; text-transform: none; text-indent: 0; white-space: normal; direction: ltr; visibility: visible; cursor: auto; }
 .box { background: #fff; border: 1px solid #dcd8d0; border-radius: 10px; padding: 14px 16px; width: 20rem; max-width: 100%; }
 .box.closed { border: 0; padding: 0; background: transparent; width: auto; }
 h2 { font-size: 1.05rem; margin: 0 0 8px; }

@@ -40,6 +40,11 @@ def test_widget_from_another_origin_knocks_and_lands(
         widget.locator("#email").fill("visitor@example.com")
         widget.get_by_role("button", name="Knock", exact=True).click()
         expect(widget.locator(".position")).to_have_text("1")
+        # The page's `* { color: red; font-family: serif }` stays outside.
+        style = widget.locator(".status").evaluate(
+            "e => [getComputedStyle(e).color, getComputedStyle(e).fontFamily]")
+        assert style[0] != "rgb(255, 0, 0)"
+        assert "serif" != style[1].strip()
         screenshot(page, "widget-waiting")
 
         row = console.locator(".guest-card")
