@@ -47,10 +47,16 @@ def ensure_chromium() -> str:
         if apt is None:
             pytest.fail("chromium is missing and apt-get is not available")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run([apt, "update"], check=False, env=env, timeout=600,
-                       stdout=subprocess.DEVNULL)
-        subprocess.run([apt, "install", "-y", "--no-install-recommends", "chromium"],
-                       check=True, env=env, timeout=1200, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [apt, "update"], check=False, env=env, timeout=600, stdout=subprocess.DEVNULL
+        )
+        subprocess.run(
+            [apt, "install", "-y", "--no-install-recommends", "chromium"],
+            check=True,
+            env=env,
+            timeout=1200,
+            stdout=subprocess.DEVNULL,
+        )
     return CHROMIUM
 
 
@@ -70,12 +76,16 @@ class LocalSite:
                 query = parse_qs(url.query)
                 if url.path.startswith("/meet/"):
                     meeting = html.escape(url.path.removeprefix("/meet/"))
-                    body = (f"<!doctype html><title>Meeting {meeting}</title>"
-                            f"<h1 id='meeting'>Meeting {meeting}</h1>")
+                    body = (
+                        f"<!doctype html><title>Meeting {meeting}</title>"
+                        f"<h1 id='meeting'>Meeting {meeting}</h1>"
+                    )
                 elif url.path == "/embed":
-                    body = site.embed_page(query.get("server", [""])[0],
-                                           query.get("link", [""])[0],
-                                           query.get("options", [""])[0])
+                    body = site.embed_page(
+                        query.get("server", [""])[0],
+                        query.get("link", [""])[0],
+                        query.get("options", [""])[0],
+                    )
                 else:
                     self.send_error(404)
                     return
@@ -151,7 +161,8 @@ def playwright_driver() -> Iterator[Playwright]:
 @pytest.fixture(scope="package")
 def browser(playwright_driver: Playwright) -> Iterator[Browser]:
     chromium = playwright_driver.chromium.launch(
-        executable_path=ensure_chromium(), args=CHROMIUM_ARGS, timeout=60_000)
+        executable_path=ensure_chromium(), args=CHROMIUM_ARGS, timeout=60_000
+    )
     try:
         yield chromium
     finally:

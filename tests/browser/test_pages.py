@@ -50,8 +50,12 @@ def card(console: Page, guest: str) -> Any:
 
 
 def test_guest_knocks_host_admits_guest_lands_on_meeting(
-    browser: Browser, site: LocalSite, foyer_web: FoyerProcess, host: dict[str, Any],
-    page_errors: list[str], context: BrowserContext,
+    browser: Browser,
+    site: LocalSite,
+    foyer_web: FoyerProcess,
+    host: dict[str, Any],
+    page_errors: list[str],
+    context: BrowserContext,
 ) -> None:
     console = open_console(context, foyer_web, host["token"])
     guest_ctx = new_context(browser)
@@ -94,13 +98,21 @@ def test_guest_knocks_host_admits_guest_lands_on_meeting(
     assert page_errors == []
 
 
-@pytest.mark.parametrize(("action", "outcome", "text"), [
-    ("busy", "busy", "is busy right now"),
-    ("deny", "denied", "can't let you in"),
-])
+@pytest.mark.parametrize(
+    ("action", "outcome", "text"),
+    [
+        ("busy", "busy", "is busy right now"),
+        ("deny", "denied", "can't let you in"),
+    ],
+)
 def test_busy_and_deny_reach_the_guest_page(
-    browser: Browser, foyer_web: FoyerProcess, host: dict[str, Any], context: BrowserContext,
-    action: str, outcome: str, text: str,
+    browser: Browser,
+    foyer_web: FoyerProcess,
+    host: dict[str, Any],
+    context: BrowserContext,
+    action: str,
+    outcome: str,
+    text: str,
 ) -> None:
     console = open_console(context, foyer_web, host["token"])
     guest_ctx = new_context(browser)
@@ -122,7 +134,10 @@ def test_busy_and_deny_reach_the_guest_page(
 
 
 def test_console_tabs_stay_in_step(
-    browser: Browser, site: LocalSite, foyer_web: FoyerProcess, host: dict[str, Any],
+    browser: Browser,
+    site: LocalSite,
+    foyer_web: FoyerProcess,
+    host: dict[str, Any],
     context: BrowserContext,
 ) -> None:
     tab_a = open_console(context, foyer_web, host["token"])
@@ -163,7 +178,10 @@ def test_console_tabs_stay_in_step(
 
 
 def test_admit_all(
-    browser: Browser, site: LocalSite, foyer_web: FoyerProcess, host: dict[str, Any],
+    browser: Browser,
+    site: LocalSite,
+    foyer_web: FoyerProcess,
+    host: dict[str, Any],
     context: BrowserContext,
 ) -> None:
     console = open_console(context, foyer_web, host["token"])
@@ -184,7 +202,10 @@ def test_admit_all(
 
 
 def test_a_dropped_guest_resumes_its_place(
-    browser: Browser, site: LocalSite, foyer_web: FoyerProcess, host: dict[str, Any],
+    browser: Browser,
+    site: LocalSite,
+    foyer_web: FoyerProcess,
+    host: dict[str, Any],
     context: BrowserContext,
 ) -> None:
     console = open_console(context, foyer_web, host["token"])
@@ -218,7 +239,10 @@ def test_a_dropped_guest_resumes_its_place(
 
 
 def test_locked_room_and_unknown_link(
-    browser: Browser, foyer_web: FoyerProcess, host: dict[str, Any], context: BrowserContext,
+    browser: Browser,
+    foyer_web: FoyerProcess,
+    host: dict[str, Any],
+    context: BrowserContext,
 ) -> None:
     console = open_console(context, foyer_web, host["token"])
     expect(console.locator("#policy-form")).to_be_visible()
@@ -249,12 +273,20 @@ def test_locked_room_and_unknown_link(
 
 
 def test_guest_page_on_a_phone_with_the_keyboard_only(
-    browser: Browser, site: LocalSite, foyer_web: FoyerProcess, host: dict[str, Any],
+    browser: Browser,
+    site: LocalSite,
+    foyer_web: FoyerProcess,
+    host: dict[str, Any],
     context: BrowserContext,
 ) -> None:
     console = open_console(context, foyer_web, host["token"])
-    phone = new_context(browser, viewport={"width": 360, "height": 640}, is_mobile=True,
-                        has_touch=True, device_scale_factor=2)
+    phone = new_context(
+        browser,
+        viewport={"width": 360, "height": 640},
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
+    )
     try:
         guest = phone.new_page()
         guest.goto(guest_url(foyer_web, host["slug"]))
@@ -281,8 +313,9 @@ def test_guest_page_on_a_phone_with_the_keyboard_only(
         phone.close()
 
 
-def test_pages_say_they_need_javascript(browser: Browser, foyer_web: FoyerProcess,
-                                        host: dict[str, Any]) -> None:
+def test_pages_say_they_need_javascript(
+    browser: Browser, foyer_web: FoyerProcess, host: dict[str, Any]
+) -> None:
     # Playwright's "JavaScript off" stops scripts but does not render <noscript>
     # (the parser still runs with scripting on), so read the element itself.
     no_js = new_context(browser, java_script_enabled=False)
@@ -300,8 +333,9 @@ def test_pages_say_they_need_javascript(browser: Browser, foyer_web: FoyerProces
         no_js.close()
 
 
-def test_console_token_form_and_refusal(browser: Browser, foyer_web: FoyerProcess,
-                                        host: dict[str, Any], context: BrowserContext) -> None:
+def test_console_token_form_and_refusal(
+    browser: Browser, foyer_web: FoyerProcess, host: dict[str, Any], context: BrowserContext
+) -> None:
     page = context.new_page()
     page.goto(console_url(foyer_web, "not-a-jwt"))
     expect(page.locator("#signin")).to_be_visible()
@@ -315,7 +349,10 @@ def test_console_token_form_and_refusal(browser: Browser, foyer_web: FoyerProces
 
 
 def test_knock_alert_is_throttled_and_mutable(
-    browser: Browser, foyer_web: FoyerProcess, host: dict[str, Any], context: BrowserContext,
+    browser: Browser,
+    foyer_web: FoyerProcess,
+    host: dict[str, Any],
+    context: BrowserContext,
 ) -> None:
     console = open_console(context, foyer_web, host["token"])
     console.evaluate("window.foyer.alerts.every = 600000")

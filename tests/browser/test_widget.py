@@ -13,7 +13,10 @@ from tests.support import FoyerProcess
 
 
 def test_widget_from_another_origin_knocks_and_lands(
-    browser: Browser, site: LocalSite, foyer_web: FoyerProcess, context: BrowserContext,
+    browser: Browser,
+    site: LocalSite,
+    foyer_web: FoyerProcess,
+    context: BrowserContext,
 ) -> None:
     host: dict[str, Any] = foyer_web.create_host("Ada Lovelace")
     console = context.new_page()
@@ -25,8 +28,13 @@ def test_widget_from_another_origin_knocks_and_lands(
     partner.on("weberror", lambda error: errors.append(str(error.error)))
     try:
         page = partner.new_page()
-        query = urlencode({"server": foyer_web.http_url, "link": host["slug"],
-                           "options": "title=Demo-request&duration=20"})
+        query = urlencode(
+            {
+                "server": foyer_web.http_url,
+                "link": host["slug"],
+                "options": "title=Demo-request&duration=20",
+            }
+        )
         page.goto(f"{site.origin}/embed?{query}")
         assert site.origin != foyer_web.http_url
         widget = page.locator("foyer-knock")
@@ -42,7 +50,8 @@ def test_widget_from_another_origin_knocks_and_lands(
         expect(widget.locator(".position")).to_have_text("1")
         # The page's `* { color: red; font-family: serif }` stays outside.
         style = widget.locator(".status").evaluate(
-            "e => [getComputedStyle(e).color, getComputedStyle(e).fontFamily]")
+            "e => [getComputedStyle(e).color, getComputedStyle(e).fontFamily]"
+        )
         assert style[0] != "rgb(255, 0, 0)"
         assert "serif" != style[1].strip()
         screenshot(page, "widget-waiting")
@@ -61,7 +70,9 @@ def test_widget_from_another_origin_knocks_and_lands(
 
 
 def test_widget_from_an_origin_not_allowed_is_refused(
-    browser: Browser, site: LocalSite, redis_url: str,
+    browser: Browser,
+    site: LocalSite,
+    redis_url: str,
 ) -> None:
     """Same widget, but this Foyer does not list the partner's origin."""
     from tests.support import spawn_foyer
