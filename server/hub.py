@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +98,8 @@ class Hub:
         # their options (a reply needs them to build the meeting: no extra read).
         self.announced: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         self._resyncs: set[asyncio.Task[None]] = set()
+        # Told when a host's cached record may be stale (see WaitingRoom).
+        self.on_host_change: Callable[[str], None] = lambda host: None
         self.hosts: dict[str, set[HostSession]] = defaultdict(set)
         self.guests: dict[str, dict[str, GuestSession]] = defaultdict(dict)
         self._refs: dict[str, int] = defaultdict(int)
@@ -147,6 +149,7 @@ class Hub:
         if fut is None:
             fut = self._confirm[channel] = asyncio.get_running_loop().create_future()
             self._host_of[channel] = host
+            self.on_host_change(host)  # we did not follow it: what we cached may be old
             assert self._pubsub is not None
             if self._sharded:
                 await self._pubsub.ssubscribe(channel)
@@ -376,6 +379,7 @@ class Hub:
             _, _, state, meeting = parts
             self._to_hosts(host, {"type": "presence", "state": state, "meeting": meeting or None})
         elif kind == "settings":
+            self.on_host_change(host)
             self._to_hosts(host, {"type": "settings", "settings": parts[2]})
 
     def _to_hosts(self, host: str, body: dict[str, Any], skip_guest: str | None = None) -> None:

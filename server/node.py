@@ -39,6 +39,7 @@ class Node:
         self.tokens = Tokens(settings.secret)
         self.meetings = MeetingProvider(settings.meeting_url)
         self.waiting_room = WaitingRoom(self)
+        self.hub.on_host_change = self.waiting_room.forget_host
         self.settings_service = HostSettings(self)
         self.mailer = Mailer(self)
         self._tasks: list[asyncio.Task[None]] = []

@@ -29,7 +29,12 @@ from server.store import Step, now_ms, pack
 if TYPE_CHECKING:
     from server.node import Node
 
-HOST_CACHE_S = 2.0
+# A slug never moves to another host (old slugs stay reserved to theirs), and a
+# cached host record is dropped whenever this process starts to follow the host's
+# channel and on every settings event on it; policy is enforced by the knock
+# script itself. So a long life is safe.
+SLUG_CACHE_S = 60.0
+HOST_CACHE_S = 60.0
 DENIED_QUIETLY: dict[str, Any] = {"type": "denied"}
 
 
@@ -61,7 +66,7 @@ class WaitingRoom:
             raise UnknownLink()
         if len(self._slugs) > 50_000:
             self._slugs.clear()
-        self._slugs[slug] = (now + HOST_CACHE_S, host)
+        self._slugs[slug] = (now + SLUG_CACHE_S, host)
         return host
 
     async def host_record(self, host: str) -> dict[str, Any]:

@@ -50,3 +50,18 @@ async def test_exactly_one_reply_wins_across_devices_and_processes(
                 for device in (d1, d2, d3):
                     resolved = await device.wait_for("resolved")
                     assert getattr(resolved, "action") == winner  # noqa: B009
+
+
+async def test_settings_change_reaches_cached_host_on_other_process(
+        foyer: FoyerProcess, foyer2: FoyerProcess, host: dict[str, Any]) -> None:
+    async with GuestClient(foyer2.ws_url, host["slug"], name="First") as first:
+        assert first.waiting.host_name == "Ada Lovelace"  # foyer2 now caches the host
+        with foyer.api() as api:
+            r = api.patch(f"/api/hosts/{host['id']}/settings", json={"name": "Ada King"})
+            assert r.status_code == 200
+        for _ in range(50):  # the settings event crosses Redis to foyer2
+            async with GuestClient(foyer2.ws_url, host["slug"], name="Second") as second:
+                if second.waiting.host_name == "Ada King":
+                    break
+            await asyncio.sleep(0.1)
+        assert second.waiting.host_name == "Ada King"
