@@ -94,7 +94,12 @@ function knock(name, email) {
   client.on("waiting", (frame) => {
     $("waiting-text").textContent = waitingText(frame.host_online);
     $("position").textContent = positionText(frame.position);
-    $("connection").textContent = frame.resumed ? "Reconnected — you kept your place." : "";
+    $("connection").textContent = frame.resumed
+      ? "Reconnected — you kept your place."
+      : requeued
+        ? "You were away too long and have knocked again."
+        : "";
+    requeued = false;
     app.dataset.guest = frame.guest;
     if (Array.isArray(frame.ignored) && frame.ignored.length) {
       const note = $("ignored");
@@ -106,8 +111,10 @@ function knock(name, email) {
     $("position").textContent = positionText(position);
   });
   client.on("message", ({ text }) => addMessage(text));
+  let requeued = false;
   client.on("requeued", () => {
-    $("connection").textContent = "You were away too long and have knocked again.";
+    requeued = true;
+    $("connection").textContent = "You were away too long; knocking again…";
   });
   client.on("state", (state) => {
     if (state === "reconnecting") $("connection").textContent = "Connection lost — reconnecting…";

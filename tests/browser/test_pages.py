@@ -371,3 +371,26 @@ def test_knock_alert_is_throttled_and_mutable(
         assert console.evaluate("window.foyer.alerts.count") == 1
     finally:
         guest_ctx.close()
+
+
+def test_a_guest_whose_place_is_gone_knocks_again(
+    browser: Browser, foyer_web: FoyerProcess, host: dict[str, Any], context: BrowserContext
+) -> None:
+    console = open_console(context, foyer_web, host["token"])
+    guest_ctx = new_context(browser)
+    try:
+        guest = guest_ctx.new_page()
+        old_id = knock(guest, foyer_web, host["slug"], "Long Gone")
+        expect(card(console, old_id)).to_have_count(1)
+        # As if the resume window had passed: the server no longer knows the secret.
+        guest.evaluate(
+            "() => { const c = window.foyer.client;"
+            " c.resumeSecret = c.resumeSecret.split('~')[0] + '~stale'; c.drop(); }"
+        )
+        expect(guest.locator("#connection")).to_contain_text("knocked again")
+        expect(guest.locator("#app")).not_to_have_attribute("data-guest", old_id)
+        new_id = guest.locator("#app").get_attribute("data-guest")
+        assert new_id
+        expect(card(console, new_id)).to_have_count(1)
+    finally:
+        guest_ctx.close()
