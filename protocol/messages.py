@@ -293,11 +293,12 @@ NEED = (anything, True)
 class Welcome(Message):
     TYPE = "welcome"
     SPEC = {"host": NEED, "state": NEED, "waiting": NEED, "policy": NEED,
-            "meeting": ANY, "settings": ANY}
+            "meeting": ANY, "settings": ANY, "name": ANY}
     host: str
     state: str
     waiting: list[dict[str, Any]]
     policy: dict[str, Any]
+    name: str | None = None  # addition: the host's display name
     meeting: dict[str, Any] | None = None  # addition: the declared meeting
     settings: dict[str, Any] | None = None  # addition: the host's settings
 

@@ -210,8 +210,10 @@ async def link_info(request: Request) -> Response:
     record = await store.get_host(host) if host else None
     if record is None:
         raise ApiError(404, "unknown_link", "no host has this link")
+    # Public, read-only: any site embedding the widget may read it.
     return JSONResponse({"slug": record["slug"], "host_name": record["name"],
-                         "host_online": await store.host_online(record["id"])})
+                         "host_online": await store.host_online(record["id"])},
+                        headers={"Access-Control-Allow-Origin": "*"})
 
 
 async def healthz(request: Request) -> Response:

@@ -160,7 +160,8 @@ async def host_endpoint(ws: WebSocket) -> None:
         state, meeting = await node.store.presence(host)
         node.hub.welcomed(session, waiting)
         conn.resume_with({
-            "type": "welcome", "host": host, "state": state, "waiting": waiting,
+            "type": "welcome", "host": host, "name": record["name"], "state": state,
+            "waiting": waiting,
             "policy": {k: record["settings"]["policy"].get(k)
                        for k in ("locked", "bypass")},
             "meeting": meeting, "settings": record["settings"],

@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 _HERE = Path(__file__).resolve().parent
@@ -82,6 +82,14 @@ async def guest_page(request: Request) -> Response:
     slug = str(request.path_params["slug"])
     if not _SLUG_SHAPE.match(slug):
         return _unknown_link_page(slug)
+    store = request.app.state.node.store
+    host = await store.host_for_slug(slug)
+    record = await store.get_host(host) if host else None
+    if record is None:
+        return _unknown_link_page(slug)
+    if record["slug"] != slug:  # an old slug of this host: send to the current one
+        query = f"?{request.url.query}" if request.url.query else ""
+        return RedirectResponse(f"/l/{record['slug']}{query}", status_code=301)
     body = _template("guest.html").replace("{slug}", html.escape(slug, quote=True))
     return HTMLResponse(body, headers=_page_headers(frameable=True))
 

@@ -431,7 +431,7 @@ function connect(token) {
   });
   client.on("state", setConn);
   client.on("welcome", (frame) => {
-    $("who").textContent = `as ${frame.host}`;
+    $("who").textContent = `as ${frame.name || frame.host}`;
     say("");
     showPolicy(frame.policy);
   });

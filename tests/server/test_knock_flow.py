@@ -16,6 +16,7 @@ async def test_knock_reaches_every_device_and_admit_sends_guest(
     async with HostClient(foyer.ws_url, host["token"]) as d1, \
             HostClient(foyer.ws_url, host["token"], codec="json") as d2:
         assert d1.welcome.host == host["id"] and d1.welcome.waiting == []
+        assert d1.welcome.name == "Ada Lovelace"
         async with GuestClient(foyer.ws_url, host["slug"], name="Ann",
                                email="ann@example.com") as guest:
             assert guest.waiting.position == 1 and guest.waiting.host_online is True

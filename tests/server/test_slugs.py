@@ -72,3 +72,20 @@ async def test_old_link_keeps_reaching_the_same_host(foyer: FoyerProcess,
             GuestClient(foyer.ws_url, old, name="Old Link User"):
         jr = await device.wait_for("join_request")
         assert getattr(jr, "guest")["name"] == "Old Link User"  # noqa: B009
+
+
+def test_guest_page_redirects_old_slug_and_knows_unknown(foyer: FoyerProcess,
+                                                         host: dict[str, Any]) -> None:
+    old, new = host["slug"], _fresh()
+    assert _put(foyer, host["id"], new).status_code == 200
+    r = httpx.get(f"{foyer.http_url}/l/{old}?title=Hi", follow_redirects=False)
+    assert r.status_code == 301 and r.headers["location"] == f"/l/{new}?title=Hi"
+    assert httpx.get(f"{foyer.http_url}/l/{new}").status_code == 200
+    assert httpx.get(f"{foyer.http_url}/l/never-was-a-slug").status_code == 404
+
+
+def test_link_info_is_readable_from_other_origins(foyer: FoyerProcess,
+                                                  host: dict[str, Any]) -> None:
+    r = httpx.get(f"{foyer.http_url}/api/links/{host['slug']}",
+                  headers={"Origin": "https://elsewhere.example"})
+    assert r.headers["access-control-allow-origin"] == "*"
