@@ -103,11 +103,14 @@ def table(session: dict[str, Any]) -> str:
                 f"{run['rss_per_connection_kib']:.1f} KiB per connection"
             )
     for target, ramp in session.get("ramp", {}).items():
-        lines.append(f"\n{target} ramp (p99 < {ramp['threshold_ms']} ms, nothing lost):")
+        lines.append(f"\n{target} ramp (p99 and schedule lag p99 < {ramp['threshold_ms']} ms, "
+                     "nothing lost):")
         for step in ramp["steps"]:  # a rate listed twice was retried once
             lines.append(
                 f"  {step['rate']:>8,.0f}/s achieved {step['achieved_rate']:>8,.0f}/s "
-                f"p50 {step['p50']:7.2f} p99 {step['p99']:8.2f} ms lost {step['lost']} "
+                f"p50 {step['p50']:7.2f} p99 {step['p99']:8.2f} lag p99 "
+                f"{step.get('lag_p99', 0.0):8.1f} connect p50 {step.get('connect_p50', 0.0):7.1f} "
+                f"ms lost {step['lost']} "
                 f"errors {step['errors']} {'ok' if step['ok'] else 'FAIL'}"
             )
         lines.append(f"  highest sustainable rate: {ramp['sustainable']:,.0f}/s")
