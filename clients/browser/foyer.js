@@ -143,7 +143,7 @@ export function optionsFromQuery(search = globalThis.location?.search || "") {
     const value = params.get(name);
     if (value !== null && value !== "") options[name] = value;
   }
-  const session = params.get("session") || undefined;
+  const session = params.get("s") || params.get("session") || undefined;  // the API links use ?s=
   return { options, session };
 }
 

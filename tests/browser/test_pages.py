@@ -394,3 +394,19 @@ def test_a_guest_whose_place_is_gone_knocks_again(
         expect(card(console, new_id)).to_have_count(1)
     finally:
         guest_ctx.close()
+
+
+def test_scheduled_session_link_carries_its_topic(
+    foyer_web: FoyerProcess, host: dict[str, Any], context: BrowserContext
+) -> None:
+    with foyer_web.api() as api:
+        r = api.post(f"/api/hosts/{host['id']}/sessions",
+                     json={"title": "Quarterly review", "starts_at": 0, "duration": 90})
+    session_link = r.json()["link"]  # /l/{slug}?s=<id>, as an integrator hands it out
+    query = session_link.split("?", 1)[1]
+    console = open_console(context, foyer_web, host["token"])
+    guest = context.new_page()
+    guest_id = knock(guest, foyer_web, host["slug"], "Sam", query)
+    row = card(console, guest_id)
+    expect(row.locator(".opts")).to_contain_text("Quarterly review")
+    expect(row.locator(".opts")).to_contain_text("90 min")
