@@ -343,7 +343,7 @@ def test_console_token_form_and_refusal(
     page.fill("#token", host["token"])
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#conn")).to_have_text("online")
-    expect(page.locator("#who")).to_contain_text(host["id"])
+    expect(page.locator("#who")).to_contain_text("Ada Lovelace")  # welcome.name
     page.reload()  # the token stays in this tab
     expect(page.locator("#conn")).to_have_text("online")
 
