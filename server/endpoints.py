@@ -127,13 +127,21 @@ def _decode_first(conn: Connection, frame: Any, table: dict[str, type[Message]],
 # ------------------------------------------------------------------ host devices
 
 
-async def host_endpoint(ws: WebSocket) -> None:
+async def _open(ws: WebSocket) -> tuple[Node, Connection] | None:
+    """Accept the socket (or refuse it in the handshake) and start its writer."""
     node: Node = ws.app.state.node
     codec = await _accept(ws, node)
     if codec is None:
+        return None
+    return node, Connection(ws, codec, node.settings.send_queue)
+
+
+async def host_endpoint(ws: WebSocket) -> None:
+    opened = await _open(ws)
+    if opened is None:
         return
-    conn = Connection(ws, codec, node.settings.send_queue)
-    conn.pause()
+    node, conn = opened
+    conn.pause()  # the welcome goes out before any event (see resume_with)
     conn.start()
     session: HostSession | None = None
     timer: asyncio.TimerHandle | None = None
@@ -251,11 +259,10 @@ async def _host_frame(node: Node, session: HostSession, message: Message) -> dic
 
 
 async def guest_endpoint(ws: WebSocket) -> None:
-    node: Node = ws.app.state.node
-    codec = await _accept(ws, node)
-    if codec is None:
+    opened = await _open(ws)
+    if opened is None:
         return
-    conn = Connection(ws, codec, node.settings.send_queue)
+    node, conn = opened
     conn.start()
     session: GuestSession | None = None
     watching: str | None = None
