@@ -330,6 +330,25 @@ class Resolved(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class GuestAway(Message):
+    """Addition: the guest's connection dropped; it keeps its place for the
+    resume window (then ``guest_left`` ``expired``)."""
+
+    TYPE = "guest_away"
+    SPEC = {"guest": NEED}
+    guest: str
+
+
+@dataclass(frozen=True, slots=True)
+class GuestBack(Message):
+    """Addition: the guest resumed its place."""
+
+    TYPE = "guest_back"
+    SPEC = {"guest": NEED}
+    guest: str
+
+
+@dataclass(frozen=True, slots=True)
 class PresenceChanged(Message):
     """Addition: a device changed the host's presence; every device hears it."""
 
@@ -429,8 +448,8 @@ def _table(*classes: type[Message]) -> dict[str, type[Message]]:
 HOST_FRAMES = _table(Hello, Presence, Admit, Merge, NewMeeting, Busy, Deny, SendMessage,
                      AdmitAll, UpdateSettings, Ping)
 GUEST_FRAMES = _table(Knock, Resume, Cancel, Ping)
-TO_HOST = _table(Welcome, JoinRequest, GuestLeft, Resolved, PresenceChanged, SettingsChanged,
-                 Ack, Error, Pong)
+TO_HOST = _table(Welcome, JoinRequest, GuestLeft, Resolved, GuestAway, GuestBack,
+                 PresenceChanged, SettingsChanged, Ack, Error, Pong)
 TO_GUEST = _table(Waiting, Position, Admitted, BusyNotice, Denied, HostMessage, Error, Pong)
 
 REPLIES: tuple[type[Message], ...] = (Admit, Merge, NewMeeting, Busy, Deny)

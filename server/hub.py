@@ -372,9 +372,12 @@ class Hub:
                 session.deliver({"type": "message", "text": text})
         elif kind == "resumed":
             _, _, gid, conn_id = parts
+            self._to_hosts(host, {"type": "guest_back", "guest": gid})
             session = self.guests.get(host, {}).get(gid)
             if session is not None and session.conn_id != conn_id:
                 self.replaced(session)
+        elif kind == "away":
+            self._to_hosts(host, {"type": "guest_away", "guest": parts[2]})
         elif kind == "presence":
             _, _, state, meeting = parts
             self._to_hosts(host, {"type": "presence", "state": state, "meeting": meeting or None})

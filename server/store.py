@@ -297,9 +297,16 @@ class Store:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for gid in ids:
-            pipe.hget(self._guest_key(host, _s(gid)), "info")
-        infos = await pipe.execute()
-        return [unpack(i) for i in infos if i]
+            pipe.hmget(self._guest_key(host, _s(gid)), ["info", "state"])
+        rows = await pipe.execute()
+        guests = []
+        for info, state in rows:
+            if info:
+                guest = unpack(info)
+                if _s(state) == lobby.GuestState.AWAY:
+                    guest["away"] = True  # dropped, within its resume window
+                guests.append(guest)
+        return guests
 
     async def event_counter(self, host: str) -> int:
         return int(await self.redis.get(f"{self.tag(host)}:ev") or 0)

@@ -226,6 +226,16 @@ function fillCard(li, guest, index) {
   li.querySelector(".since").dataset.knockedAt = String(guest.knocked_at || Date.now());
   li.querySelector(".since").textContent = waitedFor(guest.knocked_at);
   li.querySelector(".pos").textContent = `#${index + 1}`;
+  li.classList.toggle("away", Boolean(guest.away));
+  let note = li.querySelector(".away-note");
+  if (guest.away && !note) {
+    note = document.createElement("span");
+    note.className = "away-note";
+    note.textContent = "connection lost, keeping their place";
+    li.querySelector(".since").after(note);
+  } else if (!guest.away && note) {
+    note.remove();
+  }
   li.querySelector(".opts").replaceChildren(...optionChips(guest.options));
   li.setAttribute("aria-label", `${guest.label || guest.name}, number ${index + 1} in line`);
   const inMeeting = client?.presence.state === "in_meeting";

@@ -347,6 +347,7 @@ class Connection extends Emitter {
  *
  * Events: everything from the connection, plus `welcome` (frame),
  * `join_request` (frame), `guest_left` (frame), `resolved` (frame),
+ * `guest_away` / `guest_back` (frame: a guest's connection dropped / it resumed),
  * `presence` ({state, meeting}), `settings` ({policy}), `change`
  * (the waiting list, oldest first), `unauthorized` (the token was refused
  * and no refresh helped).
@@ -418,6 +419,17 @@ export class HostClient extends Connection {
         this.waiting.set(guest.id, guest);
         this.emit("join_request", frame, isNew);
         this._changed();
+        break;
+      }
+      case "guest_away":
+      case "guest_back": {
+        // Additions: the guest's connection dropped (it keeps its place) / it is back.
+        const guest = this.waiting.get(frame.guest);
+        if (guest) {
+          guest.away = frame.type === "guest_away";
+          this._changed();
+        }
+        this.emit(frame.type, frame);
         break;
       }
       case "guest_left":

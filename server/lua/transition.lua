@@ -45,6 +45,7 @@ for i = 4, #KEYS do
         out[#out + 1] = {'ok', new}
       elseif event == 'disconnect' then
         redis.call('HSET', key, 'deadline', now + tonumber(ARGV[7]))
+        redis.call(pub, chan, cmsgpack.pack('away', 0, gid))
         out[#out + 1] = {'ok', new}
       elseif event == 'resume' then
         redis.call('HSET', key, 'conn', ARGV[5])

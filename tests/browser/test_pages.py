@@ -226,8 +226,13 @@ def test_a_dropped_guest_resumes_its_place(
         guest_ctx.set_offline(True)
         guest.evaluate("window.foyer.client.drop()")
         expect(guest.locator("#connection")).to_contain_text("reconnecting")
+        # The host sees that this guest's connection dropped (guest_away) ...
+        expect(card(console, guest_id).locator(".away-note")).to_be_visible()
+        screenshot(console, "console-guest-away")
         guest_ctx.set_offline(False)
         expect(guest.locator("#connection")).to_contain_text("kept your place")
+        # ... and that it is back (guest_back).
+        expect(card(console, guest_id).locator(".away-note")).to_have_count(0)
         assert guest.locator("#app").get_attribute("data-guest") == guest_id
         expect(guest.locator("#position")).to_have_text("2")
 

@@ -28,8 +28,14 @@ async def test_resume_keeps_id_and_place(foyer: FoyerProcess, host: dict[str, An
             gid, resume = first.waiting.guest, first.waiting.resume
             await first.close()  # the connection drops
             await asyncio.sleep(0.3)
+            away = await device.wait_for("guest_away")
+            assert getattr(away, "guest") == gid  # noqa: B009
+            async with HostClient(foyer.ws_url, host["token"]) as late:
+                marks = {g["id"]: g.get("away", False) for g in late.welcome.waiting}
+                assert marks == {gid: True, second.waiting.guest: False}
             async with GuestClient(foyer.ws_url, host["slug"], resume=resume) as back:
                 assert back.waiting.guest == gid and back.waiting.position == 1
+                assert getattr(await device.wait_for("guest_back"), "guest") == gid  # noqa: B009
                 assert [g["id"] for g in device.pending() if g.type == "guest_left"] == []
                 await device.admit(second.waiting.guest)
                 await device.admit(gid)
