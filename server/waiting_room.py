@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from protocol import lobby
 from protocol.errors import (
@@ -36,6 +36,27 @@ if TYPE_CHECKING:
 SLUG_CACHE_S = 60.0
 HOST_CACHE_S = 60.0
 DENIED_QUIETLY: dict[str, Any] = {"type": "denied"}
+V = TypeVar("V")
+
+
+class TtlCache(Generic[V]):
+    """A small cache whose entries live ``ttl`` seconds; bounded (cleared when full)."""
+
+    def __init__(self, ttl: float, limit: int = 50_000) -> None:
+        self.ttl, self.limit = ttl, limit
+        self._items: dict[str, tuple[float, V]] = {}
+
+    def get(self, key: str) -> V | None:
+        hit = self._items.get(key)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def put(self, key: str, value: V) -> None:
+        if len(self._items) >= self.limit:
+            self._items.clear()
+        self._items[key] = (time.monotonic() + self.ttl, value)
+
+    def drop(self, key: str) -> None:
+        self._items.pop(key, None)
 
 
 @dataclass(slots=True)
@@ -51,39 +72,31 @@ class KnockOutcome:
 class WaitingRoom:
     def __init__(self, node: Node) -> None:
         self.node = node
-        self._hosts: dict[str, tuple[float, dict[str, Any]]] = {}
-        self._slugs: dict[str, tuple[float, str]] = {}
+        self._hosts: TtlCache[dict[str, Any]] = TtlCache(HOST_CACHE_S)
+        self._slugs: TtlCache[str] = TtlCache(SLUG_CACHE_S)
 
     # -- cached lookups (a knock must not cost extra round trips) ---------------
 
     async def host_for_slug(self, slug: str) -> str:
-        now = time.monotonic()
-        hit = self._slugs.get(slug)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        host = await self.node.store.host_for_slug(slug)
+        host = self._slugs.get(slug)
         if host is None:
-            raise UnknownLink()
-        if len(self._slugs) > 50_000:
-            self._slugs.clear()
-        self._slugs[slug] = (now + SLUG_CACHE_S, host)
+            host = await self.node.store.host_for_slug(slug)
+            if host is None:
+                raise UnknownLink()
+            self._slugs.put(slug, host)
         return host
 
     async def host_record(self, host: str) -> dict[str, Any]:
-        now = time.monotonic()
-        hit = self._hosts.get(host)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        record = await self.node.store.get_host(host)
+        record = self._hosts.get(host)
         if record is None:
-            raise UnknownLink()
-        if len(self._hosts) > 50_000:
-            self._hosts.clear()
-        self._hosts[host] = (now + HOST_CACHE_S, record)
+            record = await self.node.store.get_host(host)
+            if record is None:
+                raise UnknownLink()
+            self._hosts.put(host, record)
         return record
 
     def forget_host(self, host: str) -> None:
-        self._hosts.pop(host, None)
+        self._hosts.drop(host)
 
     # -- guests ---------------------------------------------------------------------
 

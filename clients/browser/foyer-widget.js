@@ -14,7 +14,7 @@
 // DOM events (bubbling, composed): foyer-waiting, foyer-position,
 // foyer-message, foyer-outcome; and foyer-admitted, which is cancelable:
 // call preventDefault() to handle the meeting URL yourself.
-import { GuestClient, fetchLink, optionsFromQuery } from "./foyer.js";
+import { GuestClient, fetchLink, optionsFromQuery, safeUrl } from "./foyer.js";
 
 const DEFAULT_SERVER = new URL(".", import.meta.url).href.replace(/\/static\/$/, "");
 
@@ -76,15 +76,6 @@ const TEMPLATE = `
   </section>
 </div>
 `;
-
-function safeUrl(raw) {
-  try {
-    const url = new URL(raw, location.href);
-    return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
-  } catch {
-    return null;
-  }
-}
 
 export class FoyerKnock extends HTMLElement {
   static observedAttributes = ["link", "server", "label"];

@@ -131,6 +131,16 @@ export async function fetchLink(slug, { server, signal } = {}) {
   return body;
 }
 
+/** Only ever navigate to http(s) URLs the server handed out. */
+export function safeUrl(raw) {
+  try {
+    const url = new URL(raw, globalThis.location?.href);
+    return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Read link options (and a scheduled-session token) from a query string.
  * Values stay strings: the server parses and sanitises them, and reports the

@@ -1,5 +1,5 @@
 // The guest page at /l/{slug}: knock form, waiting state, outcome.
-import { GuestClient, fetchLink, optionsFromQuery } from "./foyer.js";
+import { GuestClient, fetchLink, optionsFromQuery, safeUrl } from "./foyer.js";
 
 const $ = (id) => document.getElementById(id);
 const app = $("app");
@@ -48,16 +48,6 @@ function outcome(kind, text, { message, url, retry = false, heading } = {}) {
   if (url) join.href = url;
   $("retry").hidden = !retry;
   focusHeading();
-}
-
-/** Only ever navigate to http(s) URLs the server handed out. */
-function safeUrl(raw) {
-  try {
-    const url = new URL(raw, location.href);
-    return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
-  } catch {
-    return null;
-  }
 }
 
 function positionText(position) {
