@@ -103,8 +103,9 @@ def table(session: dict[str, Any]) -> str:
                 f"{run['rss_per_connection_kib']:.1f} KiB per connection"
             )
     for target, ramp in session.get("ramp", {}).items():
-        lines.append(f"\n{target} ramp (p99 and schedule lag p99 < {ramp['threshold_ms']} ms, "
-                     "nothing lost):")
+        lines.append(
+            f"\n{target} ramp (p99 and schedule lag p99 < {ramp['threshold_ms']} ms, nothing lost):"
+        )
         for step in ramp["steps"]:  # a rate listed twice was retried once
             lines.append(
                 f"  {step['rate']:>8,.0f}/s achieved {step['achieved_rate']:>8,.0f}/s "

@@ -53,8 +53,14 @@ class Codec:
                 value = json.loads(frame)
         except BadFrame:
             raise
-        except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
-                msgpack.StackError, RecursionError):
+        except (
+            ValueError,
+            TypeError,
+            msgpack.ExtraData,
+            msgpack.FormatError,
+            msgpack.StackError,
+            RecursionError,
+        ):
             raise BadFrame() from None
         if not isinstance(value, dict):
             raise BadFrame("a frame must be a map")

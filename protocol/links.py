@@ -19,21 +19,50 @@ from protocol.errors import InvalidSlug
 
 SLUG_MIN, SLUG_MAX = 3, 64
 SLUG_RE = re.compile(r"^[a-z0-9-]+$")
-RESERVED_SLUGS = frozenset({
-    "api", "ws", "l", "host", "hosts", "static", "healthz", "openapi", "openapi-json",
-    "docs", "admin", "login", "logout", "signup", "settings", "www", "foyer", "help",
-    "about", "new", "me", "widget", "metrics", "status",
-})
+RESERVED_SLUGS = frozenset(
+    {
+        "api",
+        "ws",
+        "l",
+        "host",
+        "hosts",
+        "static",
+        "healthz",
+        "openapi",
+        "openapi-json",
+        "docs",
+        "admin",
+        "login",
+        "logout",
+        "signup",
+        "settings",
+        "www",
+        "foyer",
+        "help",
+        "about",
+        "new",
+        "me",
+        "widget",
+        "metrics",
+        "status",
+    }
+)
 
 TITLE_STRIP = set("&$+,/:;=?@# <>[]{}|\\^%")
 TITLE_MAX = 200
 DURATION_MIN, DURATION_MAX = 1, 24 * 60
 DEFAULT_DURATION = 30
 RECORDING = ("automatic", "manual", "disabled")
-OPTION_NAMES = ("title", "duration", "region", "relationship", "announce", "autodelete",
-                "recording")
-DEFAULT_REGIONS = ("us-east", "us-west", "eu-west", "eu-central", "ap-southeast",
-                   "ap-northeast")
+OPTION_NAMES = (
+    "title",
+    "duration",
+    "region",
+    "relationship",
+    "announce",
+    "autodelete",
+    "recording",
+)
+DEFAULT_REGIONS = ("us-east", "us-west", "eu-west", "eu-central", "ap-southeast", "ap-northeast")
 
 
 def validate_slug(raw: str) -> str:

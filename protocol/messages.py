@@ -292,8 +292,15 @@ NEED = (anything, True)
 @dataclass(frozen=True, slots=True)
 class Welcome(Message):
     TYPE = "welcome"
-    SPEC = {"host": NEED, "state": NEED, "waiting": NEED, "policy": NEED,
-            "meeting": ANY, "settings": ANY, "name": ANY}
+    SPEC = {
+        "host": NEED,
+        "state": NEED,
+        "waiting": NEED,
+        "policy": NEED,
+        "meeting": ANY,
+        "settings": ANY,
+        "name": ANY,
+    }
     host: str
     state: str
     waiting: list[dict[str, Any]]
@@ -395,8 +402,14 @@ class Pong(Message):
 @dataclass(frozen=True, slots=True)
 class Waiting(Message):
     TYPE = "waiting"
-    SPEC = {"guest": NEED, "resume": NEED, "position": NEED, "host_online": NEED,
-            "ignored": ANY, "host_name": ANY}
+    SPEC = {
+        "guest": NEED,
+        "resume": NEED,
+        "position": NEED,
+        "host_online": NEED,
+        "ignored": ANY,
+        "host_name": ANY,
+    }
     guest: str
     resume: str
     position: int
@@ -445,11 +458,33 @@ def _table(*classes: type[Message]) -> dict[str, type[Message]]:
     return {cls.TYPE: cls for cls in classes}
 
 
-HOST_FRAMES = _table(Hello, Presence, Admit, Merge, NewMeeting, Busy, Deny, SendMessage,
-                     AdmitAll, UpdateSettings, Ping)
+HOST_FRAMES = _table(
+    Hello,
+    Presence,
+    Admit,
+    Merge,
+    NewMeeting,
+    Busy,
+    Deny,
+    SendMessage,
+    AdmitAll,
+    UpdateSettings,
+    Ping,
+)
 GUEST_FRAMES = _table(Knock, Resume, Cancel, Ping)
-TO_HOST = _table(Welcome, JoinRequest, GuestLeft, Resolved, GuestAway, GuestBack,
-                 PresenceChanged, SettingsChanged, Ack, Error, Pong)
+TO_HOST = _table(
+    Welcome,
+    JoinRequest,
+    GuestLeft,
+    Resolved,
+    GuestAway,
+    GuestBack,
+    PresenceChanged,
+    SettingsChanged,
+    Ack,
+    Error,
+    Pong,
+)
 TO_GUEST = _table(Waiting, Position, Admitted, BusyNotice, Denied, HostMessage, Error, Pong)
 
 REPLIES: tuple[type[Message], ...] = (Admit, Merge, NewMeeting, Busy, Deny)

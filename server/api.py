@@ -110,8 +110,11 @@ def _base_url(request: Request) -> str:
 
 def _host_view(request: Request, record: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": record["id"], "name": record["name"], "email": record["email"],
-        "slug": record["slug"], "link": f"{_base_url(request)}/l/{record['slug']}",
+        "id": record["id"],
+        "name": record["name"],
+        "email": record["email"],
+        "slug": record["slug"],
+        "link": f"{_base_url(request)}/l/{record['slug']}",
         "settings": record["settings"],
     }
 
@@ -176,7 +179,8 @@ async def patch_settings(request: Request) -> Response:
     body = await _body(request, SettingsPatch)
     try:
         await _node(request).settings_service.update(
-            record["id"], body.model_dump(exclude_unset=True))
+            record["id"], body.model_dump(exclude_unset=True)
+        )
     except BadMessage as exc:
         raise ApiError(422, "invalid", exc.message) from None
     except UnknownLink:
@@ -211,9 +215,14 @@ async def link_info(request: Request) -> Response:
     if record is None:
         raise ApiError(404, "unknown_link", "no host has this link")
     # Public, read-only: any site embedding the widget may read it.
-    return JSONResponse({"slug": record["slug"], "host_name": record["name"],
-                         "host_online": await store.host_online(record["id"])},
-                        headers={"Access-Control-Allow-Origin": "*"})
+    return JSONResponse(
+        {
+            "slug": record["slug"],
+            "host_name": record["name"],
+            "host_online": await store.host_online(record["id"]),
+        },
+        headers={"Access-Control-Allow-Origin": "*"},
+    )
 
 
 async def healthz(request: Request) -> Response:

@@ -55,7 +55,7 @@ class Foyer:
                 scope["app"] = self.app
                 await host_endpoint(WebSocket(scope, receive, send))
                 return
-            slug = path[len(GUEST_PREFIX):] if path.startswith(GUEST_PREFIX) else ""
+            slug = path[len(GUEST_PREFIX) :] if path.startswith(GUEST_PREFIX) else ""
             if slug and "/" not in slug:
                 scope["app"] = self.app
                 scope["path_params"] = {"slug": slug}
@@ -90,7 +90,8 @@ def create_app(settings: Settings | None = None) -> Foyer:
         assert isinstance(exc, HTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
         message = {404: "no such resource", 405: "method not allowed"}.get(
-            exc.status_code, str(exc.detail))
+            exc.status_code, str(exc.detail)
+        )
         return error_response(exc.status_code, code, message)
 
     async def on_error(request: Request, exc: Exception) -> Response:
@@ -106,8 +107,11 @@ def create_app(settings: Settings | None = None) -> Foyer:
             *pages.routes,
         ],
         lifespan=lifespan,
-        exception_handlers={ApiError: on_api_error, HTTPException: on_http_error,
-                            Exception: on_error},
+        exception_handlers={
+            ApiError: on_api_error,
+            HTTPException: on_http_error,
+            Exception: on_error,
+        },
     )
     app.state.node = node
     return Foyer(app)

@@ -32,13 +32,21 @@ class Tokens:
 
     def host_token(self, host: str, ttl_s: int = 12 * 3600) -> str:
         now = int(time.time())
-        return jwt.encode({"sub": host, "iat": now, "exp": now + ttl_s, "kind": "host"},
-                          self._secret, algorithm="HS256")
+        return jwt.encode(
+            {"sub": host, "iat": now, "exp": now + ttl_s, "kind": "host"},
+            self._secret,
+            algorithm="HS256",
+        )
 
     def guest_token(self, email: str, name: str | None = None, ttl_s: int = 3600) -> str:
         now = int(time.time())
-        claims: dict[str, Any] = {"sub": email, "email": email, "iat": now, "exp": now + ttl_s,
-                                  "kind": "guest"}
+        claims: dict[str, Any] = {
+            "sub": email,
+            "email": email,
+            "iat": now,
+            "exp": now + ttl_s,
+            "kind": "guest",
+        }
         if name:
             claims["name"] = name
         return jwt.encode(claims, self._secret, algorithm="HS256")
@@ -46,8 +54,11 @@ class Tokens:
     def _decode(self, token: str) -> dict[str, Any]:
         try:
             claims: dict[str, Any] = jwt.decode(
-                token, self._secret, algorithms=["HS256"],
-                options={"require": ["sub"], "verify_exp": True})
+                token,
+                self._secret,
+                algorithms=["HS256"],
+                options={"require": ["sub"], "verify_exp": True},
+            )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("token expired") from None
         except jwt.PyJWTError:
@@ -57,8 +68,11 @@ class Tokens:
     def host(self, token: str) -> HostClaims:
         claims = self._decode(token)
         sub = claims.get("sub")
-        if claims.get("kind", "host") != "host" or not isinstance(sub, str) \
-                or not HOST_ID_RE.match(sub):
+        if (
+            claims.get("kind", "host") != "host"
+            or not isinstance(sub, str)
+            or not HOST_ID_RE.match(sub)
+        ):
             raise Unauthorized("not a host token")
         exp = claims.get("exp")
         return HostClaims(sub, float(exp) if isinstance(exp, int | float) else None)
@@ -69,8 +83,10 @@ class Tokens:
             raise Unauthorized("not a guest token")
         email = claims.get("email")
         name = claims.get("name")
-        return GuestClaims(name if isinstance(name, str) else None,
-                           email.lower() if isinstance(email, str) else None)
+        return GuestClaims(
+            name if isinstance(name, str) else None,
+            email.lower() if isinstance(email, str) else None,
+        )
 
 
 def same_secret(given: str, expected: str) -> bool:

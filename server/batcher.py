@@ -117,8 +117,9 @@ class Batcher:
                 pipe.execute_command(*args)
             results = await pipe.execute(raise_on_error=False)
         return [
-            NoScriptError(str(r)) if isinstance(r, ResponseError)
-            and str(r).startswith("NOSCRIPT") else r
+            NoScriptError(str(r))
+            if isinstance(r, ResponseError) and str(r).startswith("NOSCRIPT")
+            else r
             for r in results
         ]
 

@@ -43,8 +43,12 @@ def _dev_secrets(data_dir: Path) -> dict[str, str]:
 async def _demo(settings: Settings) -> dict[str, Any]:
     """Make sure the demo host exists; returns its record."""
     assert settings.redis_url
-    redis = open_redis(settings.redis_url, is_cluster(settings.redis_url)
-                       if settings.redis_cluster is None else settings.redis_cluster)
+    redis = open_redis(
+        settings.redis_url,
+        is_cluster(settings.redis_url)
+        if settings.redis_cluster is None
+        else settings.redis_cluster,
+    )
     try:
         store = Store(redis)
         record = await store.get_host(DEMO_HOST)
@@ -84,8 +88,10 @@ def serve(args: argparse.Namespace) -> int:
         where = f"embedded Valkey, data in {settings.data_dir}" if valkey else "FOYER_REDIS_URL"
         print(f"Foyer on {base}  (store: {where})", flush=True)
         if generated:
-            print(f"Dev secrets generated and kept in {settings.data_dir / 'dev-secrets.json'}:",
-                  flush=True)
+            print(
+                f"Dev secrets generated and kept in {settings.data_dir / 'dev-secrets.json'}:",
+                flush=True,
+            )
             for name in generated:  # dev values only; real ones are never printed
                 value = settings.secret if name == "FOYER_SECRET" else settings.api_key
                 print(f"  {name}={value}", flush=True)
@@ -98,11 +104,19 @@ def serve(args: argparse.Namespace) -> int:
             print(f"Host console:  {base}/host#token={token}", flush=True)
             print(f"Personal link: {base}/l/{record.get('slug', '')}", flush=True)
         uvicorn.run(
-            "server.app:create_app", factory=True, host=args.host, port=args.port,
+            "server.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
             workers=args.workers if args.workers > 1 else None,
-            loop="uvloop", ws="websockets-sansio", ws_max_size=64 * 1024,
-            ws_per_message_deflate=False, ws_ping_interval=20.0, ws_ping_timeout=20.0,
-            log_level=settings.log_level.lower(), access_log=args.access_log,
+            loop="uvloop",
+            ws="websockets-sansio",
+            ws_max_size=64 * 1024,
+            ws_per_message_deflate=False,
+            ws_ping_interval=20.0,
+            ws_ping_timeout=20.0,
+            log_level=settings.log_level.lower(),
+            access_log=args.access_log,
             timeout_graceful_shutdown=5,
             proxy_headers=False,  # FOYER_TRUSTED_PROXIES is the one control (server/origins.py)
         )

@@ -25,8 +25,17 @@ log = logging.getLogger("foyer.connection")
 class Connection:
     """Frames go through ``send``; ``writer`` owns the socket's output side."""
 
-    __slots__ = ("_close_code", "_paused", "_queue", "_wake", "_writer", "closing", "codec",
-                 "limit", "ws")
+    __slots__ = (
+        "_close_code",
+        "_paused",
+        "_queue",
+        "_wake",
+        "_writer",
+        "closing",
+        "codec",
+        "limit",
+        "ws",
+    )
 
     def __init__(self, ws: WebSocket, codec: Codec, limit: int) -> None:
         self.ws = ws

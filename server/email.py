@@ -89,20 +89,24 @@ class Mailer:
         url = urlsplit(self.node.settings.smtp_url or "")
         tls = url.scheme == "smtps"
         await aiosmtplib.send(
-            message, hostname=url.hostname or "127.0.0.1",
-            port=url.port or (465 if tls else 25), use_tls=tls,
+            message,
+            hostname=url.hostname or "127.0.0.1",
+            port=url.port or (465 if tls else 25),
+            use_tls=tls,
             start_tls=True if "starttls=true" in (url.query or "") else False,
             username=unquote(url.username) if url.username else None,
-            password=unquote(url.password) if url.password else None, timeout=10)
+            password=unquote(url.password) if url.password else None,
+            timeout=10,
+        )
 
 
-def compose(record: dict[str, Any], waiting: list[dict[str, Any]], sender: str,
-            console: str) -> EmailMessage:
+def compose(
+    record: dict[str, Any], waiting: list[dict[str, Any]], sender: str, console: str
+) -> EmailMessage:
     """One email listing everyone waiting, oldest first (text and HTML)."""
     count = len(waiting)
     first = waiting[0]["label"]
-    subject = (f"{first} is waiting for you" if count == 1
-               else f"{count} guests are waiting for you")
+    subject = f"{first} is waiting for you" if count == 1 else f"{count} guests are waiting for you"
     lines, items = [], []
     now = time.time() * 1000
     for guest in waiting:
@@ -110,10 +114,12 @@ def compose(record: dict[str, Any], waiting: list[dict[str, Any]], sender: str,
         topic = guest.get("options", {}).get("title", "")
         who = guest["label"] + (f" <{guest['email']}>" if guest.get("email") else "")
         lines.append(f"- {who}, waiting {minutes} min: {topic}")
-        items.append(f"<li>{html.escape(who)}, waiting {minutes} min: "
-                     f"{html.escape(topic)}</li>")
-    text = (f"Hello {record['name']},\n\n{subject} on your personal link.\n\n"
-            + "\n".join(lines) + f"\n\nOpen your console to answer: {console}\n")
+        items.append(f"<li>{html.escape(who)}, waiting {minutes} min: {html.escape(topic)}</li>")
+    text = (
+        f"Hello {record['name']},\n\n{subject} on your personal link.\n\n"
+        + "\n".join(lines)
+        + f"\n\nOpen your console to answer: {console}\n"
+    )
     message = EmailMessage()
     message["Subject"] = subject
     message["From"] = sender
@@ -121,6 +127,8 @@ def compose(record: dict[str, Any], waiting: list[dict[str, Any]], sender: str,
     message.set_content(text)
     message.add_alternative(
         f"<p>Hello {html.escape(record['name'])},</p><p>{html.escape(subject)} on your "
-        f"personal link.</p><ul>{''.join(items)}</ul><p><a href=\"{html.escape(console)}\">"
-        "Open your console to answer</a></p>", subtype="html")
+        f'personal link.</p><ul>{"".join(items)}</ul><p><a href="{html.escape(console)}">'
+        "Open your console to answer</a></p>",
+        subtype="html",
+    )
     return message

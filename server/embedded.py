@@ -54,19 +54,31 @@ class EmbeddedValkey:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             str(get_binary_path()),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.data_dir.resolve()),
-            "--save", "",
-            "--appendonly", "yes" if self.persist else "no",
-            "--appendfsync", "everysec",
-            "--protected-mode", "yes",
-            "--loglevel", "warning",
-            "--logfile", str((self.data_dir / "valkey.log").resolve()),
-            "--maxclients", "10000",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir.resolve()),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.persist else "no",
+            "--appendfsync",
+            "everysec",
+            "--protected-mode",
+            "yes",
+            "--loglevel",
+            "warning",
+            "--logfile",
+            str((self.data_dir / "valkey.log").resolve()),
+            "--maxclients",
+            "10000",
         ]
         self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout
@@ -74,7 +86,8 @@ class EmbeddedValkey:
             if self.process.poll() is not None:
                 raise EmbeddedStoreError(
                     f"valkey-server exited with {self.process.returncode}; "
-                    f"see {self.data_dir / 'valkey.log'}")
+                    f"see {self.data_dir / 'valkey.log'}"
+                )
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
                     sock.sendall(b"PING\r\n")

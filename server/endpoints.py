@@ -62,8 +62,11 @@ def _error(exc: Exception, ref: Any = None) -> dict[str, Any]:
         body: dict[str, Any] = {"type": "error", "code": exc.code.value, "message": exc.message}
     elif isinstance(exc, RedisError):
         log.warning("store unavailable: %s", type(exc).__name__)
-        body = {"type": "error", "code": ErrorCode.INTERNAL.value,
-                "message": "temporarily unavailable, try again"}
+        body = {
+            "type": "error",
+            "code": ErrorCode.INTERNAL.value,
+            "message": "temporarily unavailable, try again",
+        }
     else:
         log.error("unexpected error", exc_info=exc)
         body = {"type": "error", "code": ErrorCode.INTERNAL.value, "message": "internal error"}
@@ -101,8 +104,7 @@ async def _first_frame(ws: WebSocket, conn: Connection, wait_s: float) -> Any:
         async with asyncio.timeout(wait_s):
             event = await ws.receive()
     except TimeoutError:
-        conn.send({"type": "error", "code": "bad_message",
-                   "message": "no hello/knock in time"})
+        conn.send({"type": "error", "code": "bad_message", "message": "no hello/knock in time"})
         conn.close(CloseCode.HANDSHAKE_TIMEOUT)
         return None
     if event["type"] == "websocket.disconnect":
@@ -110,8 +112,13 @@ async def _first_frame(ws: WebSocket, conn: Connection, wait_s: float) -> Any:
     return _frame(event)
 
 
-def _decode_first(conn: Connection, frame: Any, table: dict[str, type[Message]],
-                  allowed: tuple[type[Message], ...], close_code: int) -> Message | None:
+def _decode_first(
+    conn: Connection,
+    frame: Any,
+    table: dict[str, type[Message]],
+    allowed: tuple[type[Message], ...],
+    close_code: int,
+) -> Message | None:
     try:
         message = parse(conn.codec.decode(frame), table)
         if not isinstance(message, allowed):
@@ -167,13 +174,18 @@ async def host_endpoint(ws: WebSocket) -> None:
         waiting = await node.store.waiting(host)
         state, meeting = await node.store.presence(host)
         node.hub.welcomed(session, waiting)
-        conn.resume_with({
-            "type": "welcome", "host": host, "name": record["name"], "state": state,
-            "waiting": waiting,
-            "policy": {k: record["settings"]["policy"].get(k)
-                       for k in ("locked", "bypass")},
-            "meeting": meeting, "settings": record["settings"],
-        })
+        conn.resume_with(
+            {
+                "type": "welcome",
+                "host": host,
+                "name": record["name"],
+                "state": state,
+                "waiting": waiting,
+                "policy": {k: record["settings"]["policy"].get(k) for k in ("locked", "bypass")},
+                "meeting": meeting,
+                "settings": record["settings"],
+            }
+        )
         if claims.expires_at is not None:
             timer = _expire_at(conn, claims.expires_at)
         await _host_loop(ws, conn, node, session)
@@ -303,8 +315,7 @@ async def guest_endpoint(ws: WebSocket) -> None:
             node.store.drop_lease(session.host, session.guest, session.conn_id)
             if not session.finished:
                 try:
-                    await node.waiting_room.disconnect(session.host, session.guest,
-                                                       session.conn_id)
+                    await node.waiting_room.disconnect(session.host, session.guest, session.conn_id)
                 except Exception:
                     log.warning("could not mark a guest away")
         if watching is not None:
@@ -315,12 +326,12 @@ async def guest_endpoint(ws: WebSocket) -> None:
 async def _knock(ws: WebSocket, node: Node, session: GuestSession, knock: Knock) -> None:
     limit = node.settings.knock_limit
     if limit and await node.store.over_limit(
-            "ip:" + client_address(ws.scope, node.settings.proxy_list), limit):
+        "ip:" + client_address(ws.scope, node.settings.proxy_list), limit
+    ):
         raise RateLimited()
     session.guest = "g" + secrets.token_urlsafe(12)
     query = {k: v for k, v in ws.query_params.items()}
-    info, ignored = await node.waiting_room.guest_info(session.host, knock, query,
-                                                       session.guest)
+    info, ignored = await node.waiting_room.guest_info(session.host, knock, query, session.guest)
     node.hub.add_guest(session)  # before the knock: no event about it can be missed
     # The lease goes out in the same pipeline as the knock, so a process that dies
     # right after the knock still leaves a lease that will lapse.
@@ -358,8 +369,15 @@ async def _resume(node: Node, session: GuestSession, resume: Resume) -> None:
         node.hub.replaced(older)
     if isinstance(result, Step):
         online = await node.store.host_online(session.host)
-        session.conn.send({"type": "waiting", "guest": session.guest, "resume": resume.resume,
-                           "position": result.position, "host_online": online})
+        session.conn.send(
+            {
+                "type": "waiting",
+                "guest": session.guest,
+                "resume": resume.resume,
+                "position": result.position,
+                "host_online": online,
+            }
+        )
         session.set_place(result.score, result.position, result.counter)
     else:
         _finish(node, session, result)
@@ -372,8 +390,7 @@ def _finish(node: Node, session: GuestSession, outcome: dict[str, Any]) -> None:
     session.conn.close(CloseCode.NORMAL)
 
 
-async def _guest_loop(ws: WebSocket, conn: Connection, node: Node,
-                      session: GuestSession) -> None:
+async def _guest_loop(ws: WebSocket, conn: Connection, node: Node, session: GuestSession) -> None:
     while True:
         event = await ws.receive()
         if event["type"] == "websocket.disconnect":
@@ -384,8 +401,12 @@ async def _guest_loop(ws: WebSocket, conn: Connection, node: Node,
             message = parse(conn.codec.decode(_frame(event) or b""), GUEST_FRAMES)
             match message:
                 case Ping():
-                    conn.send({"type": "pong", **({"ref": message.ref}
-                                                  if message.ref is not None else {})})
+                    conn.send(
+                        {
+                            "type": "pong",
+                            **({"ref": message.ref} if message.ref is not None else {}),
+                        }
+                    )
                 case Cancel():
                     await node.waiting_room.cancel(session.host, session.guest)
                 case _:

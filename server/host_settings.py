@@ -33,10 +33,12 @@ class PolicyPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     bypass: Literal["nobody", "verified", "everyone"] | None = None
     locked: bool | None = None
-    allow: list[str] | None = Field(default=None, max_length=500,
-                                    description="emails or domains that skip the lobby")
-    block: list[str] | None = Field(default=None, max_length=500,
-                                    description="emails or domains refused quietly")
+    allow: list[str] | None = Field(
+        default=None, max_length=500, description="emails or domains that skip the lobby"
+    )
+    block: list[str] | None = Field(
+        default=None, max_length=500, description="emails or domains refused quietly"
+    )
 
 
 class SettingsPatch(BaseModel):
@@ -80,8 +82,11 @@ class HostSettings:
         """Apply a partial update; returns the whole new settings."""
         body = self.parse(patch)
         defaults = body.meeting_defaults
-        if defaults and defaults.region and defaults.region.lower() not in \
-                self.node.settings.region_list:
+        if (
+            defaults
+            and defaults.region
+            and defaults.region.lower() not in self.node.settings.region_list
+        ):
             raise BadMessage("meeting_defaults.region: not one of the configured regions")
         policy = body.policy
         allow = _clean_list(policy.allow) if policy and policy.allow is not None else None
@@ -106,8 +111,9 @@ class HostSettings:
                     pol["block"] = block
             return new
 
-        settings = await self.node.store.patch_settings(host, merge, name=body.name,
-                                                        email=body.email)
+        settings = await self.node.store.patch_settings(
+            host, merge, name=body.name, email=body.email
+        )
         self.node.waiting_room.forget_host(host)
         return settings
 

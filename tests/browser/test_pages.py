@@ -405,8 +405,10 @@ def test_scheduled_session_link_carries_its_topic(
     foyer_web: FoyerProcess, host: dict[str, Any], context: BrowserContext
 ) -> None:
     with foyer_web.api() as api:
-        r = api.post(f"/api/hosts/{host['id']}/sessions",
-                     json={"title": "Quarterly review", "starts_at": 0, "duration": 90})
+        r = api.post(
+            f"/api/hosts/{host['id']}/sessions",
+            json={"title": "Quarterly review", "starts_at": 0, "duration": 90},
+        )
     session_link = r.json()["link"]  # /l/{slug}?s=<id>, as an integrator hands it out
     query = session_link.split("?", 1)[1]
     console = open_console(context, foyer_web, host["token"])

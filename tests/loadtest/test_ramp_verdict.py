@@ -9,7 +9,11 @@ from loadtest.cli import ramp_ok
 
 def _step(p99: float, lag_p99: float, **over: Any) -> dict[str, Any]:
     result: dict[str, Any] = {
-        "lost": 0, "not_sent": 0, "error_count": 0, "rate": 1000.0, "achieved_rate": 1000.0,
+        "lost": 0,
+        "not_sent": 0,
+        "error_count": 0,
+        "rate": 1000.0,
+        "achieved_rate": 1000.0,
         "latency": {"join_request": {"p99": p99}, "lag": {"p99": lag_p99}},
     }
     result.update(over)

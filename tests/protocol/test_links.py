@@ -23,16 +23,19 @@ from protocol.links import (
 )
 
 
-@pytest.mark.parametrize(("raw", "rule"), [
-    ("ab", "3 to 64"),
-    ("a" * 65, "3 to 64"),
-    ("ada.lovelace", "periods"),
-    ("ada_lovelace", "lowercase letters, digits and hyphens"),
-    ("ada lovelace", "lowercase letters, digits and hyphens"),
-    ("ada-dev", "-dev"),
-    ("api", "reserved"),
-    ("", "3 to 64"),
-])
+@pytest.mark.parametrize(
+    ("raw", "rule"),
+    [
+        ("ab", "3 to 64"),
+        ("a" * 65, "3 to 64"),
+        ("ada.lovelace", "periods"),
+        ("ada_lovelace", "lowercase letters, digits and hyphens"),
+        ("ada lovelace", "lowercase letters, digits and hyphens"),
+        ("ada-dev", "-dev"),
+        ("api", "reserved"),
+        ("", "3 to 64"),
+    ],
+)
 def test_slug_rules_name_the_rule(raw: str, rule: str) -> None:
     with pytest.raises(InvalidSlug, match=rule):
         validate_slug(raw)
@@ -67,8 +70,14 @@ def test_slug_base_readable() -> None:
     assert slug_base("Bob Dev") == "bob-dev-link"
 
 
-values = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=50),
-                   st.floats(allow_nan=True), st.lists(st.integers(), max_size=3))
+values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.text(max_size=50),
+    st.floats(allow_nan=True),
+    st.lists(st.integers(), max_size=3),
+)
 
 
 @given(st.dictionaries(st.sampled_from([*OPTION_NAMES, "junk", "x"]), values))
@@ -97,12 +106,26 @@ def test_title_never_keeps_forbidden_chars(title: str) -> None:
 
 def test_examples() -> None:
     rel = str(uuid.uuid4())
-    clean, ignored = sanitise_options({
-        "title": "Q3 review: {draft} #1", "duration": "45", "region": "EU-West",
-        "relationship": rel, "announce": "true", "autodelete": False, "recording": "cloud",
-        "colour": "red"})
-    assert clean == {"title": "Q3reviewdraft1", "duration": 45, "region": "eu-west",
-                     "relationship": rel, "announce": True, "autodelete": False}
+    clean, ignored = sanitise_options(
+        {
+            "title": "Q3 review: {draft} #1",
+            "duration": "45",
+            "region": "EU-West",
+            "relationship": rel,
+            "announce": "true",
+            "autodelete": False,
+            "recording": "cloud",
+            "colour": "red",
+        }
+    )
+    assert clean == {
+        "title": "Q3reviewdraft1",
+        "duration": 45,
+        "region": "eu-west",
+        "relationship": rel,
+        "announce": True,
+        "autodelete": False,
+    }
     assert ignored == ["colour", "recording"]
     clean, ignored = sanitise_options({"title": "/:;", "duration": 0})
     assert clean == {} and ignored == ["duration", "title"]

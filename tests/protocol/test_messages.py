@@ -25,27 +25,42 @@ def test_parse_host_frames() -> None:
 
 
 def test_presence_meeting_validated() -> None:
-    msg = parse({"type": "presence", "state": "in_meeting",
-                 "meeting": {"id": "m1", "url": "https://x.test/m1"}}, HOST_FRAMES)
+    msg = parse(
+        {
+            "type": "presence",
+            "state": "in_meeting",
+            "meeting": {"id": "m1", "url": "https://x.test/m1"},
+        },
+        HOST_FRAMES,
+    )
     assert isinstance(msg, Presence) and msg.meeting == {"id": "m1", "url": "https://x.test/m1"}
     with pytest.raises(BadMessage):
-        parse({"type": "presence", "state": "in_meeting",
-               "meeting": {"id": "m1", "url": "javascript:alert(1)"}}, HOST_FRAMES)
+        parse(
+            {
+                "type": "presence",
+                "state": "in_meeting",
+                "meeting": {"id": "m1", "url": "javascript:alert(1)"},
+            },
+            HOST_FRAMES,
+        )
 
 
-@pytest.mark.parametrize("raw", [
-    {},
-    {"type": 3},
-    {"type": "nope"},
-    {"type": "admit"},
-    {"type": "admit", "guest": ""},
-    {"type": "admit", "guest": 5},
-    {"type": "presence", "state": "sleeping"},
-    {"type": "admit", "guest": "g", "ref": True},
-    {"type": "admit", "guest": "g", "ref": "x" * 65},
-    {"type": "admit", "guest": "g", "ref": [1]},
-    {"type": "message", "guest": "g", "text": "x" * 1001},
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {},
+        {"type": 3},
+        {"type": "nope"},
+        {"type": "admit"},
+        {"type": "admit", "guest": ""},
+        {"type": "admit", "guest": 5},
+        {"type": "presence", "state": "sleeping"},
+        {"type": "admit", "guest": "g", "ref": True},
+        {"type": "admit", "guest": "g", "ref": "x" * 65},
+        {"type": "admit", "guest": "g", "ref": [1]},
+        {"type": "message", "guest": "g", "text": "x" * 1001},
+    ],
+)
 def test_bad_host_frames(raw: dict[str, Any]) -> None:
     with pytest.raises(BadMessage):
         parse(raw, HOST_FRAMES)
@@ -63,8 +78,16 @@ def test_knock() -> None:
 
 
 def test_server_messages_parse() -> None:
-    msg = parse({"type": "welcome", "host": "h", "state": "available", "waiting": [],
-                 "policy": {"locked": False, "bypass": "nobody"}}, TO_HOST)
+    msg = parse(
+        {
+            "type": "welcome",
+            "host": "h",
+            "state": "available",
+            "waiting": [],
+            "policy": {"locked": False, "bypass": "nobody"},
+        },
+        TO_HOST,
+    )
     assert isinstance(msg, Welcome) and msg.host == "h"
     assert parse({"type": "busy"}, TO_GUEST).type == "busy"
     assert parse({"type": "busy", "guest": "g"}, HOST_FRAMES).type == "busy"

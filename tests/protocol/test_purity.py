@@ -16,6 +16,5 @@ def test_protocol_imports_no_io() -> None:
         "protocol.errors\n"
         f"print(json.dumps([m for m in {FORBIDDEN!r} if m in sys.modules]))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []

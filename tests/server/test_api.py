@@ -18,8 +18,9 @@ def _id() -> str:
 def test_create_get_token_and_link(foyer: FoyerProcess) -> None:
     host_id = _id()
     with foyer.api() as api:
-        r = api.post("/api/hosts", json={"id": host_id, "name": "Grace Hopper",
-                                          "email": "grace@example.com"})
+        r = api.post(
+            "/api/hosts", json={"id": host_id, "name": "Grace Hopper", "email": "grace@example.com"}
+        )
         assert r.status_code == 201
         body = r.json()
         assert body["id"] == host_id and body["email"] == "grace@example.com"
@@ -39,22 +40,25 @@ def test_slugs_unique_from_same_name(foyer: FoyerProcess) -> None:
     assert len(slugs) == 3 and all(s.startswith("same-name") for s in slugs)
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"},
-                                     {"Authorization": "Basic abc"}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}]
+)
 def test_api_key_required(foyer: FoyerProcess, headers: dict[str, str]) -> None:
-    r = httpx.post(f"{foyer.http_url}/api/hosts", json={"id": _id(), "name": "X"},
-                   headers=headers)
+    r = httpx.post(f"{foyer.http_url}/api/hosts", json={"id": _id(), "name": "X"}, headers=headers)
     assert r.status_code == 401
     assert r.json()["code"] == "unauthorized" and r.json()["message"]
 
 
-@pytest.mark.parametrize(("body", "status"), [
-    (b"not json", 400),
-    (b"{\"id\": \"bad id!\", \"name\": \"X\"}", 422),
-    (b"{\"id\": \"ok\"}", 422),
-    (b"{\"id\": \"ok\", \"name\": \"\"}", 422),
-    (b"[]", 422),
-])
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"not json", 400),
+        (b'{"id": "bad id!", "name": "X"}', 422),
+        (b'{"id": "ok"}', 422),
+        (b'{"id": "ok", "name": ""}', 422),
+        (b"[]", 422),
+    ],
+)
 def test_bad_bodies(foyer: FoyerProcess, body: bytes, status: int) -> None:
     with foyer.api() as api:
         r = api.post("/api/hosts", content=body)
@@ -88,5 +92,9 @@ def test_healthz_503_when_redis_is_gone() -> None:
 def test_host_view_has_settings(foyer: FoyerProcess, host: dict[str, Any]) -> None:
     with foyer.api() as api:
         body = api.get(f"/api/hosts/{host['id']}").json()
-    assert body["settings"]["policy"] == {"bypass": "nobody", "locked": False,
-                                          "allow": [], "block": []}
+    assert body["settings"]["policy"] == {
+        "bypass": "nobody",
+        "locked": False,
+        "allow": [],
+        "block": [],
+    }

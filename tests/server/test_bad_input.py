@@ -18,8 +18,12 @@ from tests.support import FoyerProcess
 
 
 async def _open(url: str, proto: str | None = "foyer.v1.json") -> ClientConnection:
-    return await connect(url, subprotocols=[proto] if proto else None,  # type: ignore[list-item]
-                         max_size=None, compression=None)
+    return await connect(
+        url,
+        subprotocols=[proto] if proto else None,  # type: ignore[list-item]
+        max_size=None,
+        compression=None,
+    )
 
 
 async def _recv_json(ws: ClientConnection) -> dict[str, Any]:
@@ -37,8 +41,7 @@ async def _closed(ws: ClientConnection) -> int | None:
     return ws.close_code
 
 
-async def test_bad_frame_keeps_host_connected(foyer: FoyerProcess,
-                                              host: dict[str, Any]) -> None:
+async def test_bad_frame_keeps_host_connected(foyer: FoyerProcess, host: dict[str, Any]) -> None:
     async with HostClient(foyer.ws_url, host["token"]) as device:
         await device.send_raw(b"\xc1\xc1 not msgpack")
         err = await device.wait_for("error")
@@ -64,10 +67,13 @@ async def test_no_hello_in_5s_closes_4008(foyer: FoyerProcess) -> None:
     assert await _closed(ws) == 4008
 
 
-@pytest.mark.parametrize("token", [
-    "not-a-jwt",
-    jwt.encode({"sub": "someone"}, "wrong-secret-" + "x" * 40, algorithm="HS256"),
-])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "not-a-jwt",
+        jwt.encode({"sub": "someone"}, "wrong-secret-" + "x" * 40, algorithm="HS256"),
+    ],
+)
 async def test_bad_token_closes_4001(foyer: FoyerProcess, token: str) -> None:
     ws = await _open(foyer.ws_url + "/ws/host")
     await ws.send(json.dumps({"type": "hello", "token": token}))
@@ -77,8 +83,9 @@ async def test_bad_token_closes_4001(foyer: FoyerProcess, token: str) -> None:
 
 
 async def test_expired_token_closes_4001(foyer: FoyerProcess, host: dict[str, Any]) -> None:
-    expired = jwt.encode({"sub": host["id"], "exp": int(time.time()) - 10}, foyer.secret,
-                         algorithm="HS256")
+    expired = jwt.encode(
+        {"sub": host["id"], "exp": int(time.time()) - 10}, foyer.secret, algorithm="HS256"
+    )
     ws = await _open(foyer.ws_url + "/ws/host")
     await ws.send(json.dumps({"type": "hello", "token": expired}))
     err = await _recv_json(ws)
@@ -87,9 +94,11 @@ async def test_expired_token_closes_4001(foyer: FoyerProcess, host: dict[str, An
 
 
 async def test_token_expiring_mid_connection_closes_4001(
-        foyer: FoyerProcess, host: dict[str, Any]) -> None:
-    short = jwt.encode({"sub": host["id"], "exp": int(time.time()) + 2}, foyer.secret,
-                       algorithm="HS256")
+    foyer: FoyerProcess, host: dict[str, Any]
+) -> None:
+    short = jwt.encode(
+        {"sub": host["id"], "exp": int(time.time()) + 2}, foyer.secret, algorithm="HS256"
+    )
     async with HostClient(foyer.ws_url, short) as device:
         assert await device.wait_closed(timeout=10) == 4001
 
@@ -109,14 +118,18 @@ async def test_unknown_slug_closes_4004(foyer: FoyerProcess) -> None:
     assert await _closed(ws) == 4004
 
 
-@pytest.mark.parametrize("frame", [
-    json.dumps({"type": "cancel"}),
-    json.dumps({"type": "knock"}),
-    "{{{",
-    json.dumps({"type": "knock", "name": "x" * 500}),
-])
-async def test_guest_bad_first_frame_closes_1008(foyer: FoyerProcess, host: dict[str, Any],
-                                                 frame: str) -> None:
+@pytest.mark.parametrize(
+    "frame",
+    [
+        json.dumps({"type": "cancel"}),
+        json.dumps({"type": "knock"}),
+        "{{{",
+        json.dumps({"type": "knock", "name": "x" * 500}),
+    ],
+)
+async def test_guest_bad_first_frame_closes_1008(
+    foyer: FoyerProcess, host: dict[str, Any], frame: str
+) -> None:
     ws = await _open(foyer.ws_url + f"/ws/guest/{host['slug']}")
     await ws.send(frame)
     err = await _recv_json(ws)
@@ -129,8 +142,7 @@ async def test_guest_no_knock_closes_4008(foyer: FoyerProcess, host: dict[str, A
     assert await _closed(ws) == 4008
 
 
-async def test_guest_bad_later_frame_gets_error(foyer: FoyerProcess,
-                                                host: dict[str, Any]) -> None:
+async def test_guest_bad_later_frame_gets_error(foyer: FoyerProcess, host: dict[str, Any]) -> None:
     async with GuestClient(foyer.ws_url, host["slug"], name="Gil") as guest:
         await guest.send_raw(b"\xc1")
         assert getattr(await guest.wait_for("error"), "code") == "bad_frame"  # noqa: B009
@@ -149,8 +161,9 @@ async def test_subprotocols(foyer: FoyerProcess, host: dict[str, Any]) -> None:
         await _open(foyer.ws_url + f"/ws/guest/{host['slug']}", proto="chat.v9")
 
 
-async def test_one_bad_peer_does_not_disturb_others(foyer: FoyerProcess,
-                                                    host: dict[str, Any]) -> None:
+async def test_one_bad_peer_does_not_disturb_others(
+    foyer: FoyerProcess, host: dict[str, Any]
+) -> None:
     async with HostClient(foyer.ws_url, host["token"]) as device:
         bad = await _open(foyer.ws_url + f"/ws/guest/{host['slug']}")
         await bad.send("garbage")

@@ -19,11 +19,19 @@ FOYER = str(Path(sys.executable).parent / "foyer")
 
 
 def _start(data_dir: Path, port: int, *extra: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("FOYER_") and k != "PYTHONASYNCIODEBUG"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("FOYER_") and k != "PYTHONASYNCIODEBUG"
+    }
     env["FOYER_DATA_DIR"] = str(data_dir)
-    return subprocess.Popen([FOYER, "serve", "--port", str(port), *extra], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [FOYER, "serve", "--port", str(port), *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _wait_healthy(port: int, proc: subprocess.Popen[str]) -> None:
@@ -40,8 +48,7 @@ def _wait_healthy(port: int, proc: subprocess.Popen[str]) -> None:
 
 
 def _valkeys(proc: subprocess.Popen[str]) -> list[psutil.Process]:
-    return [p for p in psutil.Process(proc.pid).children(recursive=True)
-            if "valkey" in p.name()]
+    return [p for p in psutil.Process(proc.pid).children(recursive=True) if "valkey" in p.name()]
 
 
 def _stop(proc: subprocess.Popen[str], sig: int) -> str:
@@ -62,8 +69,11 @@ def test_embedded_valkey_persists_and_leaves_no_orphan(tmp_path: Path, sig: int)
 
     api_key = json.loads(key)["api_key"]
     headers = {"Authorization": f"Bearer {api_key}"}
-    r = httpx.post(f"http://127.0.0.1:{port}/api/hosts", headers=headers,
-                   json={"id": "kept", "name": "Kept Host"})
+    r = httpx.post(
+        f"http://127.0.0.1:{port}/api/hosts",
+        headers=headers,
+        json={"id": "kept", "name": "Kept Host"},
+    )
     assert r.status_code == 201
     out = _stop(proc, sig)
     assert f"FOYER_API_KEY={api_key}" in out and "/host#token=" in out
@@ -86,8 +96,9 @@ def test_workers_share_one_valkey(tmp_path: Path) -> None:
     try:
         _wait_healthy(port, proc)
         assert len(_valkeys(proc)) == 1
-        workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
-                   if "valkey" not in p.name()]
+        workers = [
+            p for p in psutil.Process(proc.pid).children(recursive=True) if "valkey" not in p.name()
+        ]
         assert len(workers) >= 2
     finally:
         _stop(proc, signal.SIGTERM)
@@ -98,8 +109,9 @@ def _valkeys_alive(data_dir: Path) -> list[psutil.Process]:
     alive = []
     for p in psutil.process_iter(["name", "cmdline"]):
         try:
-            if "valkey" in (p.info["name"] or "") and \
-                    str(data_dir.resolve()) in " ".join(p.info["cmdline"] or []):
+            if "valkey" in (p.info["name"] or "") and str(data_dir.resolve()) in " ".join(
+                p.info["cmdline"] or []
+            ):
                 alive.append(p)
         except psutil.Error:
             continue

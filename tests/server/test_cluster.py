@@ -41,12 +41,15 @@ def test_cluster_is_real(cluster: ValkeyCluster) -> None:
 
 
 async def test_knock_path_across_processes_and_slots(
-        pair: tuple[FoyerProcess, FoyerProcess]) -> None:
+    pair: tuple[FoyerProcess, FoyerProcess],
+) -> None:
     a, b = pair
     hosts = [a.create_host(f"Cluster Host {i}") for i in range(6)]  # several slots
     for host in hosts:
-        async with HostClient(a.ws_url, host["token"]) as device, \
-                GuestClient(b.ws_url, host["slug"], name="Shard Guest") as guest:
+        async with (
+            HostClient(a.ws_url, host["token"]) as device,
+            GuestClient(b.ws_url, host["slug"], name="Shard Guest") as guest,
+        ):
             jr = await device.wait_for("join_request")
             assert getattr(jr, "guest")["id"] == guest.waiting.guest  # noqa: B009
             await device.message(guest.waiting.guest, "hello across the cluster")
@@ -59,17 +62,19 @@ async def test_one_reply_wins_on_cluster(pair: tuple[FoyerProcess, FoyerProcess]
     a, b = pair
     host = a.create_host("Race On Cluster")
 
-    async with HostClient(a.ws_url, host["token"]) as d1, \
-            HostClient(b.ws_url, host["token"]) as d2:
+    async with HostClient(a.ws_url, host["token"]) as d1, HostClient(b.ws_url, host["token"]) as d2:
         for _ in range(5):
             async with GuestClient(b.ws_url, host["slug"], name="Racer") as guest:
-                results = await asyncio.gather(try_reply(d1, "admit", guest.waiting.guest),
-                                               try_reply(d2, "busy", guest.waiting.guest))
+                results = await asyncio.gather(
+                    try_reply(d1, "admit", guest.waiting.guest),
+                    try_reply(d2, "busy", guest.waiting.guest),
+                )
                 assert sorted(results) == ["already_resolved", "won"]
 
 
 async def test_settings_policy_and_expiry_on_cluster(
-        pair: tuple[FoyerProcess, FoyerProcess]) -> None:
+    pair: tuple[FoyerProcess, FoyerProcess],
+) -> None:
     a, b = pair
     host = a.create_host("Settings On Cluster")
     async with HostClient(a.ws_url, host["token"]) as device:

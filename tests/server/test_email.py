@@ -50,9 +50,13 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
 
 @pytest.fixture(scope="module")
 def mailing(redis_url: str, smtp: tuple[Inbox, int]) -> Iterator[FoyerProcess]:
-    env = {"FOYER_SMTP_URL": f"smtp://127.0.0.1:{smtp[1]}", "FOYER_MAIL_DELAY": "1.5",
-           "FOYER_MAIL_COOLDOWN": "30", "FOYER_MAIL_FROM": "Foyer <foyer@test.example>",
-           "FOYER_PUBLIC_URL": "https://foyer.test.example"}
+    env = {
+        "FOYER_SMTP_URL": f"smtp://127.0.0.1:{smtp[1]}",
+        "FOYER_MAIL_DELAY": "1.5",
+        "FOYER_MAIL_COOLDOWN": "30",
+        "FOYER_MAIL_FROM": "Foyer <foyer@test.example>",
+        "FOYER_PUBLIC_URL": "https://foyer.test.example",
+    }
     with spawn_foyer(redis_url, env) as proc:
         yield proc
 
@@ -66,14 +70,16 @@ async def _wait_for_mail(inbox: Inbox, count: int, seconds: float = 10) -> None:
 
 
 async def test_one_coalesced_email_when_host_is_away(
-        mailing: FoyerProcess, smtp: tuple[Inbox, int]) -> None:
+    mailing: FoyerProcess, smtp: tuple[Inbox, int]
+) -> None:
     inbox, _ = smtp
     before = inbox.count()
     host = mailing.create_host("Away Host", email="away@test.example")
-    async with GuestClient(mailing.ws_url, host["slug"], name="Ann",
-                           options={"title": "Pricing"}), \
-            GuestClient(mailing.ws_url, host["slug"], name="Ben"), \
-            GuestClient(mailing.ws_url, host["slug"], name="Cy"):
+    async with (
+        GuestClient(mailing.ws_url, host["slug"], name="Ann", options={"title": "Pricing"}),
+        GuestClient(mailing.ws_url, host["slug"], name="Ben"),
+        GuestClient(mailing.ws_url, host["slug"], name="Cy"),
+    ):
         await _wait_for_mail(inbox, before + 1)
         message = inbox.messages[before]
         assert message["To"] == "away@test.example"
@@ -87,15 +93,18 @@ async def test_one_coalesced_email_when_host_is_away(
 
 
 async def test_no_email_when_a_device_is_online_or_opted_out(
-        mailing: FoyerProcess, smtp: tuple[Inbox, int]) -> None:
+    mailing: FoyerProcess, smtp: tuple[Inbox, int]
+) -> None:
     inbox, _ = smtp
     before = inbox.count()
     present = mailing.create_host("Present Host", email="present@test.example")
     quiet = mailing.create_host("Quiet Host", email="quiet@test.example")
     with mailing.api() as api:
         api.patch(f"/api/hosts/{quiet['id']}/settings", json={"email_notifications": False})
-    async with HostClient(mailing.ws_url, present["token"]), \
-            GuestClient(mailing.ws_url, present["slug"], name="Seen"), \
-            GuestClient(mailing.ws_url, quiet["slug"], name="Unseen"):
+    async with (
+        HostClient(mailing.ws_url, present["token"]),
+        GuestClient(mailing.ws_url, present["slug"], name="Seen"),
+        GuestClient(mailing.ws_url, quiet["slug"], name="Unseen"),
+    ):
         await asyncio.sleep(3)
     assert inbox.count() == before

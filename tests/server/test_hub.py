@@ -15,8 +15,9 @@ class Recorder:
         self.frames: list[Any] = []
 
     def send(self, frame: dict[str, Any]) -> None:
-        self.frames.append(frame["type"] if frame["type"] != "position"
-                           else ("position", frame["position"]))
+        self.frames.append(
+            frame["type"] if frame["type"] != "position" else ("position", frame["position"])
+        )
 
     def close(self, code: int = 1000) -> None:
         self.frames.append(("close", code))

@@ -12,13 +12,17 @@ from tests.support import FoyerProcess
 
 
 async def test_knock_reaches_every_device_and_admit_sends_guest(
-        foyer: FoyerProcess, host: dict[str, Any]) -> None:
-    async with HostClient(foyer.ws_url, host["token"]) as d1, \
-            HostClient(foyer.ws_url, host["token"], codec="json") as d2:
+    foyer: FoyerProcess, host: dict[str, Any]
+) -> None:
+    async with (
+        HostClient(foyer.ws_url, host["token"]) as d1,
+        HostClient(foyer.ws_url, host["token"], codec="json") as d2,
+    ):
         assert d1.welcome.host == host["id"] and d1.welcome.waiting == []
         assert d1.welcome.name == "Ada Lovelace"
-        async with GuestClient(foyer.ws_url, host["slug"], name="Ann",
-                               email="ann@example.com") as guest:
+        async with GuestClient(
+            foyer.ws_url, host["slug"], name="Ann", email="ann@example.com"
+        ) as guest:
             assert guest.waiting.position == 1 and guest.waiting.host_online is True
             assert guest.waiting.resume and guest.waiting.guest
             jr1 = await d1.wait_for("join_request")
@@ -41,9 +45,12 @@ async def test_knock_reaches_every_device_and_admit_sends_guest(
 
 @pytest.mark.parametrize(("action", "outcome"), [("busy", "busy"), ("deny", "denied")])
 async def test_busy_and_deny_reach_guest_and_close(
-        foyer: FoyerProcess, host: dict[str, Any], action: str, outcome: str) -> None:
-    async with HostClient(foyer.ws_url, host["token"]) as device, \
-            GuestClient(foyer.ws_url, host["slug"], name="Bo") as guest:
+    foyer: FoyerProcess, host: dict[str, Any], action: str, outcome: str
+) -> None:
+    async with (
+        HostClient(foyer.ws_url, host["token"]) as device,
+        GuestClient(foyer.ws_url, host["slug"], name="Bo") as guest,
+    ):
         await device.wait_for("join_request")
         await getattr(device, action)(guest.waiting.guest, message="Not today")
         out = await guest.wait_for(outcome)
@@ -52,7 +59,8 @@ async def test_busy_and_deny_reach_guest_and_close(
 
 
 async def test_new_meeting_is_unique_and_uses_title(
-        foyer: FoyerProcess, host: dict[str, Any]) -> None:
+    foyer: FoyerProcess, host: dict[str, Any]
+) -> None:
     urls = set()
     async with HostClient(foyer.ws_url, host["token"]) as device:
         for _ in range(2):
@@ -66,21 +74,23 @@ async def test_new_meeting_is_unique_and_uses_title(
 
 
 async def test_merge_needs_in_meeting(foyer: FoyerProcess, host: dict[str, Any]) -> None:
-    async with HostClient(foyer.ws_url, host["token"]) as device, \
-            GuestClient(foyer.ws_url, host["slug"], name="Di") as guest:
+    async with (
+        HostClient(foyer.ws_url, host["token"]) as device,
+        GuestClient(foyer.ws_url, host["slug"], name="Di") as guest,
+    ):
         with pytest.raises(ClientError) as err:
             await device.merge(guest.waiting.guest)
         assert err.value.code == "not_in_meeting"
-        await device.presence("in_meeting", {"id": "weekly-42", "url": "https://meet.example/w42",
-                                             "title": "Weekly"})
+        await device.presence(
+            "in_meeting", {"id": "weekly-42", "url": "https://meet.example/w42", "title": "Weekly"}
+        )
         await device.merge(guest.waiting.guest)
         out = await guest.wait_for("admitted")
         assert isinstance(out, Admitted) and out.mode == "merge"
         assert out.meeting["id"] == "weekly-42" and out.meeting["url"] == "https://meet.example/w42"
 
 
-async def test_presence_shown_to_later_knocks(foyer: FoyerProcess,
-                                              host: dict[str, Any]) -> None:
+async def test_presence_shown_to_later_knocks(foyer: FoyerProcess, host: dict[str, Any]) -> None:
     async with HostClient(foyer.ws_url, host["token"]) as device:
         await device.presence("in_meeting", {"id": "m-1"})
         async with GuestClient(foyer.ws_url, host["slug"], name="Ed"):
@@ -91,8 +101,10 @@ async def test_presence_shown_to_later_knocks(foyer: FoyerProcess,
 
 
 async def test_message_to_guest(foyer: FoyerProcess, host: dict[str, Any]) -> None:
-    async with HostClient(foyer.ws_url, host["token"]) as device, \
-            GuestClient(foyer.ws_url, host["slug"], name="Flo") as guest:
+    async with (
+        HostClient(foyer.ws_url, host["token"]) as device,
+        GuestClient(foyer.ws_url, host["slug"], name="Flo") as guest,
+    ):
         await device.message(guest.waiting.guest, "Two minutes, please")
         line = await guest.wait_for("message")
         assert getattr(line, "text") == "Two minutes, please"  # noqa: B009
@@ -102,11 +114,14 @@ async def test_message_to_guest(foyer: FoyerProcess, host: dict[str, Any]) -> No
 
 
 async def test_positions_move_up_and_cancel_tells_hosts(
-        foyer: FoyerProcess, host: dict[str, Any]) -> None:
-    async with HostClient(foyer.ws_url, host["token"]) as device, \
-            GuestClient(foyer.ws_url, host["slug"], name="A") as a, \
-            GuestClient(foyer.ws_url, host["slug"], name="B", codec="json") as b, \
-            GuestClient(foyer.ws_url, host["slug"], name="C") as c:
+    foyer: FoyerProcess, host: dict[str, Any]
+) -> None:
+    async with (
+        HostClient(foyer.ws_url, host["token"]) as device,
+        GuestClient(foyer.ws_url, host["slug"], name="A") as a,
+        GuestClient(foyer.ws_url, host["slug"], name="B", codec="json") as b,
+        GuestClient(foyer.ws_url, host["slug"], name="C") as c,
+    ):
         assert (a.waiting.position, b.waiting.position, c.waiting.position) == (1, 2, 3)
         await a.cancel()
         left = await device.wait_for("guest_left")
@@ -120,9 +135,12 @@ async def test_positions_move_up_and_cancel_tells_hosts(
 
 
 async def test_late_device_sees_every_waiting_guest_in_order(
-        foyer: FoyerProcess, host: dict[str, Any]) -> None:
-    async with GuestClient(foyer.ws_url, host["slug"], name="First") as g1, \
-            GuestClient(foyer.ws_url, host["slug"], name="Second") as g2:
+    foyer: FoyerProcess, host: dict[str, Any]
+) -> None:
+    async with (
+        GuestClient(foyer.ws_url, host["slug"], name="First") as g1,
+        GuestClient(foyer.ws_url, host["slug"], name="Second") as g2,
+    ):
         assert g1.waiting.host_online is False
         async with HostClient(foyer.ws_url, host["token"]) as device:
             ids = [g["id"] for g in device.welcome.waiting]

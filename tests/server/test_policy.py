@@ -26,22 +26,44 @@ def _guest_token(foyer: FoyerProcess, email: str, name: str | None = None) -> st
         return str(r.json()["token"])
 
 
-async def test_options_query_knock_and_defaults(foyer: FoyerProcess,
-                                                host: dict[str, Any]) -> None:
-    assert _patch(foyer, host["id"], {"meeting_defaults": {
-        "duration": 50, "recording": "automatic", "region": "eu-west"}}).status_code == 200
+async def test_options_query_knock_and_defaults(foyer: FoyerProcess, host: dict[str, Any]) -> None:
+    assert (
+        _patch(
+            foyer,
+            host["id"],
+            {"meeting_defaults": {"duration": 50, "recording": "automatic", "region": "eu-west"}},
+        ).status_code
+        == 200
+    )
     rel = str(uuid.uuid4())
-    async with HostClient(foyer.ws_url, host["token"]) as device, \
-            GuestClient(foyer.ws_url, host["slug"], name="Opt",
-                        query={"title": "From: the link", "duration": "20", "announce": "true",
-                               "relationship": rel, "region": "moon"},
-                        options={"duration": 25, "recording": "laser"}) as guest:
+    async with (
+        HostClient(foyer.ws_url, host["token"]) as device,
+        GuestClient(
+            foyer.ws_url,
+            host["slug"],
+            name="Opt",
+            query={
+                "title": "From: the link",
+                "duration": "20",
+                "announce": "true",
+                "relationship": rel,
+                "region": "moon",
+            },
+            options={"duration": 25, "recording": "laser"},
+        ) as guest,
+    ):
         assert guest.waiting.ignored == ["recording", "region"]
         jr = await device.wait_for("join_request")
         assert isinstance(jr, JoinRequest)
         assert jr.guest["options"] == {
-            "title": "Fromthelink", "duration": 25, "announce": True, "autodelete": False,
-            "recording": "automatic", "region": "eu-west", "relationship": rel}
+            "title": "Fromthelink",
+            "duration": 25,
+            "announce": True,
+            "autodelete": False,
+            "recording": "automatic",
+            "region": "eu-west",
+            "relationship": rel,
+        }
         await device.admit(guest.waiting.guest)
         out = await guest.wait_for("admitted")
         assert isinstance(out, Admitted)
@@ -49,8 +71,9 @@ async def test_options_query_knock_and_defaults(foyer: FoyerProcess,
 
 
 async def test_blank_title_is_auto_generated(foyer: FoyerProcess, host: dict[str, Any]) -> None:
-    async with GuestClient(foyer.ws_url, host["slug"], name="T",
-                           options={"title": "/ : ; ?"}) as guest:
+    async with GuestClient(
+        foyer.ws_url, host["slug"], name="T", options={"title": "/ : ; ?"}
+    ) as guest:
         async with HostClient(foyer.ws_url, host["token"]) as device:
             (g,) = device.welcome.waiting
             assert g["options"]["title"] == "Meeting with Ada Lovelace"
@@ -68,20 +91,29 @@ def test_settings_patch_is_partial(foyer: FoyerProcess, host: dict[str, Any]) ->
     assert s["email_notifications"] is False and s["meeting_defaults"]["duration"] == 30
 
 
-@pytest.mark.parametrize("body", [
-    {"policy": {"bypass": "sometimes"}}, {"meeting_defaults": {"duration": 0}},
-    {"meeting_defaults": {"region": "mars"}}, {"colour": "red"}, {"policy": {"allow": ["a b"]}},
-    {"name": ""},
-])
-def test_settings_patch_invalid(foyer: FoyerProcess, host: dict[str, Any],
-                                body: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"policy": {"bypass": "sometimes"}},
+        {"meeting_defaults": {"duration": 0}},
+        {"meeting_defaults": {"region": "mars"}},
+        {"colour": "red"},
+        {"policy": {"allow": ["a b"]}},
+        {"name": ""},
+    ],
+)
+def test_settings_patch_invalid(
+    foyer: FoyerProcess, host: dict[str, Any], body: dict[str, Any]
+) -> None:
     r = _patch(foyer, host["id"], body)
     assert r.status_code == 422 and r.json()["code"] == "invalid"
 
 
 async def test_settings_live_from_a_device(foyer: FoyerProcess, host: dict[str, Any]) -> None:
-    async with HostClient(foyer.ws_url, host["token"]) as d1, \
-            HostClient(foyer.ws_url, host["token"], codec="json") as d2:
+    async with (
+        HostClient(foyer.ws_url, host["token"]) as d1,
+        HostClient(foyer.ws_url, host["token"], codec="json") as d2,
+    ):
         await d1.settings(policy={"locked": True})
         changed = await d2.wait_for("settings")
         assert isinstance(changed, SettingsChanged) and changed.settings["policy"]["locked"]
@@ -96,10 +128,13 @@ async def test_settings_live_from_a_device(foyer: FoyerProcess, host: dict[str, 
         assert err.value.code == "bad_message"
 
 
-async def test_locked_refuses_new_knocks_keeps_waiting(foyer: FoyerProcess,
-                                                       host: dict[str, Any]) -> None:
-    async with HostClient(foyer.ws_url, host["token"]) as device, \
-            GuestClient(foyer.ws_url, host["slug"], name="Early") as early:
+async def test_locked_refuses_new_knocks_keeps_waiting(
+    foyer: FoyerProcess, host: dict[str, Any]
+) -> None:
+    async with (
+        HostClient(foyer.ws_url, host["token"]) as device,
+        GuestClient(foyer.ws_url, host["slug"], name="Early") as early,
+    ):
         _patch(foyer, host["id"], {"policy": {"locked": True}})
         with pytest.raises(ClientError) as err:
             async with GuestClient(foyer.ws_url, host["slug"], name="Late"):
@@ -125,8 +160,10 @@ async def test_bypass_verified_and_labels(foyer: FoyerProcess, host: dict[str, A
     async with GuestClient(foyer.ws_url, host["slug"], name="Uma") as plain:
         assert plain.waiting.position == 1
     _patch(foyer, host["id"], {"policy": {"bypass": "nobody"}})
-    async with HostClient(foyer.ws_url, host["token"]) as device, \
-            GuestClient(foyer.ws_url, host["slug"], name="x", token=token):
+    async with (
+        HostClient(foyer.ws_url, host["token"]) as device,
+        GuestClient(foyer.ws_url, host["slug"], name="x", token=token),
+    ):
         jr = await device.wait_for("join_request")
         assert isinstance(jr, JoinRequest)
         assert jr.guest["verified"] is True and jr.guest["label"] == "Vera"
@@ -140,30 +177,33 @@ async def test_bad_guest_token_refused(foyer: FoyerProcess, host: dict[str, Any]
     assert err.value.code == "unauthorized" and err.value.close_code == 4001
 
 
-async def test_allow_list_admits_verified_only(foyer: FoyerProcess,
-                                               host: dict[str, Any]) -> None:
+async def test_allow_list_admits_verified_only(foyer: FoyerProcess, host: dict[str, Any]) -> None:
     _patch(foyer, host["id"], {"policy": {"allow": ["trusted.example"]}})
     token = _guest_token(foyer, "pat@trusted.example")
     async with GuestClient(foyer.ws_url, host["slug"], name="Pat", token=token) as pat:
         assert (await pat.wait_for("admitted")).type == "admitted"
-    async with GuestClient(foyer.ws_url, host["slug"], name="Spoof",
-                           email="pat@trusted.example") as spoof:
+    async with GuestClient(
+        foyer.ws_url, host["slug"], name="Spoof", email="pat@trusted.example"
+    ) as spoof:
         assert spoof.waiting.position == 1  # an unverified email is not believed
 
 
 async def test_block_list_and_deny_block(foyer: FoyerProcess, host: dict[str, Any]) -> None:
     _patch(foyer, host["id"], {"policy": {"block": ["spam.example"]}})
     async with HostClient(foyer.ws_url, host["token"]) as device:
-        async with GuestClient(foyer.ws_url, host["slug"], name="S",
-                               email="x@spam.example") as blocked:
+        async with GuestClient(
+            foyer.ws_url, host["slug"], name="S", email="x@spam.example"
+        ) as blocked:
             assert (await blocked.wait_for("denied")).type == "denied"
-        async with GuestClient(foyer.ws_url, host["slug"], name="Troll",
-                               email="troll@example.com") as troll:
+        async with GuestClient(
+            foyer.ws_url, host["slug"], name="Troll", email="troll@example.com"
+        ) as troll:
             await device.wait_for("join_request")
             await device.deny(troll.waiting.guest, block=True)
             assert (await troll.wait_for("denied")).type == "denied"
-        async with GuestClient(foyer.ws_url, host["slug"], name="Troll again",
-                               email="TROLL@example.com") as again:
+        async with GuestClient(
+            foyer.ws_url, host["slug"], name="Troll again", email="TROLL@example.com"
+        ) as again:
             out = await again.wait_for("denied")
             assert getattr(out, "message") is None  # noqa: B009
         await device.ping()
@@ -174,10 +214,12 @@ async def test_block_list_and_deny_block(foyer: FoyerProcess, host: dict[str, An
 
 
 async def test_admit_all_in_order(foyer: FoyerProcess, host: dict[str, Any]) -> None:
-    async with HostClient(foyer.ws_url, host["token"]) as device, \
-            GuestClient(foyer.ws_url, host["slug"], name="One") as one, \
-            GuestClient(foyer.ws_url, host["slug"], name="Two") as two, \
-            GuestClient(foyer.ws_url, host["slug"], name="Three") as three:
+    async with (
+        HostClient(foyer.ws_url, host["token"]) as device,
+        GuestClient(foyer.ws_url, host["slug"], name="One") as one,
+        GuestClient(foyer.ws_url, host["slug"], name="Two") as two,
+        GuestClient(foyer.ws_url, host["slug"], name="Three") as three,
+    ):
         await device.admit_all()
         order = [(await device.wait_for("resolved")).guest for _ in range(3)]
         assert order == [one.waiting.guest, two.waiting.guest, three.waiting.guest]
@@ -189,15 +231,23 @@ async def test_admit_all_in_order(foyer: FoyerProcess, host: dict[str, Any]) -> 
 
 async def test_scheduled_session(foyer: FoyerProcess, host: dict[str, Any]) -> None:
     with foyer.api() as api:
-        r = api.post(f"/api/hosts/{host['id']}/sessions", json={
-            "title": "Quarterly review", "starts_at": int(time.time() * 1000),
-            "duration": 90})
+        r = api.post(
+            f"/api/hosts/{host['id']}/sessions",
+            json={
+                "title": "Quarterly review",
+                "starts_at": int(time.time() * 1000),
+                "duration": 90,
+            },
+        )
     assert r.status_code == 201
     session = r.json()
     assert session["link"].endswith(f"/l/{host['slug']}?s={session['id']}")
-    async with HostClient(foyer.ws_url, host["token"]) as device, \
-            GuestClient(foyer.ws_url, host["slug"], name="Sam",
-                        query={"s": session["id"], "title": "ignored"}) as guest:
+    async with (
+        HostClient(foyer.ws_url, host["token"]) as device,
+        GuestClient(
+            foyer.ws_url, host["slug"], name="Sam", query={"s": session["id"], "title": "ignored"}
+        ) as guest,
+    ):
         jr = await device.wait_for("join_request")
         assert isinstance(jr, JoinRequest)
         assert jr.guest["options"]["title"] == "Quarterly review"

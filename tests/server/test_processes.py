@@ -10,10 +10,13 @@ from protocol.messages import Message
 from tests.support import FoyerProcess, try_reply
 
 
-async def test_host_on_one_guest_on_other(foyer: FoyerProcess, foyer2: FoyerProcess,
-                                          host: dict[str, Any]) -> None:
-    async with HostClient(foyer.ws_url, host["token"]) as d1, \
-            HostClient(foyer2.ws_url, host["token"]) as d2:
+async def test_host_on_one_guest_on_other(
+    foyer: FoyerProcess, foyer2: FoyerProcess, host: dict[str, Any]
+) -> None:
+    async with (
+        HostClient(foyer.ws_url, host["token"]) as d1,
+        HostClient(foyer2.ws_url, host["token"]) as d2,
+    ):
         async with GuestClient(foyer2.ws_url, host["slug"], name="Across") as guest:
             jr1 = await d1.wait_for("join_request")
             jr2 = await d2.wait_for("join_request")
@@ -26,23 +29,29 @@ async def test_host_on_one_guest_on_other(foyer: FoyerProcess, foyer2: FoyerProc
 
 
 async def test_store_first_late_device_on_other_process(
-        foyer: FoyerProcess, foyer2: FoyerProcess, host: dict[str, Any]) -> None:
+    foyer: FoyerProcess, foyer2: FoyerProcess, host: dict[str, Any]
+) -> None:
     async with GuestClient(foyer.ws_url, host["slug"], name="Early"):
         async with HostClient(foyer2.ws_url, host["token"]) as device:
             assert [g["name"] for g in device.welcome.waiting] == ["Early"]
 
 
 async def test_exactly_one_reply_wins_across_devices_and_processes(
-        foyer: FoyerProcess, foyer2: FoyerProcess, host: dict[str, Any]) -> None:
-    async with HostClient(foyer.ws_url, host["token"]) as d1, \
-            HostClient(foyer2.ws_url, host["token"]) as d2, \
-            HostClient(foyer2.ws_url, host["token"], codec="json") as d3:
+    foyer: FoyerProcess, foyer2: FoyerProcess, host: dict[str, Any]
+) -> None:
+    async with (
+        HostClient(foyer.ws_url, host["token"]) as d1,
+        HostClient(foyer2.ws_url, host["token"]) as d2,
+        HostClient(foyer2.ws_url, host["token"], codec="json") as d3,
+    ):
         for round_ in range(15):
             async with GuestClient(foyer.ws_url, host["slug"], name=f"R{round_}") as guest:
                 gid = guest.waiting.guest
                 results = await asyncio.gather(
-                    try_reply(d1, "admit", gid), try_reply(d2, "deny", gid),
-                    try_reply(d3, "new_meeting", gid))
+                    try_reply(d1, "admit", gid),
+                    try_reply(d2, "deny", gid),
+                    try_reply(d3, "new_meeting", gid),
+                )
                 assert sorted(results) == ["already_resolved", "already_resolved", "won"]
                 outcome: Message = await guest.wait_for("admitted", "denied")
                 winner = ["admit", "deny", "new_meeting"][results.index("won")]
@@ -53,7 +62,8 @@ async def test_exactly_one_reply_wins_across_devices_and_processes(
 
 
 async def test_settings_change_reaches_cached_host_on_other_process(
-        foyer: FoyerProcess, foyer2: FoyerProcess, host: dict[str, Any]) -> None:
+    foyer: FoyerProcess, foyer2: FoyerProcess, host: dict[str, Any]
+) -> None:
     async with GuestClient(foyer2.ws_url, host["slug"], name="First") as first:
         assert first.waiting.host_name == "Ada Lovelace"  # foyer2 now caches the host
         with foyer.api() as api:

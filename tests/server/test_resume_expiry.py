@@ -43,15 +43,17 @@ async def test_resume_keeps_id_and_place(foyer: FoyerProcess, host: dict[str, An
 
 
 async def test_new_connection_takes_over_a_half_open_one(
-        foyer: FoyerProcess, host: dict[str, Any]) -> None:
+    foyer: FoyerProcess, host: dict[str, Any]
+) -> None:
     async with GuestClient(foyer.ws_url, host["slug"], name="Cid") as old:
         async with GuestClient(foyer.ws_url, host["slug"], resume=old.waiting.resume) as new:
             assert new.waiting.guest == old.waiting.guest
             assert await old.wait_closed() == 4409
 
 
-async def test_resume_after_answer_gets_the_outcome(foyer: FoyerProcess,
-                                                    host: dict[str, Any]) -> None:
+async def test_resume_after_answer_gets_the_outcome(
+    foyer: FoyerProcess, host: dict[str, Any]
+) -> None:
     async with HostClient(foyer.ws_url, host["token"]) as device:
         guest = GuestClient(foyer.ws_url, host["slug"], name="Dee")
         await guest.__aenter__()
@@ -97,8 +99,9 @@ async def test_guest_back_in_time_does_not_expire(short_window: FoyerProcess) ->
         guest = GuestClient(short_window.ws_url, host["slug"], name="Gus")
         await guest.__aenter__()
         await guest.close()
-        async with GuestClient(short_window.ws_url, host["slug"],
-                               resume=guest.waiting.resume) as back:
+        async with GuestClient(
+            short_window.ws_url, host["slug"], resume=guest.waiting.resume
+        ) as back:
             await asyncio.sleep(2.5)  # past the first deadline
             assert not [m for m in device.pending() if m.type == "guest_left"]
             await device.admit(back.waiting.guest)

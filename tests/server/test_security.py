@@ -15,9 +15,13 @@ from tests.support import FoyerProcess, spawn_foyer
 
 @pytest.fixture(scope="module")
 def guarded(redis_url: str) -> Iterator[FoyerProcess]:
-    env = {"FOYER_ALLOWED_ORIGINS": "https://partner.example, http://localhost:9999",
-           "FOYER_KNOCK_LIMIT": "3", "FOYER_LINK_KNOCK_LIMIT": "5",
-           "FOYER_TRUSTED_PROXIES": "127.0.0.1", "FOYER_LOG_LEVEL": "debug"}
+    env = {
+        "FOYER_ALLOWED_ORIGINS": "https://partner.example, http://localhost:9999",
+        "FOYER_KNOCK_LIMIT": "3",
+        "FOYER_LINK_KNOCK_LIMIT": "5",
+        "FOYER_TRUSTED_PROXIES": "127.0.0.1",
+        "FOYER_LOG_LEVEL": "debug",
+    }
     with spawn_foyer(redis_url, env) as proc:
         yield proc
 
@@ -41,8 +45,9 @@ def _xff(address: str) -> dict[str, str]:
 
 async def _knock(proc: FoyerProcess, slug: str, address: str) -> str:
     client = GuestClient(proc.ws_url, slug, name="Rate")
-    client.ws = await connect(client.url, additional_headers=_xff(address),
-                              subprotocols=["foyer.v1.msgpack"])  # type: ignore[list-item]
+    client.ws = await connect(
+        client.url, additional_headers=_xff(address), subprotocols=["foyer.v1.msgpack"]
+    )  # type: ignore[list-item]
     client._reader = asyncio.create_task(client._read_loop())
     await client.send(**client.first)
     first = await client.recv()
@@ -92,4 +97,3 @@ def test_api_key_compared_in_constant_time() -> None:
 
     assert same_secret("abc", "abc") and not same_secret("abd", "abc")
     assert not same_secret("", "abc")
-

@@ -30,13 +30,21 @@ def test_change_slug(foyer: FoyerProcess, host: dict[str, Any]) -> None:
     assert httpx.get(f"{foyer.http_url}/api/links/{slug}").json()["host_name"] == "Ada Lovelace"
 
 
-@pytest.mark.parametrize(("slug", "rule"), [
-    ("ab", "3 to 64"), ("x" * 65, "3 to 64"), ("my.name", "periods"),
-    ("my_name", "lowercase letters, digits and hyphens"), ("sales-dev", "-dev"),
-    ("api", "reserved"), ("host", "reserved"),
-])
-def test_invalid_slug_says_which_rule(foyer: FoyerProcess, host: dict[str, Any], slug: str,
-                                      rule: str) -> None:
+@pytest.mark.parametrize(
+    ("slug", "rule"),
+    [
+        ("ab", "3 to 64"),
+        ("x" * 65, "3 to 64"),
+        ("my.name", "periods"),
+        ("my_name", "lowercase letters, digits and hyphens"),
+        ("sales-dev", "-dev"),
+        ("api", "reserved"),
+        ("host", "reserved"),
+    ],
+)
+def test_invalid_slug_says_which_rule(
+    foyer: FoyerProcess, host: dict[str, Any], slug: str, rule: str
+) -> None:
     r = _put(foyer, host["id"], slug)
     assert r.status_code == 422
     assert r.json()["code"] == "invalid_slug" and rule in r.json()["message"]
@@ -59,8 +67,9 @@ def test_concurrent_claims_exactly_one_wins(foyer: FoyerProcess) -> None:
     assert sorted(codes) == [200] + [409] * 7
 
 
-async def test_old_link_keeps_reaching_the_same_host(foyer: FoyerProcess,
-                                                     host: dict[str, Any]) -> None:
+async def test_old_link_keeps_reaching_the_same_host(
+    foyer: FoyerProcess, host: dict[str, Any]
+) -> None:
     old, new = host["slug"], _fresh()
     assert _put(foyer, host["id"], new).status_code == 200
     async with httpx.AsyncClient() as client:
@@ -68,14 +77,17 @@ async def test_old_link_keeps_reaching_the_same_host(foyer: FoyerProcess,
     assert info["slug"] == new  # the canonical slug
     other = foyer.create_host("Someone Else")
     assert _put(foyer, other["id"], old).status_code == 409  # never reassigned
-    async with HostClient(foyer.ws_url, host["token"]) as device, \
-            GuestClient(foyer.ws_url, old, name="Old Link User"):
+    async with (
+        HostClient(foyer.ws_url, host["token"]) as device,
+        GuestClient(foyer.ws_url, old, name="Old Link User"),
+    ):
         jr = await device.wait_for("join_request")
         assert getattr(jr, "guest")["name"] == "Old Link User"  # noqa: B009
 
 
-def test_guest_page_redirects_old_slug_and_knows_unknown(foyer: FoyerProcess,
-                                                         host: dict[str, Any]) -> None:
+def test_guest_page_redirects_old_slug_and_knows_unknown(
+    foyer: FoyerProcess, host: dict[str, Any]
+) -> None:
     old, new = host["slug"], _fresh()
     assert _put(foyer, host["id"], new).status_code == 200
     r = httpx.get(f"{foyer.http_url}/l/{old}?title=Hi", follow_redirects=False)
@@ -84,8 +96,11 @@ def test_guest_page_redirects_old_slug_and_knows_unknown(foyer: FoyerProcess,
     assert httpx.get(f"{foyer.http_url}/l/never-was-a-slug").status_code == 404
 
 
-def test_link_info_is_readable_from_other_origins(foyer: FoyerProcess,
-                                                  host: dict[str, Any]) -> None:
-    r = httpx.get(f"{foyer.http_url}/api/links/{host['slug']}",
-                  headers={"Origin": "https://elsewhere.example"})
+def test_link_info_is_readable_from_other_origins(
+    foyer: FoyerProcess, host: dict[str, Any]
+) -> None:
+    r = httpx.get(
+        f"{foyer.http_url}/api/links/{host['slug']}",
+        headers={"Origin": "https://elsewhere.example"},
+    )
     assert r.headers["access-control-allow-origin"] == "*"

@@ -35,8 +35,9 @@ async def test_restart_of_redis() -> None:
                         deadline = time.monotonic() + 20
                         while True:
                             try:
-                                async with GuestClient(proc.ws_url, host["slug"],
-                                                       name="After") as late:
+                                async with GuestClient(
+                                    proc.ws_url, host["slug"], name="After"
+                                ) as late:
                                     jr = await device.wait_for("join_request", timeout=5)
                                     assert getattr(jr, "guest")["name"] == "After"  # noqa: B009
                                     assert late.waiting.position == 2  # Before is still there

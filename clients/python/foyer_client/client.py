@@ -33,8 +33,14 @@ class _Client:
 
     table: dict[str, type[Message]] = {}
 
-    def __init__(self, url: str, *, codec: str = "msgpack", origin: str | None = None,
-                 queue_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        codec: str = "msgpack",
+        origin: str | None = None,
+        queue_size: int = 10_000,
+    ) -> None:
         self.url = url
         self.codec: Codec = CODECS[MSGPACK if codec == "msgpack" else JSON]
         self.origin = origin
@@ -49,9 +55,14 @@ class _Client:
 
     async def _open(self) -> None:
         headers = {"Origin": self.origin} if self.origin else None
-        self.ws = await connect(self.url, subprotocols=[self.codec.name],  # type: ignore[list-item]
-                                additional_headers=headers, max_size=1 << 20,
-                                compression=None, open_timeout=DEFAULT_TIMEOUT)
+        self.ws = await connect(
+            self.url,
+            subprotocols=[self.codec.name],  # type: ignore[list-item]
+            additional_headers=headers,
+            max_size=1 << 20,
+            compression=None,
+            open_timeout=DEFAULT_TIMEOUT,
+        )
         self._reader = asyncio.create_task(self._read_loop())
 
     async def _read_loop(self) -> None:
@@ -90,8 +101,12 @@ class _Client:
     async def __aenter__(self) -> _Client:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
     # -- sending ---------------------------------------------------------------------
@@ -175,8 +190,9 @@ class HostClient(_Client):
         first = await self.recv()
         if not isinstance(first, Welcome):
             await self.close()
-            raise ClientError(getattr(first, "code", first.type), getattr(first, "message", ""),
-                              self.close_code)
+            raise ClientError(
+                getattr(first, "code", first.type), getattr(first, "message", ""), self.close_code
+            )
         self.welcome = first
         return self
 
@@ -224,19 +240,42 @@ class GuestClient(_Client):
 
     table = TO_GUEST
 
-    def __init__(self, base_url: str, slug: str, name: str = "Guest", *,
-                 email: str | None = None, token: str | None = None,
-                 options: dict[str, Any] | None = None, session: str | None = None,
-                 query: dict[str, str] | None = None, resume: str | None = None,
-                 **kw: Any) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        slug: str,
+        name: str = "Guest",
+        *,
+        email: str | None = None,
+        token: str | None = None,
+        options: dict[str, Any] | None = None,
+        session: str | None = None,
+        query: dict[str, str] | None = None,
+        resume: str | None = None,
+        **kw: Any,
+    ) -> None:
         url = base_url.rstrip("/") + "/ws/guest/" + quote(slug, safe="")
         if query:
             url += "?" + urlencode(query)
         super().__init__(url, **kw)
-        self.first: dict[str, Any] = {"type": "resume", "resume": resume} if resume else {
-            "type": "knock", "name": name,
-            **{k: v for k, v in (("email", email), ("token", token), ("options", options),
-                                 ("session", session)) if v is not None}}
+        self.first: dict[str, Any] = (
+            {"type": "resume", "resume": resume}
+            if resume
+            else {
+                "type": "knock",
+                "name": name,
+                **{
+                    k: v
+                    for k, v in (
+                        ("email", email),
+                        ("token", token),
+                        ("options", options),
+                        ("session", session),
+                    )
+                    if v is not None
+                },
+            }
+        )
         self.waiting: Waiting
 
     async def __aenter__(self) -> GuestClient:
@@ -249,8 +288,9 @@ class GuestClient(_Client):
             self._inbox.put_nowait(first)  # an outcome (bypass, blocked): let wait_for see it
             if first.type == "error":
                 await self.wait_closed()
-                raise ClientError(getattr(first, "code", "error"),
-                                  getattr(first, "message", ""), self.close_code)
+                raise ClientError(
+                    getattr(first, "code", "error"), getattr(first, "message", ""), self.close_code
+                )
         return self
 
     async def cancel(self) -> None:
