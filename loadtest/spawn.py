@@ -145,7 +145,7 @@ def _foyer_argv() -> list[str]:
     found = shutil.which("foyer")
     if found:
         return [found]
-    return [sys.executable, "-c", "import sys; from server.cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "import sys; from server.ops.cli import main; sys.exit(main())"]
 
 
 def spawn(

@@ -1,1 +1,18 @@
-"""Foyer."""
+"""Foyer's server, grouped by concern; each subpackage says what it owns and
+what it may import. Read it top-down, as a knock travels:
+
+    ops/        the ``foyer`` CLI, configuration, the embedded Valkey
+    app.py      the ASGI entry: the WebSocket front door and the Starlette app
+    node.py     the one place that builds the parts and wires them together
+    web/        the HTTP API, its OpenAPI document, the browser pages
+    lobby/      the real-time lobby: endpoints -> waiting room -> hub / broker
+    notify/     what reaches a host who is not looking (email)
+    hosts/      host settings: validated partial updates
+    meetings/   the meeting provider (ids and URLs; Foyer carries no media)
+    access/     who may connect: tokens, origins, client addresses
+    storage/    Redis: the store, its Lua scripts, the batcher, the client
+
+Imports go down this list, never up (``protocol`` is below everything), and a
+module never imports a sibling subpackage's internals that its docstring does
+not name. ``tests/server/test_layout.py`` holds the rule.
+"""

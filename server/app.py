@@ -15,11 +15,11 @@ from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from server import api, openapi, pages
-from server.api import ApiError, error_response
-from server.config import Settings
-from server.endpoints import guest_endpoint, host_endpoint
+from server.lobby.endpoints import guest_endpoint, host_endpoint
 from server.node import Node
+from server.ops.config import Settings
+from server.web import api, openapi, pages
+from server.web.api import ApiError, error_response
 
 log = logging.getLogger("foyer.app")
 

@@ -9,15 +9,15 @@ import logging
 
 from redis.exceptions import RedisError
 
-from server.auth import Tokens
-from server.config import Settings
-from server.email import Mailer
-from server.host_settings import HostSettings
-from server.hub import Hub
-from server.meetings import MeetingProvider
-from server.redis_client import is_cluster, open_redis
-from server.store import Store
-from server.waiting_room import WaitingRoom
+from server.access.tokens import Tokens
+from server.hosts.settings import HostSettings
+from server.lobby.hub import Hub
+from server.lobby.waiting_room import WaitingRoom
+from server.meetings.provider import MeetingProvider
+from server.notify.email import Mailer
+from server.ops.config import Settings
+from server.storage.redis_client import is_cluster, open_redis
+from server.storage.store import Store
 
 log = logging.getLogger("foyer.node")
 
@@ -27,7 +27,7 @@ SWEEP_EVERY_S = 0.5
 class Node:
     def __init__(self, settings: Settings) -> None:
         if not settings.redis_url or not settings.secret or not settings.api_key:
-            raise ValueError("Node needs redis_url, secret and api_key (see server.cli)")
+            raise ValueError("Node needs redis_url, secret and api_key (see server.ops.cli)")
         self.settings = settings
         cluster = settings.redis_cluster
         if cluster is None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from server.embedded import EmbeddedValkey, free_port
+from server.ops.embedded import EmbeddedValkey, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 FOYER_BIN = str(Path(sys.executable).parent / "foyer")

@@ -13,7 +13,7 @@ import httpx
 import psutil
 import pytest
 
-from server.embedded import free_port
+from server.ops.embedded import free_port
 
 FOYER = str(Path(sys.executable).parent / "foyer")
 

@@ -14,7 +14,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from foyer_client import GuestClient, HostClient
-from server.embedded import free_port
+from server.ops.embedded import free_port
 from tests.support import FoyerProcess, spawn_foyer
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from server.connection import Connection
-from server.hub import GuestSession
+from server.lobby.connection import Connection
+from server.lobby.hub import GuestSession
 
 
 class Recorder:

@@ -93,7 +93,7 @@ async def test_secrets_never_logged(guarded: FoyerProcess) -> None:
 
 
 def test_api_key_compared_in_constant_time() -> None:
-    from server.auth import same_secret
+    from server.access.tokens import same_secret
 
     assert same_secret("abc", "abc") and not same_secret("abd", "abc")
     assert not same_secret("", "abc")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from foyer_client import ClientError, GuestClient, HostClient
-from server.embedded import EmbeddedValkey
+from server.ops.embedded import EmbeddedValkey
 from tests.support import spawn_foyer
 
 

@@ -24,7 +24,7 @@ from protocol.errors import (
 )
 from protocol.links import resolve_options, sanitise_options
 from protocol.messages import Knock
-from server.store import Step, now_ms, pack
+from server.storage.store import Step, now_ms, pack
 
 if TYPE_CHECKING:
     from server.node import Node

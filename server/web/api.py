@@ -20,10 +20,10 @@ from starlette.routing import Route
 
 from protocol.errors import BadMessage, FoyerError, InvalidSlug, UnknownLink
 from protocol.messages import HOST_ID_RE
-from server.auth import same_secret
-from server.host_settings import SettingsPatch, validation_message
+from server.access.tokens import same_secret
+from server.hosts.settings import SettingsPatch, validation_message
 from server.node import Node
-from server.store import HostExists, SlugTaken
+from server.storage.store import HostExists, SlugTaken
 
 log = logging.getLogger("foyer.api")
 

@@ -12,14 +12,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from server.api import (
+from server.hosts.settings import SettingsPatch
+from server.web.api import (
     GuestTokenRequest,
     HostCreate,
     SessionCreate,
     SlugChange,
     TokenRequest,
 )
-from server.host_settings import SettingsPatch
 
 BODIES: dict[str, type[BaseModel]] = {
     "HostCreate": HostCreate,

@@ -1,7 +1,7 @@
 """The Redis store: every read and write of Foyer's state lives here.
 
 Keys of one host share the hash tag ``{h:<host>}`` so a host's state and its
-channel sit on one Cluster slot. Atomic steps are Lua scripts (server/lua),
+channel sit on one Cluster slot. Atomic steps are Lua scripts (server/storage/lua),
 sent through the ``Batcher``; the store is the truth and pub/sub only the
 doorbell (DESIGN.md).
 """
@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from protocol import lobby
 from protocol.errors import AlreadyResolved, InternalError, UnknownLink, error_for_code
 from protocol.links import slug_base, slug_with_suffix, validate_slug
-from server.batcher import Batcher
+from server.storage.batcher import Batcher
 
 log = logging.getLogger("foyer.store")
 
@@ -96,7 +96,7 @@ def _load_scripts() -> dict[str, str]:
     left = "{" + ",".join(f'["{s.value}"]="{r}"' for s, r in lobby.LEFT_REASON.items()) + "}"
     out = {}
     for name in ("knock", "transition", "expire", "due", "say", "presence", "cas"):
-        src = resources.files("server").joinpath(f"lua/{name}.lua").read_text()
+        src = resources.files("server.storage").joinpath(f"lua/{name}.lua").read_text()
         out[name] = (
             src.replace("__TRANSITIONS__", table)
             .replace("__FINAL__", final)

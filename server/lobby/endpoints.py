@@ -47,11 +47,11 @@ from protocol.messages import (
     UpdateSettings,
     parse,
 )
-from server.connection import Connection
-from server.hub import GuestSession, HostSession
+from server.access.origins import client_address, origin_allowed
+from server.lobby.connection import Connection
+from server.lobby.hub import GuestSession, HostSession
 from server.node import Node
-from server.origins import client_address, origin_allowed
-from server.store import Step
+from server.storage.store import Step
 
 log = logging.getLogger("foyer.endpoints")
 

@@ -22,8 +22,8 @@ from redis.asyncio.client import PubSub
 
 from protocol.codec import Frame
 from protocol.errors import CloseCode
-from server.connection import Connection
-from server.store import Store
+from server.lobby.connection import Connection
+from server.storage.store import Store
 
 log = logging.getLogger("foyer.hub")
 

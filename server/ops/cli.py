@@ -19,10 +19,10 @@ from typing import Any
 
 import uvicorn
 
-from server.config import Settings
-from server.embedded import EmbeddedValkey
-from server.redis_client import is_cluster, open_redis
-from server.store import HostExists, Store
+from server.ops.config import Settings
+from server.ops.embedded import EmbeddedValkey
+from server.storage.redis_client import is_cluster, open_redis
+from server.storage.store import HostExists, Store
 
 DEMO_HOST = "demo"
 DEMO_NAME = "Demo Host"
@@ -96,7 +96,7 @@ def serve(args: argparse.Namespace) -> int:
                 value = settings.secret if name == "FOYER_SECRET" else settings.api_key
                 print(f"  {name}={value}", flush=True)
         if settings.demo:
-            from server.auth import Tokens
+            from server.access.tokens import Tokens
 
             record = asyncio.run(_demo(settings))
             assert settings.secret

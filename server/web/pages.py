@@ -27,10 +27,10 @@ TEMPLATES_DIR = _HERE / "templates"
 
 def _browser_dir() -> Path:
     """Where the browser files are: the source tree, else packaged copies."""
-    for candidate in (_HERE.parent / "clients" / "browser", _HERE / "static"):
+    for candidate in (_HERE.parent.parent / "clients" / "browser", _HERE / "static"):
         if (candidate / "foyer.js").is_file():
             return candidate
-    return _HERE.parent / "clients" / "browser"
+    return _HERE.parent.parent / "clients" / "browser"
 
 
 BROWSER_DIR = _browser_dir()
