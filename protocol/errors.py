@@ -14,7 +14,18 @@
     │   ├── RateLimited          over a knock limit
     │   └── InternalError        anything unexpected (no detail on the wire)
     ├── InvalidTransition        a lobby event the state table does not allow
-    └── InvalidSlug              a custom slug breaks a rule (HTTP 422)
+    ├── InvalidSlug              a custom slug breaks a rule (HTTP 422)
+    ├── SlugTaken                the slug belongs to another host (HTTP 409)
+    ├── HostExists               a host with this id exists (HTTP 409)
+    ├── UnknownHost              no host with this id (HTTP 404)
+    ├── BadRequest               an HTTP body that is not JSON (HTTP 400)
+    ├── InvalidBody              an HTTP body that breaks its schema (HTTP 422)
+    ├── ApiUnauthorized          missing or wrong API key (HTTP 401)
+    ├── StoreUnavailable         Redis does not answer (HTTP 503)
+    ├── EmbeddedStoreError       the embedded Valkey could not start
+    └── ConnectionClosed         (client) the server closed the socket
+
+HTTP statuses are given to these in one table, ``server/web/errors.py``.
 
 Reply errors (``ErrorCode``) and close codes (``CloseCode``) are two separate
 code spaces, as in centrifuge. The message of a ``ProtocolError`` is written
@@ -51,6 +62,7 @@ class CloseCode(IntEnum):
     HANDSHAKE_TIMEOUT = 4008
     SLOW_CONSUMER = 4013
     RATE_LIMITED = 4029
+    REPLACED = 4409  # addition: a newer connection resumed this guest
     LOCKED = 4423
 
 
@@ -133,6 +145,47 @@ class InvalidTransition(FoyerError):
 
 class InvalidSlug(FoyerError):
     """A requested slug breaks the rule named in the message."""
+
+
+class SlugTaken(FoyerError):
+    """The slug belongs to another host."""
+
+
+class HostExists(FoyerError):
+    """A host with this id exists already."""
+
+
+class UnknownHost(FoyerError):
+    """No host has this id."""
+
+
+class BadRequest(FoyerError):
+    """An HTTP request body that is not JSON."""
+
+
+class InvalidBody(FoyerError):
+    """An HTTP request body that breaks its schema; the message names the field."""
+
+
+class ApiUnauthorized(FoyerError):
+    """An HTTP API call without the right API key."""
+
+
+class StoreUnavailable(FoyerError):
+    """Redis does not answer (the message is safe to show)."""
+
+
+class EmbeddedStoreError(FoyerError):
+    """The embedded Valkey could not be started."""
+
+
+class ConnectionClosed(FoyerError):
+    """(Client side) the server closed the connection, with this close code."""
+
+    def __init__(self, close_code: int | None = None, reason: str = "") -> None:
+        super().__init__(f"closed ({close_code}){': ' + reason if reason else ''}")
+        self.close_code = close_code
+        self.reason = reason
 
 
 _BY_CODE: dict[str, type[ProtocolError]] = {

@@ -28,7 +28,6 @@ from server.storage.store import Store
 log = logging.getLogger("foyer.hub")
 
 UNSUBSCRIBE_AFTER_S = 30.0
-REPLACED = 4409  # addition: this guest was taken over by a newer connection
 
 
 @dataclass(eq=False, slots=True)
@@ -230,7 +229,7 @@ class Hub:
         """A newer connection resumed this guest: close the older one."""
         session.finished = True
         self.remove_guest(session)
-        session.conn.close(REPLACED)
+        session.conn.close(CloseCode.REPLACED)
 
     # -- the pub/sub reader ----------------------------------------------------------
 

