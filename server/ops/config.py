@@ -33,6 +33,14 @@ class Settings(BaseSettings):
     hello_timeout: float = Field(default=5.0, gt=0)
     lease: float = Field(default=30.0, ge=1)  # seconds a crashed process's sockets count as live
     send_queue: int = Field(default=256, ge=8)  # frames buffered per socket before "slow"
+    send_queue_bytes: int = Field(default=1 << 20, ge=64 * 1024)  # bytes, likewise
+    host: str = "127.0.0.1"  # where ``foyer serve`` listens (``--host`` wins)
+    port: int = Field(default=8000, ge=0, le=65535)  # likewise (``--port`` wins)
+    sweep_interval: float = Field(default=0.5, gt=0)  # seconds between expiry/lease sweeps
+    unsubscribe_after: float = Field(default=30.0, ge=0)  # idle channel kept subscribed
+    subscribe_timeout: float = Field(default=5.0, gt=0)  # wait for Redis to confirm
+    redis_pool_size: int = Field(default=50, ge=2)  # pooled connections (pub/sub, start-up)
+    drain_timeout: float = Field(default=2.0, ge=0)  # a closing socket's last frames
     smtp_url: str | None = None  # smtp://user:pass@host:port[?starttls=true] or smtps://
     mail_from: str = "Foyer <foyer@localhost>"
     mail_delay: float = Field(default=10.0, ge=0)  # seconds to gather knocks into one email
