@@ -1,13 +1,39 @@
-"""The lifecycle of a guest in a waiting room: the ONE transition table.
+"""The lifecycle of a guest in a waiting room: the ONE transition table and
+every rule beside it (h11's ``_state.py``, Rule 1: the bits that do not fit
+the table must nonetheless live here).
 
-Everything that moves a guest from one state to another lives here, as in
-h11's ``_state.py``. The server's Lua script reads this very table (it is
-rendered into the script at start-up), so Redis enforces these rules
-atomically and Python never does read-modify-write.
+The Lua scripts in ``server/storage/lua`` get every value below rendered in
+at load time (``lua_constants``), so Redis enforces these rules atomically
+and no other module writes a state, an event, a reason or a verdict as a
+literal. ``tests/server/storage/test_lua_lobby.py`` runs every (state, event)
+pair through the real Lua and compares the result with ``next_state``.
+
+Guards (checked by ``transition.lua`` before the table is consulted; a guard
+that fails answers its verdict and changes nothing):
+
+======================  ===========================================  ================
+event                   guard                                        verdict if not
+======================  ===========================================  ================
+``resume``              the resume secret matches the guest's        ``unknown_guest``
+``disconnect``          the socket dropping it is the one holding it ``stale``
+``merge``               host presence ``in_meeting`` with the same   ``not_in_meeting``
+                        meeting id the reply was built for
+``expire``              the guest's deadline has passed              ``not_due``
+======================  ===========================================  ================
+
+Then: no guest record -> ``unknown_guest``; the table has no entry -> ``already_resolved``
+from a final state (with the stored outcome), else ``invalid``.
+
+Side effects per resulting state (``transition.lua``): entering a FINAL state
+removes the guest from the queue, bumps the event counter and publishes
+``left`` (a ``LEFT_REASON`` state) or ``resolved`` (with the stored outcome);
+``disconnect`` sets the deadline (now + resume window) and publishes ``away``;
+``resume`` takes the new socket, clears the deadline and publishes ``resumed``.
 """
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 
 from protocol.errors import InvalidTransition
@@ -35,6 +61,35 @@ class LobbyEvent(StrEnum):
     EXPIRE = "expire"
 
 
+class Verdict(StrEnum):
+    """What the store answers for one event on one guest."""
+
+    OK = "ok"
+    UNKNOWN_GUEST = "unknown_guest"  # no such guest, or a wrong resume secret
+    STALE = "stale"  # a disconnect from a socket that no longer holds the guest
+    NOT_IN_MEETING = "not_in_meeting"  # merge without the meeting it was built for
+    NOT_DUE = "not_due"  # expire before the deadline
+    ALREADY_RESOLVED = "already_resolved"  # the guest is in a final state
+    INVALID = "invalid"  # the table has no such transition from a queued state
+
+
+class LeftReason(StrEnum):
+    """``guest_left.reason`` (PROTOCOL.md); ``disconnected`` is in the contract
+    but never sent: a dropped guest keeps its place, then ``expired``."""
+
+    CANCELLED = "cancelled"
+    DISCONNECTED = "disconnected"
+    EXPIRED = "expired"
+
+
+class Outcome(StrEnum):
+    """The message type a guest gets when a reply wins."""
+
+    ADMITTED = "admitted"
+    BUSY = "busy"
+    DENIED = "denied"
+
+
 S, E = GuestState, LobbyEvent
 _IN_QUEUE = (S.WAITING, S.AWAY)
 
@@ -51,15 +106,44 @@ TRANSITIONS: dict[tuple[GuestState, LobbyEvent], GuestState] = {
     **{(state, E.CANCEL): S.CANCELLED for state in _IN_QUEUE},
 }
 
+# A knock puts the guest here.
+INITIAL = S.WAITING
 # States in which the guest is still in the host's queue.
 QUEUED: frozenset[GuestState] = frozenset(_IN_QUEUE)
 # Final states: the guest is out of the queue for good.
 FINAL: frozenset[GuestState] = frozenset(set(GuestState) - QUEUED)
+# Only a dropped guest expires, once its resume window (its deadline) has passed.
+EXPIRES_FROM = S.AWAY
+# A guest's record outlives its knock by this much, so that a guest resuming
+# late still gets the outcome that was stored with the winning reply.
+GUEST_RECORD_TTL_MS = 24 * 3600 * 1000
 
-# How the host hears of a guest leaving the queue without a reply.
-LEFT_REASON: dict[GuestState, str] = {
-    S.CANCELLED: "cancelled",
-    S.EXPIRED: "expired",
+# How the hosts hear of a guest leaving the queue without a reply.
+LEFT_REASON: dict[GuestState, LeftReason] = {
+    S.CANCELLED: LeftReason.CANCELLED,
+    S.EXPIRED: LeftReason.EXPIRED,
+}
+
+# The events a host's reply causes, and what the guest is sent for each.
+REPLIES: tuple[LobbyEvent, ...] = (E.ADMIT, E.MERGE, E.NEW_MEETING, E.BUSY, E.DENY)
+OUTCOME_FOR_REPLY: dict[LobbyEvent, Outcome] = {
+    E.ADMIT: Outcome.ADMITTED,
+    E.MERGE: Outcome.ADMITTED,
+    E.NEW_MEETING: Outcome.ADMITTED,
+    E.BUSY: Outcome.BUSY,
+    E.DENY: Outcome.DENIED,
+}
+# Replies that send the guest to a meeting; ``admitted.mode`` is the event's name.
+ADMITTING: frozenset[LobbyEvent] = frozenset(
+    e for e, o in OUTCOME_FOR_REPLY.items() if o is Outcome.ADMITTED
+)
+
+# Guards: event -> the verdict when its guard fails (see the module docstring).
+GUARDS: dict[LobbyEvent, Verdict] = {
+    E.RESUME: Verdict.UNKNOWN_GUEST,
+    E.DISCONNECT: Verdict.STALE,
+    E.MERGE: Verdict.NOT_IN_MEETING,
+    E.EXPIRE: Verdict.NOT_DUE,
 }
 
 
@@ -71,10 +155,53 @@ def next_state(state: GuestState, event: LobbyEvent) -> GuestState:
         raise InvalidTransition(f"can't handle {event} when {state}") from None
 
 
+def reply_for_outcome(outcome_type: str, mode: str | None = None) -> LobbyEvent:
+    """The reply that produced a stored outcome (the inverse of
+    ``OUTCOME_FOR_REPLY``; ``admitted`` needs its ``mode``)."""
+    if outcome_type == Outcome.ADMITTED:
+        event = LobbyEvent(mode or E.ADMIT)
+        if event not in ADMITTING:
+            raise InvalidTransition(f"'{mode}' is not an admitting reply")
+        return event
+    for event, outcome in OUTCOME_FOR_REPLY.items():
+        if outcome == outcome_type and event not in ADMITTING:
+            return event
+    raise InvalidTransition(f"'{outcome_type}' is not an outcome")
+
+
+def reason_for(state: GuestState) -> LeftReason:
+    """Why a guest in a final state without a stored outcome left the queue."""
+    return LEFT_REASON.get(state, LeftReason.EXPIRED)
+
+
+def _lua(value: object) -> str:
+    """A Python value as a Lua literal (strings, booleans, tables)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid Lua string here
+    if isinstance(value, dict):
+        return "{" + ",".join(f"[{_lua(k)}]={_lua(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"no Lua literal for {value!r}")
+
+
 def lua_table() -> str:
     """The transition table as a Lua table literal: ``T[state][event] = new``."""
-    rows: dict[str, list[str]] = {}
+    rows: dict[str, dict[str, str]] = {}
     for (state, event), new in TRANSITIONS.items():
-        rows.setdefault(state.value, []).append(f'["{event.value}"]="{new.value}"')
-    body = ",".join(f'["{s}"]={{{",".join(r)}}}' for s, r in sorted(rows.items()))
-    return "{" + body + "}"
+        rows.setdefault(state.value, {})[event.value] = new.value
+    return _lua(dict(sorted(rows.items())))
+
+
+def lua_constants() -> dict[str, str]:
+    """Placeholder -> Lua literal, rendered into every script at load time."""
+    return {
+        "__TRANSITIONS__": lua_table(),
+        "__FINAL__": _lua({s.value: True for s in sorted(FINAL)}),
+        "__QUEUED__": _lua({s.value: True for s in sorted(QUEUED)}),
+        "__INITIAL__": _lua(INITIAL.value),
+        "__EXPIRES_FROM__": _lua(EXPIRES_FROM.value),
+        "__LEFT__": _lua({s.value: r.value for s, r in LEFT_REASON.items()}),
+        "__EVENT__": _lua({e.name: e.value for e in LobbyEvent}),
+        "__VERDICT__": _lua({v.name: v.value for v in Verdict}),
+    }

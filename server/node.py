@@ -1,27 +1,36 @@
-"""The Node: one Foyer process's parts, wired together, and the background
-tasks it owns (pub/sub reader via the Hub, expiry sweep, device leases)."""
+"""The Node: one Foyer process's parts, built and wired here and nowhere else,
+and the background tasks it owns (expiry and lease sweeps, device and guest
+leases, email). Every part gets its collaborators in its constructor."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
 from server.access.tokens import Tokens
+from server.hosts.directory import Directory
 from server.hosts.settings import HostSettings
+from server.lobby.broker import Broker
+from server.lobby.endpoints import EndpointConfig, Lobby
 from server.lobby.hub import Hub
-from server.lobby.waiting_room import WaitingRoom
+from server.lobby.waiting_room import RoomConfig, WaitingRoom
 from server.meetings.provider import MeetingProvider
-from server.notify.email import Mailer
+from server.notify.email import MailConfig, Mailer
 from server.ops.config import Settings
+from server.storage import keys, scripts
+from server.storage.batcher import Batcher
+from server.storage.hosts import HostStore
 from server.storage.redis_client import is_cluster, open_redis
 from server.storage.store import Store
+from server.web.context import WebContext
 
 log = logging.getLogger("foyer.node")
 
-SWEEP_EVERY_S = 0.5
+GUEST_LEASE_CHUNK = 1000
 
 
 class Node:
@@ -33,26 +42,89 @@ class Node:
         if cluster is None:
             cluster = is_cluster(settings.redis_url)
         self.cluster = cluster
-        self.redis = open_redis(settings.redis_url, cluster)
-        self.store = Store(self.redis, sharded=cluster, lease_ms=int(settings.lease * 1000))
-        self.hub = Hub(self.store, sharded=cluster)
+        self.redis = open_redis(settings.redis_url, cluster, settings.redis_pool_size)
+        self.batch = Batcher(self.redis, scripts.load())
+        publish = "SPUBLISH" if cluster else "PUBLISH"
+        self.store = Store(self.batch, sharded=cluster, lease_ms=int(settings.lease * 1000))
+        self.hosts = HostStore(self.batch, publish_command=publish)
+        self.directory = Directory(self.hosts)
+        self.broker = Broker(
+            self.redis,
+            keys.channel,
+            sharded=cluster,
+            unsubscribe_after=settings.unsubscribe_after,
+            confirm_timeout=settings.subscribe_timeout,
+        )
+        self.hub = Hub()
         self.tokens = Tokens(settings.secret)
         self.meetings = MeetingProvider(settings.meeting_url)
-        self.waiting_room = WaitingRoom(self)
-        self.hub.on_host_change = self.waiting_room.forget_host
-        self.settings_service = HostSettings(self)
-        self.mailer = Mailer(self)
+        self.host_settings = HostSettings(self.hosts, self.directory, settings.region_list)
+        base = (settings.public_url or settings.listen_url or "http://127.0.0.1:8000").rstrip("/")
+        self.mailer = Mailer(
+            self.store,
+            self.hosts,
+            MailConfig(
+                smtp_url=settings.smtp_url,
+                sender=settings.mail_from,
+                delay_s=settings.mail_delay,
+                cooldown_s=settings.mail_cooldown,
+                console_url=f"{base}/host",
+            ),
+        )
+        self.room = WaitingRoom(
+            self.store,
+            self.directory,
+            self.broker,
+            self.hub,
+            self.meetings,
+            self.tokens,
+            self.host_settings,
+            self.mailer,
+            RoomConfig(
+                regions=settings.region_list,
+                resume_window_ms=int(settings.resume_window * 1000),
+                knock_limit=settings.knock_limit,
+                link_knock_limit=settings.link_knock_limit,
+            ),
+        )
+        self.lobby = Lobby(
+            self.room,
+            self.directory,
+            EndpointConfig(
+                origins=settings.origin_list,
+                trusted_proxies=settings.proxy_list,
+                hello_timeout=settings.hello_timeout,
+                send_queue=settings.send_queue,
+                send_queue_bytes=settings.send_queue_bytes,
+                drain_timeout=settings.drain_timeout,
+            ),
+        )
+        self.web = WebContext(
+            store=self.store,
+            hosts=self.hosts,
+            directory=self.directory,
+            host_settings=self.host_settings,
+            tokens=self.tokens,
+            api_key=settings.api_key,
+            public_url=settings.public_url,
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        await self.store.start()
-        await self.hub.start()
+        await self.batch.start()
+        await self.broker.start(self.room)
+        every = self.settings.sweep_interval
         self._tasks = [
-            asyncio.create_task(self._sweep_loop(), name="foyer-expiry"),
-            asyncio.create_task(self._lease_loop(), name="foyer-leases"),
+            asyncio.create_task(self._every(every, self._sweep), name="foyer-expiry"),
+            asyncio.create_task(
+                self._every(self.settings.lease / 3, self._lease), name="foyer-leases"
+            ),
         ]
         if self.mailer.enabled:
-            self._tasks.append(asyncio.create_task(self._mail_loop(), name="foyer-mail"))
+            # Apart from the expiry sweep, so a slow SMTP server never delays an expiry.
+            self._tasks.append(
+                asyncio.create_task(self._every(every, self.mailer.send_due), name="foyer-mail")
+            )
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -60,49 +132,41 @@ class Node:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.hub.stop()
-        await self.store.stop()
+        await self.room.stop()
+        await self.broker.stop()
+        await self.batch.stop()
         await self.redis.aclose()
 
-    async def _sweep_loop(self) -> None:
-        """Expire guests whose resume window passed (any process may do it;
-        the ``due`` script hands each entry to exactly one)."""
+    @staticmethod
+    async def _every(seconds: float, work: Callable[[], Awaitable[object]]) -> None:
+        """Run ``work`` every ``seconds``; a failure is logged, never fatal."""
         while True:
-            await asyncio.sleep(SWEEP_EVERY_S)
+            await asyncio.sleep(seconds)
             try:
-                await self.store.expire_due()
-                await self.store.sweep_leases(int(self.settings.resume_window * 1000))
+                await work()
             except RedisError as exc:
-                log.warning("expiry sweep failed: %s", type(exc).__name__)
+                log.warning("%s failed: %s", getattr(work, "__name__", "sweep"), type(exc).__name__)
             except Exception:
-                log.exception("expiry sweep failed")
+                log.exception("%s failed", getattr(work, "__name__", "sweep"))
 
-    async def _mail_loop(self) -> None:
-        """Send due emails; apart from the expiry sweep, so a slow SMTP server
-        never delays an expiry."""
-        while True:
-            await asyncio.sleep(SWEEP_EVERY_S)
-            try:
-                await self.mailer.send_due()
-            except Exception:
-                log.warning("email sweep failed", exc_info=True)
+    async def _sweep(self) -> None:
+        """Expire guests whose resume window passed, and turn away the guests of a
+        crashed process (any process may do it; ``due.lua`` hands each entry to
+        exactly one)."""
+        await self.store.expire_due()
+        await self.store.sweep_leases(int(self.settings.resume_window * 1000))
 
-    async def _lease_loop(self) -> None:
+    async def _lease(self) -> None:
         """Keep the leases of this process's sockets fresh: a host whose process
         died shows as offline, and its guests are treated as dropped (they may
         resume elsewhere, or expire), once their leases run out."""
-        while True:
-            await asyncio.sleep(self.settings.lease / 3)
-            try:
-                devices = [(s.host, s.device) for d in self.hub.hosts.values() for s in d]
-                self.store.devices_refresh(devices)
-                guests = [
-                    (s.host, s.guest, s.conn_id)
-                    for local in self.hub.guests.values()
-                    for s in local.values()
-                    if not s.finished
-                ]
-                for start in range(0, len(guests), 1000):
-                    self.store.lease_guests(guests[start : start + 1000])
-            except Exception:
-                log.exception("lease refresh failed")
+        devices = [(s.host, s.device) for d in self.hub.hosts.values() for s in d]
+        self.store.devices_refresh(devices)
+        guests = [
+            (s.host, s.guest, s.conn_id)
+            for local in self.hub.guests.values()
+            for s in local.values()
+            if not s.finished
+        ]
+        for start in range(0, len(guests), GUEST_LEASE_CHUNK):
+            self.store.lease_guests(guests[start : start + GUEST_LEASE_CHUNK])

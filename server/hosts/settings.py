@@ -1,23 +1,21 @@
 """Host settings: validated partial updates, from the HTTP API or a device.
 
 Bodies are validated by pydantic models (these also feed the OpenAPI
-document); the merge is applied under WATCH/MULTI so two concurrent updates
-never lose each other's fields; every device hears the result.
+document); the merge is applied by compare-and-set (``cas.lua``, retried) so
+two concurrent updates never lose each other's fields; every device hears the
+result from the same script.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from protocol.errors import BadMessage, UnknownGuest, UnknownLink
-
-if TYPE_CHECKING:
-    from server.node import Node
-
-ListEntry = str
+from protocol.errors import BadMessage
+from server.hosts.directory import Directory
+from server.storage.hosts import HostStore
 
 
 class MeetingDefaultsPatch(BaseModel):
@@ -69,8 +67,10 @@ def validation_message(exc: ValidationError) -> str:
 
 
 class HostSettings:
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, hosts: HostStore, directory: Directory, regions: list[str]) -> None:
+        self._hosts = hosts
+        self._directory = directory
+        self._regions = regions
 
     def parse(self, patch: Any) -> SettingsPatch:
         try:
@@ -82,11 +82,7 @@ class HostSettings:
         """Apply a partial update; returns the whole new settings."""
         body = self.parse(patch)
         defaults = body.meeting_defaults
-        if (
-            defaults
-            and defaults.region
-            and defaults.region.lower() not in self.node.settings.region_list
-        ):
+        if defaults and defaults.region and defaults.region.lower() not in self._regions:
             raise BadMessage("meeting_defaults.region: not one of the configured regions")
         policy = body.policy
         allow = _clean_list(policy.allow) if policy and policy.allow is not None else None
@@ -111,33 +107,20 @@ class HostSettings:
                     pol["block"] = block
             return new
 
-        settings = await self.node.store.patch_settings(
-            host, merge, name=body.name, email=body.email
-        )
-        self.node.waiting_room.forget_host(host)
+        settings = await self._hosts.patch_settings(host, merge, name=body.name, email=body.email)
+        self._directory.forget(host)
         return settings
 
-    async def block_guest(self, host: str, guest: str) -> None:
-        """Deny-and-block: later knocks from this guest's email are refused quietly."""
-        found = await self.node.store.guest_info(host, guest)
-        if found is None:
-            raise UnknownGuest()
-        email = found[1].get("email")
-        if not email:
-            return
+    async def block_email(self, host: str, email: str) -> None:
+        """Deny-and-block: later knocks from this email are refused quietly."""
+        address = email.lower()
 
         def merge(current: dict[str, Any]) -> dict[str, Any]:
             new = copy.deepcopy(current)
             block = new.setdefault("policy", {}).setdefault("block", [])
-            if email.lower() not in block:
-                block.append(email.lower())
+            if address not in block:
+                block.append(address)
             return new
 
-        await self.node.store.patch_settings(host, merge)
-        self.node.waiting_room.forget_host(host)
-
-    async def require_host(self, host: str) -> dict[str, Any]:
-        record = await self.node.store.get_host(host)
-        if record is None:
-            raise UnknownLink("no such host")
-        return record
+        await self._hosts.patch_settings(host, merge)
+        self._directory.forget(host)

@@ -1,132 +1,233 @@
-"""What a knock, a resume and a host reply do, apart from any socket.
+"""What a knock, a resume, a reply and a drop mean, apart from any socket.
 
-The endpoints call these; the store makes each step atomic; the outcome a
-guest receives is built here once and stored with the winning reply, so a
-guest that resumes late still gets it.
+The endpoints hand every decoded frame here. The WaitingRoom applies the
+rules that are not the store's (register a guest before its knock so no
+event about it is missed, lease it in the same pipeline as the knock, roll
+both back if the knock fails; build a reply's outcome once and store it with
+the winning reply, so a guest that resumes late still gets it), drives the
+store for what must be atomic, and hands the doorbell's events to the Hub.
+After a pub/sub drop it recovers each host from one store snapshot.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import secrets
-import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any
 
-from protocol import lobby
+from protocol import events, lobby
 from protocol.errors import (
     AlreadyResolved,
     BadMessage,
     Locked,
     NotInMeeting,
     RateLimited,
+    Unauthorized,
     UnknownGuest,
     UnknownLink,
 )
 from protocol.links import resolve_options, sanitise_options
-from protocol.messages import Knock
-from server.storage.store import Step, now_ms, pack
+from protocol.messages import (
+    Admit,
+    AdmitAll,
+    Admitted,
+    Busy,
+    BusyNotice,
+    Cancel,
+    Denied,
+    Deny,
+    GuestLeft,
+    Hello,
+    JoinRequest,
+    Knock,
+    Merge,
+    Message,
+    NewMeeting,
+    Presence,
+    Resume,
+    SendMessage,
+    UpdateSettings,
+    Waiting,
+    Welcome,
+)
+from server.access.tokens import HostClaims, Tokens
+from server.hosts.directory import Directory
+from server.hosts.settings import HostSettings
+from server.lobby.broker import Broker
+from server.lobby.hub import GuestSession, HostSession, Hub, outcome_message, resolved_message
+from server.meetings.provider import PER_GUEST_OPTIONS, MeetingProvider
+from server.notify.email import Mailer
+from server.storage.store import KnockVerdict, Snapshot, Store, raise_for
+from server.storage.values import now_ms, pack
 
-if TYPE_CHECKING:
-    from server.node import Node
+log = logging.getLogger("foyer.room")
 
-# A slug never moves to another host (old slugs stay reserved to theirs), and a
-# cached host record is dropped whenever this process starts to follow the host's
-# channel and on every settings event on it; policy is enforced by the knock
-# script itself. So a long life is safe.
-SLUG_CACHE_S = 60.0
-HOST_CACHE_S = 60.0
-DENIED_QUIETLY: dict[str, Any] = {"type": "denied"}
-V = TypeVar("V")
+RECOVERY_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)  # then every 5 s until it succeeds
+RECOVERY_LIMIT = 10_000  # hosts recovering at once
 
 
-class TtlCache(Generic[V]):
-    """A small cache whose entries live ``ttl`` seconds; bounded (cleared when full)."""
-
-    def __init__(self, ttl: float, limit: int = 50_000) -> None:
-        self.ttl, self.limit = ttl, limit
-        self._items: dict[str, tuple[float, V]] = {}
-
-    def get(self, key: str) -> V | None:
-        hit = self._items.get(key)
-        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
-
-    def put(self, key: str, value: V) -> None:
-        if len(self._items) >= self.limit:
-            self._items.clear()
-        self._items[key] = (time.monotonic() + self.ttl, value)
-
-    def drop(self, key: str) -> None:
-        self._items.pop(key, None)
+@dataclass(frozen=True, slots=True)
+class RoomConfig:
+    regions: list[str]
+    resume_window_ms: int
+    knock_limit: int  # per client address per link per minute (0 = off)
+    link_knock_limit: int  # per link per minute (0 = off)
 
 
-@dataclass(slots=True)
-class KnockOutcome:
-    """``waiting`` (queued) or a final guest message (bypass, blocked)."""
-
-    message: dict[str, Any]
-    queued: bool
-    score: int = 0
-    position: int = 0
+def _resume_guest(secret: str) -> str:
+    """The guest id a resume secret belongs to (``<guest>~<random>``)."""
+    return secret.split("~", 1)[0]
 
 
 class WaitingRoom:
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self._hosts: TtlCache[dict[str, Any]] = TtlCache(HOST_CACHE_S)
-        self._slugs: TtlCache[str] = TtlCache(SLUG_CACHE_S)
+    def __init__(
+        self,
+        store: Store,
+        directory: Directory,
+        broker: Broker,
+        hub: Hub,
+        meetings: MeetingProvider,
+        tokens: Tokens,
+        host_settings: HostSettings,
+        mailer: Mailer,
+        config: RoomConfig,
+    ) -> None:
+        self._store = store
+        self._directory = directory
+        self._broker = broker
+        self._hub = hub
+        self._meetings = meetings
+        self._tokens = tokens
+        self._host_settings = host_settings
+        self._mailer = mailer
+        self._config = config
+        # Guests this process's devices of each host were told about, with their
+        # options (a reply needs them to build the meeting: no extra read).
+        self._announced: dict[str, dict[str, dict[str, Any]]] = {}
+        self._recoveries: dict[str, asyncio.Task[None]] = {}
 
-    # -- cached lookups (a knock must not cost extra round trips) ---------------
+    async def stop(self) -> None:
+        tasks = list(self._recoveries.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
-    async def host_for_slug(self, slug: str) -> str:
-        host = self._slugs.get(slug)
-        if host is None:
-            host = await self.node.store.host_for_slug(slug)
-            if host is None:
+    # -- guests -------------------------------------------------------------------
+
+    async def enter(
+        self, session: GuestSession, first: Knock | Resume, address: str, query: dict[str, str]
+    ) -> None:
+        """The guest's first frame. Follows the host's channel first (nothing
+        published after that is missed); ``leave`` lets it go."""
+        await self._broker.hold(session.host)
+        session.holding = True
+        if isinstance(first, Knock):
+            await self._knock(session, first, address, query)
+        else:
+            await self._resume(session, first)
+
+    async def _knock(
+        self, session: GuestSession, knock: Knock, address: str, query: dict[str, str]
+    ) -> None:
+        host = session.host
+        guest = "g" + secrets.token_urlsafe(12)
+        info, ignored = await self._guest_info(host, knock, query, guest)
+        resume = f"{guest}~{secrets.token_urlsafe(24)}"
+        session.guest = guest
+        self._hub.add_guest(session)  # before the knock: no event about it can be missed
+        # The lease goes out in the same pipeline as the knock, so a process that
+        # dies right after the knock still leaves a lease that will lapse.
+        self._store.lease_guests([(host, guest, session.conn_id)])
+        try:
+            result = await self._store.knock(
+                host,
+                guest,
+                info,
+                resume=resume,
+                conn=session.conn_id,
+                email=str(info.get("email") or ""),
+                verified=bool(info["verified"]),
+                link_limit=self._config.link_knock_limit,
+                address=address,
+                address_limit=self._config.knock_limit,
+            )
+        except BaseException:
+            self._forget_guest(session)
+            raise
+        if result.verdict is not KnockVerdict.OK:
+            self._forget_guest(session)
+            await self._refused(session, result.verdict, info)
+            return
+        record = await self._directory.record(host)
+        session.conn.send(
+            Waiting(
+                guest=guest,
+                resume=resume,
+                position=result.position,
+                host_online=result.host_online,
+                ignored=ignored or None,
+                host_name=record["name"],
+            )
+        )
+        session.set_place(result.score, result.position, result.score)
+        self._mailer.knocked(host, result.host_online)
+
+    async def _refused(
+        self, session: GuestSession, verdict: KnockVerdict, info: dict[str, Any]
+    ) -> None:
+        match verdict:
+            case KnockVerdict.BYPASS:
+                record = await self._directory.record(session.host)
+                meeting = self._meetings.personal(record["room"], info["options"])
+                self._hub.finish(
+                    session, Admitted(mode=lobby.LobbyEvent.ADMIT.value, meeting=meeting)
+                )
+            case KnockVerdict.BLOCKED:
+                self._hub.finish(session, Denied())  # quietly: no reason given
+            case KnockVerdict.LOCKED:
+                raise Locked()
+            case KnockVerdict.RATE_LIMITED:
+                raise RateLimited("this link gets too many knocks; try again in a minute")
+            case _:
                 raise UnknownLink()
-            self._slugs.put(slug, host)
-        return host
 
-    async def host_record(self, host: str) -> dict[str, Any]:
-        record = self._hosts.get(host)
-        if record is None:
-            record = await self.node.store.get_host(host)
-            if record is None:
-                raise UnknownLink()
-            self._hosts.put(host, record)
-        return record
+    def _forget_guest(self, session: GuestSession) -> None:
+        self._hub.remove_guest(session)
+        self._store.drop_lease(session.host, session.guest, session.conn_id)
+        session.guest = ""
 
-    def forget_host(self, host: str) -> None:
-        self._hosts.drop(host)
-
-    # -- guests ---------------------------------------------------------------------
-
-    async def guest_info(
-        self, host: str, knock: Knock, query: dict[str, str], guest_id: str
+    async def _guest_info(
+        self, host: str, knock: Knock, query: dict[str, str], guest: str
     ) -> tuple[dict[str, Any], list[str]]:
         """The guest as hosts see it (PROTOCOL.md, Guest), and dropped options."""
-        record = await self.host_record(host)
-        given = {k: v for k, v in query.items() if k != "s"}
+        record = await self._directory.record(host)
+        given: dict[str, Any] = {k: v for k, v in query.items() if k != "s"}
         given.update(knock.options or {})
-        clean, ignored = sanitise_options(given, self.node.settings.region_list)
+        clean, ignored = sanitise_options(given, self._config.regions)
         session_id = knock.session or query.get("s")
         if session_id:
-            session = await self.node.store.get_session(host, session_id)
-            if session is None:
+            scheduled = await self._directory.session(host, session_id)
+            if scheduled is None:
                 ignored.append("session")
             else:
-                clean["title"] = session["title"]
-                clean["duration"] = session["duration"]
+                clean["title"] = scheduled["title"]
+                clean["duration"] = scheduled["duration"]
                 clean["session"] = session_id
         defaults = record["settings"].get("meeting_defaults", {})
         options = resolve_options(clean, defaults, f"Meeting with {record['name']}")
         name, email, verified = knock.name, knock.email, False
         if knock.token:
-            claims = self.node.tokens.guest(knock.token)
+            claims = self._tokens.guest(knock.token)
             verified = True
             name = claims.name or name
             email = claims.email or email
         info: dict[str, Any] = {
-            "id": guest_id,
+            "id": guest,
             "name": name,
             "verified": verified,
             "label": name if verified else f"{name} (Guest)",
@@ -137,138 +238,305 @@ class WaitingRoom:
             info["email"] = email
         return info, sorted(set(ignored))
 
-    async def knock(
-        self, host: str, info: dict[str, Any], ignored: list[str], conn_id: str
-    ) -> KnockOutcome:
-        guest_id = info["id"]
-        resume = f"{guest_id}~{secrets.token_urlsafe(24)}"
-        record = await self.host_record(host)
-        result = await self.node.store.knock(
-            host,
-            guest_id,
-            info,
-            resume=resume,
-            conn=conn_id,
-            email=str(info.get("email") or ""),
-            verified=bool(info["verified"]),
-            link_limit=self.node.settings.link_knock_limit,
+    async def _resume(self, session: GuestSession, resume: Resume) -> None:
+        host = session.host
+        session.guest = _resume_guest(resume.resume)
+        older = self._hub.guest(host, session.guest)
+        self._hub.add_guest(session)
+        self._store.lease_guests([(host, session.guest, session.conn_id)])
+        try:
+            (step,) = await self._store.transition(
+                host,
+                lobby.LobbyEvent.RESUME,
+                [(session.guest, b"")],
+                conn=session.conn_id,
+                resume=resume.resume,
+            )
+        except BaseException:
+            self._forget_guest(session)
+            if older is not None:
+                self._hub.add_guest(older)
+            raise
+        if older is not None:  # a half-open socket of this guest on this process
+            self._hub.replaced(older)
+        if step.ok:
+            online = await self._store.host_online(host)
+            session.conn.send(
+                Waiting(
+                    guest=session.guest,
+                    resume=resume.resume,
+                    position=step.position,
+                    host_online=online,
+                )
+            )
+            session.set_place(step.score, step.position, step.counter)
+        elif step.verdict is lobby.Verdict.ALREADY_RESOLVED and step.outcome is not None:
+            self._store.drop_lease(host, session.guest, session.conn_id)
+            self._hub.finish(session, outcome_message(step.outcome))
+        else:
+            self._forget_guest(session)
+            raise UnknownGuest("this place in the waiting room is gone; knock again")
+
+    async def handle_guest(self, session: GuestSession, message: Message) -> None:
+        """A frame after the first one."""
+        match message:
+            case Cancel():
+                await self._store.transition(
+                    session.host, lobby.LobbyEvent.CANCEL, [(session.guest, b"")]
+                )
+            case _:
+                raise BadMessage(f"'{message.TYPE}' is only valid as the first frame")
+
+    async def leave(self, session: GuestSession) -> None:
+        """The guest's socket is gone. A guest still waiting turns ``away`` and
+        keeps its place for the resume window. If that fails (Redis down), its
+        lease is kept: it lapses, and the lease sweep turns the guest away."""
+        try:
+            if session.guest:
+                self._hub.remove_guest(session)
+                if session.finished:
+                    self._store.drop_lease(session.host, session.guest, session.conn_id)
+                else:
+                    await self._store.disconnect(
+                        session.host,
+                        session.guest,
+                        session.conn_id,
+                        self._config.resume_window_ms,
+                    )
+                    self._store.drop_lease(session.host, session.guest, session.conn_id)
+        finally:
+            if session.holding:
+                session.holding = False
+                self._broker.release(session.host)
+
+    # -- host devices ------------------------------------------------------------------
+
+    def authenticate(self, hello: Hello) -> HostClaims:
+        """The host a device's ``hello`` proves it belongs to (``Unauthorized``)."""
+        return self._tokens.host(hello.token)
+
+    async def open_device(self, session: HostSession) -> None:
+        """Follow the host, register the device, send the ``welcome`` (built from
+        one snapshot of the store). ``close_device`` undoes all of it."""
+        await self._broker.hold(session.host)
+        session.holding = True
+        self._hub.add_host(session)
+        self._store.device_up(session.host, session.device)
+        snapshot = await self._store.snapshot(session.host)
+        record = snapshot.record
+        if record is None:
+            raise Unauthorized("unknown host")
+        self._directory.remember(record)
+        self._announced.setdefault(session.host, {}).update(
+            (g["id"], g.get("options") or {}) for g in snapshot.queue
         )
-        if result.outcome == "ok":
-            waiting: dict[str, Any] = {
-                "type": "waiting",
-                "guest": guest_id,
-                "resume": resume,
-                "position": result.position,
-                "host_online": result.host_online,
-                "host_name": record["name"],
-            }
-            if ignored:
-                waiting["ignored"] = ignored
-            return KnockOutcome(waiting, True, result.score, result.position)
-        if result.outcome == "bypass":
-            meeting = self.node.meetings.personal(record["room"], info["options"])
-            return KnockOutcome({"type": "admitted", "mode": "admit", "meeting": meeting}, False)
-        if result.outcome == "blocked":
-            return KnockOutcome(DENIED_QUIETLY, False)
-        if result.outcome == "locked":
-            raise Locked()
-        if result.outcome == "rate_limited":
-            raise RateLimited("this link gets too many knocks; try again in a minute")
-        raise UnknownLink()
-
-    async def resume(self, host: str, resume: str, conn_id: str) -> Step | dict[str, Any]:
-        """Take the guest's place back (a ``Step`` with its place), or the
-        stored outcome if it was answered meanwhile."""
-        guest_id = resume.split("~", 1)[0]
-        (step,) = await self.node.store.transition(
-            host, lobby.LobbyEvent.RESUME, [(guest_id, b"")], conn=conn_id, resume=resume
+        policy = record["settings"].get("policy", {})
+        welcome = Welcome(
+            host=session.host,
+            state=snapshot.state,
+            waiting=snapshot.queue,
+            policy={k: policy.get(k) for k in ("locked", "bypass")},
+            name=record["name"],
+            meeting=snapshot.meeting,
+            settings=record["settings"],
         )
-        if step.status == "ok":
-            return step
-        if step.status == "already_resolved" and step.outcome is not None:
-            return step.outcome
-        raise UnknownGuest("this place in the waiting room is gone; knock again")
+        session.welcomed(welcome, snapshot.counter)
 
-    async def disconnect(self, host: str, guest_id: str, conn_id: str) -> None:
-        window_ms = int(self.node.settings.resume_window * 1000)
-        (step,) = await self.node.store.transition(
-            host, lobby.LobbyEvent.DISCONNECT, [(guest_id, b"")], conn=conn_id, window_ms=window_ms
-        )
-        if step.status == "ok":
-            await self.node.store.schedule_expiry(host, guest_id, now_ms() + window_ms)
+    async def close_device(self, session: HostSession) -> None:
+        try:
+            if self._hub.remove_host(session):
+                self._announced.pop(session.host, None)
+            if session.since is not None or session.holding:
+                await self._store.device_down(session.host, session.device)
+        finally:
+            if session.holding:
+                session.holding = False
+                self._broker.release(session.host)
 
-    async def cancel(self, host: str, guest_id: str) -> None:
-        await self.node.store.transition(host, lobby.LobbyEvent.CANCEL, [(guest_id, b"")])
+    async def handle_host(self, session: HostSession, message: Message) -> None:
+        """Apply one host frame; an error raises (the endpoint answers it)."""
+        host = session.host
+        match message:
+            case Hello():
+                raise BadMessage("hello was already said")
+            case Presence(state=state, meeting=meeting):
+                await self._store.set_presence(host, state, meeting)
+            case Admit(guest=guest):
+                await self.reply(host, lobby.LobbyEvent.ADMIT, guest)
+            case Merge(guest=guest):
+                await self.reply(host, lobby.LobbyEvent.MERGE, guest)
+            case NewMeeting(guest=guest, title=title):
+                await self.reply(host, lobby.LobbyEvent.NEW_MEETING, guest, title=title)
+            case Busy(guest=guest, message=text):
+                await self.reply(host, lobby.LobbyEvent.BUSY, guest, message=text)
+            case Deny(guest=guest, message=text, block=block):
+                await self.reply(host, lobby.LobbyEvent.DENY, guest, message=text)
+                if block:  # only once the deny has won
+                    found = await self._store.guest_info(host, guest)
+                    email = found[1].get("email") if found else None
+                    if email:
+                        await self._host_settings.block_email(host, str(email))
+            case SendMessage(guest=guest, text=text):
+                await self._store.say(host, guest, text)
+            case AdmitAll():
+                await self.admit_all(host)
+            case UpdateSettings(settings=patch):
+                await self._host_settings.update(host, patch)
+            case _:
+                raise BadMessage(f"'{message.TYPE}' is not a host frame")
 
-    # -- host replies -----------------------------------------------------------------
+    # -- replies -----------------------------------------------------------------------
 
-    async def outcome(
+    async def reply(
         self,
         host: str,
-        action: str,
-        guest_id: str,
+        event: lobby.LobbyEvent,
+        guest: str,
         *,
         title: str | None = None,
         message: str | None = None,
-        options: dict[str, Any] | None = None,
-    ) -> tuple[dict[str, Any], str]:
-        """The message the guest will get for ``action``, and the merge meeting id."""
-        if options is None:
-            options = self.node.hub.guest_options(host, guest_id)
+    ) -> None:
+        """Build the guest's outcome and apply the reply; exactly one wins."""
+        options = self._announced.get(host, {}).get(guest)
         if options is None:  # not announced here: read it (the script checks the state)
-            found = await self.node.store.guest_info(host, guest_id)
+            found = await self._store.guest_info(host, guest)
             if found is None:
                 raise UnknownGuest()
             state, info = found
             if lobby.GuestState(state) not in lobby.QUEUED:
                 raise AlreadyResolved()
             options = info.get("options") or {}
-        meetings = self.node.meetings
-        if action in ("busy", "deny"):
-            out: dict[str, Any] = {"type": "busy" if action == "busy" else "denied"}
-            if message:
-                out["message"] = message
-            return out, ""
-        if action == "admit":
-            record = await self.host_record(host)
-            meeting = meetings.personal(record["room"], options)
-            return {"type": "admitted", "mode": "admit", "meeting": meeting}, ""
-        if action == "merge":
-            state, declared = await self.node.store.presence(host)
-            if state != "in_meeting" or not declared:
-                raise NotInMeeting()
-            meeting = meetings.declared(declared, options)
-            return {"type": "admitted", "mode": "merge", "meeting": meeting}, str(declared["id"])
-        if action == "new_meeting":
-            opts = {**options, **({"title": title} if title else {})}
-            return {"type": "admitted", "mode": "new_meeting", "meeting": meetings.new(opts)}, ""
-        raise BadMessage(f"unknown reply '{action}'")
+        outcome, merge_id = await self._outcome(host, event, options, title, message)
+        (step,) = await self._store.transition(
+            host, event, [(guest, pack(outcome.to_map()))], merge_id=merge_id
+        )
+        raise_for(step)
 
-    async def reply(
+    async def _outcome(
         self,
         host: str,
-        action: str,
-        guest_id: str,
-        *,
-        title: str | None = None,
-        message: str | None = None,
-    ) -> None:
-        outcome, merge_id = await self.outcome(host, action, guest_id, title=title, message=message)
-        await self.node.store.reply_one(
-            host, lobby.LobbyEvent(action), guest_id, pack(outcome), merge_id
-        )
+        event: lobby.LobbyEvent,
+        options: dict[str, Any],
+        title: str | None,
+        message: str | None,
+    ) -> tuple[Message, str]:
+        """The message the guest will get for ``event``, and the merge meeting id."""
+        kind = lobby.OUTCOME_FOR_REPLY[event]
+        if kind is lobby.Outcome.BUSY:
+            return BusyNotice(message=message), ""
+        if kind is lobby.Outcome.DENIED:
+            return Denied(message=message), ""
+        if event is lobby.LobbyEvent.MERGE:
+            state, declared = await self._store.presence(host)
+            if state != "in_meeting" or not declared:
+                raise NotInMeeting()
+            meeting = self._meetings.declared(declared, options)
+            return Admitted(mode=event.value, meeting=meeting), str(declared["id"])
+        if event is lobby.LobbyEvent.NEW_MEETING:
+            opts = {**options, **({"title": title} if title else {})}
+            return Admitted(mode=event.value, meeting=self._meetings.new(opts)), ""
+        record = await self._directory.record(host)
+        return Admitted(
+            mode=event.value, meeting=self._meetings.personal(record["room"], options)
+        ), ""
 
     async def admit_all(self, host: str) -> int:
-        """Admit every guest waiting now, oldest first, in one atomic step."""
-        ids = await self.node.store.waiting_ids(host)
-        pairs: list[tuple[str, bytes]] = []
-        for gid in ids:
-            found = await self.node.store.guest_info(host, gid)
-            if found is None:
+        """Admit every guest waiting now, oldest first, in one atomic step: the
+        script puts each guest's own options into the personal room's meeting."""
+        record = await self._directory.record(host)
+        template = Admitted(
+            mode=lobby.LobbyEvent.ADMIT.value, meeting=self._meetings.personal(record["room"], {})
+        )
+        steps = await self._store.transition_all(
+            host, lobby.LobbyEvent.ADMIT, template.to_map(), PER_GUEST_OPTIONS
+        )
+        return sum(1 for s in steps if s.ok)
+
+    # -- the doorbell (the Broker's handler) --------------------------------------------
+
+    def on_event(self, host: str, data: bytes) -> None:
+        event = events.decode(data)
+        match event:
+            case events.Knocked(guest=info):
+                if self._hub.has_devices(host):
+                    announced = self._announced.setdefault(host, {})
+                    announced[str(info["id"])] = info.get("options") or {}
+            case events.Left(guest=gid) | events.Resolved(guest=gid):
+                self._announced.get(host, {}).pop(gid, None)
+            case events.SettingsSet():
+                self._directory.forget(host)
+        self._hub.dispatch(host, event)
+
+    def on_followed(self, host: str) -> None:
+        self._directory.forget(host)  # we did not follow it: what we cached may be old
+
+    def on_resubscribed(self, host: str) -> None:
+        if host in self._recoveries or len(self._recoveries) >= RECOVERY_LIMIT:
+            return
+        task = asyncio.create_task(self._recover_until_done(host), name="foyer-recover")
+        self._recoveries[host] = task
+        task.add_done_callback(lambda _: self._recoveries.pop(host, None))
+
+    async def _recover_until_done(self, host: str) -> None:
+        attempt = 0
+        while self._broker.holders(host) > 0:
+            try:
+                await self.recover(host)
+                return
+            except Exception as exc:
+                log.warning("recovery of a host failed (%s); retrying", type(exc).__name__)
+            await asyncio.sleep(RECOVERY_BACKOFF_S[min(attempt, len(RECOVERY_BACKOFF_S) - 1)])
+            attempt += 1
+
+    async def recover(self, host: str) -> None:
+        """Tell local devices and guests of ``host`` what they missed while the
+        subscription was down, from one snapshot (DESIGN: pub/sub is only the
+        doorbell)."""
+        announced = self._announced.get(host, {}) if self._hub.has_devices(host) else {}
+        local = self._hub.local_guests(host)
+        known = sorted(set(announced) | {s.guest for s in local if s.guest})
+        snapshot = await self._store.snapshot(host, known)
+        self._recover_devices(host, snapshot, announced)
+        self._recover_guests(snapshot, local)
+
+    def _recover_devices(
+        self, host: str, snapshot: Snapshot, announced: dict[str, dict[str, Any]]
+    ) -> None:
+        if not self._hub.has_devices(host):
+            return
+        state = snapshot.state if snapshot.online else "away"
+        queued = {g["id"] for g in snapshot.queue}
+        for position, info in enumerate(snapshot.queue, start=1):
+            if info["id"] not in announced:
+                announced[info["id"]] = info.get("options") or {}
+                message = JoinRequest(guest=info, position=position, host_state=state)
+                self._hub.to_hosts(host, message)
+        for gid in [g for g in announced if g not in queued]:
+            announced.pop(gid, None)
+            known = snapshot.known.get(gid)
+            outcome = known.outcome if known else None
+            if outcome is not None:
+                action = lobby.reply_for_outcome(str(outcome.get("type")), outcome.get("mode"))
+                self._hub.to_hosts(host, resolved_message(gid, action, outcome))
+            else:
+                reason = lobby.reason_for(known.state if known else lobby.GuestState.EXPIRED)
+                self._hub.to_hosts(host, GuestLeft(guest=gid, reason=reason))
+        for session in self._hub.hosts.get(host, ()):
+            if session.since is not None:
+                session.since = max(session.since, snapshot.counter)
+
+    def _recover_guests(self, snapshot: Snapshot, local: list[GuestSession]) -> None:
+        ranks = {g["id"]: i for i, g in enumerate(snapshot.queue, start=1)}
+        for session in local:
+            known = snapshot.known.get(session.guest)
+            if session.finished or known is None or session.score is None:
                 continue
-            outcome, _ = await self.outcome(host, "admit", gid, options=found[1]["options"])
-            pairs.append((gid, pack(outcome)))
-        if not pairs:
-            return 0
-        steps = await self.node.store.transition(host, lobby.LobbyEvent.ADMIT, pairs)
-        return sum(1 for s in steps if s.status == "ok")
+            if session.guest in ranks:
+                session.move_to(ranks[session.guest], snapshot.counter)
+            elif known.state not in lobby.QUEUED:
+                if known.outcome is not None:
+                    self._hub.finish(session, outcome_message(known.outcome))
+                else:
+                    session.finished = True
+                    self._hub.remove_guest(session)
+                    session.conn.close()

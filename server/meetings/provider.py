@@ -9,6 +9,10 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+# The options of a guest that shape its meeting; ``admit_all`` copies exactly
+# these from each guest into the personal room's meeting (in the store's script).
+PER_GUEST_OPTIONS: tuple[str, ...] = ("title", "duration")
+
 
 class MeetingProvider:
     def __init__(self, url_template: str) -> None:

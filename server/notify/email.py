@@ -13,87 +13,91 @@ from __future__ import annotations
 import html
 import logging
 import time
+from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
-if TYPE_CHECKING:
-    from server.node import Node
+from server.storage.hosts import HostRecord, HostStore
+from server.storage.store import Store
 
 log = logging.getLogger("foyer.email")
 
-MAIL_KEY = "foyer:mail-due"
+
+@dataclass(frozen=True, slots=True)
+class MailConfig:
+    smtp_url: str | None
+    sender: str
+    delay_s: float
+    cooldown_s: float
+    console_url: str
 
 
 class Mailer:
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.sent = 0
+    def __init__(self, store: Store, hosts: HostStore, config: MailConfig) -> None:
+        self._store = store
+        self._hosts = hosts
+        self.config = config
 
     @property
     def enabled(self) -> bool:
-        return bool(self.node.settings.smtp_url)
+        return bool(self.config.smtp_url)
 
     def knocked(self, host: str, host_online: bool) -> None:
         """A guest is waiting: schedule an email if nobody is there to see it."""
         if self.enabled and not host_online:
-            due = int((time.time() + self.node.settings.mail_delay) * 1000)
-            self.node.store.batch.fire("ZADD", MAIL_KEY, "NX", due, host)
+            self._store.schedule_mail(host, int((time.time() + self.config.delay_s) * 1000))
 
     async def send_due(self) -> int:
-        """Send the emails whose time has come (called by the Node's loop)."""
+        """Send the emails whose time has come (called by the Node's loop). An
+        email that fails is tried again later: its claim runs out."""
         if not self.enabled:
             return 0
-        store = self.node.store
-        due = await store.batch.script("due", [MAIL_KEY], [int(time.time() * 1000), 50])
+        # A claim outlasts the gathering delay, so a knock meanwhile re-schedules.
+        retry_ms = int(max(60.0, 2 * self.config.delay_s) * 1000)
+        claimed = await self._store.claim_mail(retry_ms)
         sent = 0
-        for raw in due:
-            host = raw.decode() if isinstance(raw, bytes) else str(raw)
+        done: list[tuple[str, str]] = []
+        for host, claim in claimed:
             try:
                 sent += await self._maybe_send(host)
+                done.append((host, claim))
             except Exception as exc:
                 log.warning("email to host %s failed: %s", host, type(exc).__name__)
+        await self._store.mail_done(done)
         return sent
 
     async def _maybe_send(self, host: str) -> int:
-        store, settings = self.node.store, self.node.settings
-        record = await store.get_host(host)
+        record = await self._hosts.get_host(host)
         if record is None or not record.get("email"):
             return 0
         if not record["settings"].get("email_notifications", True):
             return 0
-        if await store.host_online(host):
+        snapshot = await self._store.snapshot(host)
+        if snapshot.online:
             return 0  # the host's devices showed the knocks
-        waiting = await store.waiting(host)
-        if not waiting:
+        if not snapshot.queue:
             return 0
-        cooldown_ms = int(settings.mail_cooldown * 1000)
-        key = f"{store.tag(host)}:mailed"
-        if not await store.redis.set(key, "1", nx=True, px=cooldown_ms):
-            left = await store.redis.pttl(key)
-            later = int(time.time() * 1000) + max(int(left), 1000)
-            store.batch.fire("ZADD", MAIL_KEY, "NX", later, host)  # try again after it
+        later = await self._store.mail_cooldown(host, int(self.config.cooldown_s * 1000))
+        if later:
+            self._store.schedule_mail(host, later)  # try again after the cool-down
             return 0
-        await self.deliver(compose(record, waiting, settings.mail_from, self.console_url()))
-        self.sent += 1
+        await self.deliver(
+            compose(record, snapshot.queue, self.config.sender, self.config.console_url)
+        )
         return 1
 
-    def console_url(self) -> str:
-        settings = self.node.settings
-        base = (settings.public_url or settings.listen_url or "http://127.0.0.1:8000").rstrip("/")
-        return f"{base}/host"
-
     async def deliver(self, message: EmailMessage) -> None:
-        url = urlsplit(self.node.settings.smtp_url or "")
+        url = urlsplit(self.config.smtp_url or "")
         tls = url.scheme == "smtps"
         await aiosmtplib.send(
             message,
             hostname=url.hostname or "127.0.0.1",
             port=url.port or (465 if tls else 25),
             use_tls=tls,
-            start_tls=True if "starttls=true" in (url.query or "") else False,
+            start_tls="starttls=true" in (url.query or ""),
             username=unquote(url.username) if url.username else None,
             password=unquote(url.password) if url.password else None,
             timeout=10,
@@ -101,7 +105,7 @@ class Mailer:
 
 
 def compose(
-    record: dict[str, Any], waiting: list[dict[str, Any]], sender: str, console: str
+    record: HostRecord, waiting: list[dict[str, Any]], sender: str, console: str
 ) -> EmailMessage:
     """One email listing everyone waiting, oldest first (text and HTML)."""
     count = len(waiting)

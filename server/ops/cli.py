@@ -15,14 +15,16 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from typing import Any
 
 import uvicorn
 
+from protocol.errors import HostExists
 from server.ops.config import Settings
 from server.ops.embedded import EmbeddedValkey
+from server.storage import scripts
+from server.storage.batcher import Batcher
+from server.storage.hosts import HostRecord, HostStore
 from server.storage.redis_client import is_cluster, open_redis
-from server.storage.store import HostExists, Store
 
 DEMO_HOST = "demo"
 DEMO_NAME = "Demo Host"
@@ -40,25 +42,26 @@ def _dev_secrets(data_dir: Path) -> dict[str, str]:
     return values
 
 
-async def _demo(settings: Settings) -> dict[str, Any]:
+async def _demo(settings: Settings) -> HostRecord:
     """Make sure the demo host exists; returns its record."""
     assert settings.redis_url
-    redis = open_redis(
-        settings.redis_url,
-        is_cluster(settings.redis_url)
-        if settings.redis_cluster is None
-        else settings.redis_cluster,
+    cluster = (
+        is_cluster(settings.redis_url) if settings.redis_cluster is None else settings.redis_cluster
     )
+    redis = open_redis(settings.redis_url, cluster)
+    batch = Batcher(redis, scripts.load())
+    await batch.start()
     try:
-        store = Store(redis)
-        record = await store.get_host(DEMO_HOST)
+        hosts = HostStore(batch)
+        record = await hosts.get_host(DEMO_HOST)
         if record is None:
             try:
-                record = await store.create_host(DEMO_HOST, DEMO_NAME, None)
+                record = await hosts.create_host(DEMO_HOST, DEMO_NAME, None)
             except HostExists:
-                record = await store.get_host(DEMO_HOST) or {}
+                record = await hosts.require_host(DEMO_HOST)
         return record
     finally:
+        await batch.stop()
         await redis.aclose()
 
 

@@ -15,8 +15,6 @@ import redis
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 
-POOL_SIZE = 50
-
 
 def is_cluster(url: str) -> bool:
     """Ask the server once; a server that does not answer counts as standalone
@@ -31,15 +29,17 @@ def is_cluster(url: str) -> bool:
     return False
 
 
-def open_redis(url: str, cluster: bool) -> Redis:
-    """An asyncio client; pools wait for a free connection instead of raising."""
+def open_redis(url: str, cluster: bool, pool_size: int = 50) -> Redis:
+    """An asyncio client; pools wait for a free connection instead of raising.
+    The pool serves pub/sub and start-up; the hot path has the Batcher's own
+    connection."""
     if cluster:
-        client = RedisCluster.from_url(url, max_connections=POOL_SIZE, socket_keepalive=True)
+        client = RedisCluster.from_url(url, max_connections=pool_size, socket_keepalive=True)
         return cast(Redis, client)  # same command surface as Redis for what Foyer uses
     return Redis(
         connection_pool=BlockingConnectionPool.from_url(
             url,
-            max_connections=POOL_SIZE,
+            max_connections=pool_size,
             timeout=10,
             health_check_interval=30,
             socket_keepalive=True,

@@ -1,78 +1,45 @@
-"""The Redis store: every read and write of Foyer's state lives here.
+"""The lobby in Redis: knocks, transitions, snapshots, presence, leases and
+the schedules (expiry, lapsed leases, email).
 
-Keys of one host share the hash tag ``{h:<host>}`` so a host's state and its
-channel sit on one Cluster slot. Atomic steps are Lua scripts (server/storage/lua),
-sent through the ``Batcher``; the store is the truth and pub/sub only the
-doorbell (DESIGN.md).
+Every command goes through the ``Batcher`` (one pipeline per loop pass on
+one connection; DESIGN.md: never a pool connection per message). Atomic
+steps are the Lua scripts in ``lua/``, which publish the doorbell events of
+``protocol.events``: the store is the truth and pub/sub only the doorbell.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
-import secrets
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from importlib import resources
-from typing import Any
-
-import msgpack
-from redis.asyncio import Redis
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, cast
 
 from protocol import lobby
-from protocol.errors import AlreadyResolved, InternalError, UnknownLink, error_for_code
-from protocol.links import slug_base, slug_with_suffix, validate_slug
+from protocol.errors import AlreadyResolved, NotInMeeting, UnknownGuest
+from server.storage import keys
 from server.storage.batcher import Batcher
+from server.storage.hosts import HostRecord, record_from_hash
+from server.storage.values import now_ms, pack, text, unpack
 
 log = logging.getLogger("foyer.store")
 
-GUEST_TTL_MS = 24 * 3600 * 1000
-EXPIRY_KEY = "foyer:expiry"
-LEASE_KEY = "foyer:guest-leases"
-
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "email_notifications": True,
-    "meeting_defaults": {
-        "duration": 30,
-        "region": None,
-        "announce": False,
-        "autodelete": False,
-        "recording": "manual",
-    },
-    "policy": {"bypass": "nobody", "locked": False, "allow": [], "block": []},
-}
+CLAIM_RETRY_MS = 10_000  # a claimed schedule entry comes back if not done by then
+SWEEP_LIMIT = 200
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def pack(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
-
-
-def unpack(raw: bytes | str) -> Any:
-    return msgpack.unpackb(raw, raw=False)
-
-
-def _s(value: Any) -> str:
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else value
-
-
-class SlugTaken(Exception):
-    """The slug belongs to another host."""
-
-
-class HostExists(Exception):
-    """A host with this id exists already."""
+class KnockVerdict(StrEnum):
+    OK = "ok"
+    BYPASS = "bypass"
+    LOCKED = "locked"
+    BLOCKED = "blocked"
+    RATE_LIMITED = "rate_limited"
+    UNKNOWN_LINK = "unknown_link"
 
 
 @dataclass(frozen=True, slots=True)
 class KnockResult:
-    outcome: str  # ok | bypass | locked | blocked | rate_limited | unknown_link
+    verdict: KnockVerdict
     position: int = 0
     score: int = 0
     host_online: bool = False
@@ -82,172 +49,73 @@ class KnockResult:
 class Step:
     """The result of one lobby event on one guest."""
 
-    status: str  # ok | already_resolved | unknown_guest | stale | invalid | not_in_meeting
+    verdict: lobby.Verdict
     state: str = ""
     outcome: dict[str, Any] | None = None  # the stored outcome, for a late resume
     position: int = 0
     score: int = 0
     counter: int = 0
 
+    @property
+    def ok(self) -> bool:
+        return self.verdict is lobby.Verdict.OK
 
-def _load_scripts() -> dict[str, str]:
-    table = lobby.lua_table()
-    final = "{" + ",".join(f'["{s.value}"]=true' for s in lobby.FINAL) + "}"
-    left = "{" + ",".join(f'["{s.value}"]="{r}"' for s, r in lobby.LEFT_REASON.items()) + "}"
-    out = {}
-    for name in ("knock", "transition", "expire", "due", "say", "presence", "cas"):
-        src = resources.files("server.storage").joinpath(f"lua/{name}.lua").read_text()
-        out[name] = (
-            src.replace("__TRANSITIONS__", table)
-            .replace("__FINAL__", final)
-            .replace("__LEFT__", left)
-        )
-    return out
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """A guest a process knew of: its state and, once answered, its outcome."""
+
+    state: lobby.GuestState
+    outcome: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A host's whole lobby, read in one step (``snapshot.lua``)."""
+
+    record: HostRecord | None
+    counter: int
+    state: str
+    meeting: dict[str, Any] | None
+    online: bool
+    queue: list[dict[str, Any]] = field(default_factory=list)  # guests, oldest first
+    known: dict[str, Known] = field(default_factory=dict)
+
+
+def _step(reply: list[Any]) -> Step:
+    verdict = lobby.Verdict(text(reply[0]))
+    state = text(reply[1]) if len(reply) > 1 else ""
+    if verdict is lobby.Verdict.ALREADY_RESOLVED:
+        raw = reply[2] if len(reply) > 2 else b""
+        return Step(verdict, state, unpack(raw) if raw else None)
+    if verdict is lobby.Verdict.OK and len(reply) > 2:
+        return Step(verdict, state, None, int(reply[2]), int(reply[3]), int(reply[4]))
+    return Step(verdict, state)
+
+
+def raise_for(step: Step) -> Step:
+    """A host reply's step, or the protocol error it answers."""
+    if step.ok:
+        return step
+    if step.verdict is lobby.Verdict.NOT_IN_MEETING:
+        raise NotInMeeting()
+    if step.verdict is lobby.Verdict.ALREADY_RESOLVED:
+        raise AlreadyResolved()
+    if step.verdict is lobby.Verdict.INVALID:
+        raise AlreadyResolved("this guest is no longer waiting")
+    raise UnknownGuest()
 
 
 class Store:
-    """Foyer's state in Redis/Valkey."""
+    """Foyer's lobby state in Redis/Valkey."""
 
-    def __init__(self, redis: Redis, *, sharded: bool = False, lease_ms: int = 30_000) -> None:
-        self.redis = redis
+    def __init__(self, batch: Batcher, *, sharded: bool = False, lease_ms: int = 30_000) -> None:
+        self.batch = batch
         self.lease_ms = lease_ms
         self.publish_command = "SPUBLISH" if sharded else "PUBLISH"
-        self.batch = Batcher(redis, _load_scripts())
-
-    async def start(self) -> None:
-        await self.batch.start()
-
-    async def stop(self) -> None:
-        await self.batch.stop()
 
     async def ping(self) -> bool:
-        return bool(await self.redis.ping())
-
-    # -- keys ---------------------------------------------------------------
-
-    @staticmethod
-    def tag(host: str) -> str:
-        return f"foyer:{{h:{host}}}"
-
-    def channel(self, host: str) -> str:
-        return f"{self.tag(host)}:events"
-
-    def _guest_key(self, host: str, guest: str) -> str:
-        return f"{self.tag(host)}:g:{guest}"
-
-    # -- hosts --------------------------------------------------------------
-
-    async def create_host(self, host: str, name: str, email: str | None) -> dict[str, Any]:
-        key = f"{self.tag(host)}:host"
-        if await self.redis.exists(key):
-            raise HostExists(host)
-        slug = await self._claim_generated_slug(host, name)
-        record = {
-            "id": host,
-            "name": name,
-            "email": email or "",
-            "slug": slug,
-            "room": "foyer-" + secrets.token_hex(6),
-            "created_at": str(now_ms()),
-            "settings": json.dumps(DEFAULT_SETTINGS),
-        }
-        # HSETNX on "id" decides the race between two creators of one id.
-        if not await self.redis.hsetnx(key, "id", host):
-            await self._release_slug(slug, host)
-            raise HostExists(host)
-        await self.redis.hset(key, mapping=record)  # type: ignore[arg-type]
-        return await self.get_host(host) or {}
-
-    async def _claim_generated_slug(self, host: str, name: str) -> str:
-        base = slug_base(name)
-        for attempt in range(12):
-            slug = base if attempt == 0 else slug_with_suffix(base, secrets.token_hex(2))
-            if await self.redis.set(f"foyer:slug:{slug}", host, nx=True):
-                return slug
-        return slug_with_suffix(base, secrets.token_hex(6))
-
-    async def _release_slug(self, slug: str, host: str) -> None:
-        key = f"foyer:slug:{slug}"
-        if _s(await self.redis.get(key)) == host:
-            await self.redis.delete(key)
-
-    async def get_host(self, host: str) -> dict[str, Any] | None:
-        raw = await self.redis.hgetall(f"{self.tag(host)}:host")
-        if not raw:
-            return None
-        rec = {_s(k): _s(v) for k, v in raw.items()}
-        settings = json.loads(rec.get("settings") or "{}")
-        return {
-            "id": rec["id"],
-            "name": rec.get("name", ""),
-            "email": rec.get("email") or None,
-            "slug": rec.get("slug", ""),
-            "room": rec.get("room", ""),
-            "created_at": int(rec.get("created_at") or 0),
-            "settings": settings,
-        }
-
-    async def host_for_slug(self, slug: str) -> str | None:
-        value = await self.redis.get(f"foyer:slug:{slug.lower()}")
-        return _s(value) or None
-
-    async def change_slug(self, host: str, requested: str) -> str:
-        """Claim ``requested`` for ``host``; the old slug stays reserved to the
-        host (it keeps leading to this host's room, never to anyone else's)."""
-        slug = validate_slug(requested)
-        key = f"foyer:slug:{slug}"
-        owner = _s(await self.redis.get(key))
-        if owner and owner != host:
-            raise SlugTaken(slug)
-        if not owner and not await self.redis.set(key, host, nx=True):
-            raise SlugTaken(slug)  # lost the race for it
-        await self.redis.hset(f"{self.tag(host)}:host", "slug", slug)
-        return slug
-
-    async def patch_settings(
-        self,
-        host: str,
-        merge: Callable[[dict[str, Any]], dict[str, Any]],
-        *,
-        name: str | None = None,
-        email: str | None = None,
-    ) -> dict[str, Any]:
-        """Read, merge and compare-and-set the settings (retried on a concurrent
-        change, so no update is lost), then tell every device."""
-        key = f"{self.tag(host)}:host"
-        extra: list[str] = []
-        if name is not None:
-            extra += ["name", name]
-        if email is not None:
-            extra += ["email", email]
-        for _ in range(100):
-            raw = await self.redis.hget(key, "settings")
-            if raw is None:
-                raise UnknownLink("no such host")
-            settings = merge(json.loads(raw))
-            done = await self.batch.script("cas", [key], [raw, json.dumps(settings), *extra])
-            if int(done) == 1:
-                break
-            if int(done) == -1:
-                raise UnknownLink("no such host")
-        else:
-            raise InternalError("settings kept changing; try again")
-        await self.batch.call(
-            self.publish_command, self.channel(host), pack("settings") + pack(0) + pack(settings)
-        )
-        return settings
-
-    # -- sessions (scheduled sessions on the personal link) -----------------
-
-    async def create_session(self, host: str, session: dict[str, Any], ttl_s: int) -> str:
-        sid = secrets.token_urlsafe(9)
-        key = f"{self.tag(host)}:session:{sid}"
-        await self.redis.set(key, json.dumps(session), ex=max(ttl_s, 60))
-        return sid
-
-    async def get_session(self, host: str, sid: str) -> dict[str, Any] | None:
-        raw = await self.redis.get(f"{self.tag(host)}:session:{sid}")
-        return json.loads(raw) if raw else None
+        return bool(await self.batch.call("PING"))
 
     # -- the waiting room ---------------------------------------------------
 
@@ -262,39 +130,83 @@ class Store:
         email: str,
         verified: bool,
         link_limit: int,
+        address: str,
+        address_limit: int,
     ) -> KnockResult:
-        t = self.tag(host)
+        t = keys.tag(host)
+        minute = now_ms() // 60_000
         domain = email.rsplit("@", 1)[1] if "@" in email else ""
         reply = await self.batch.script(
             "knock",
             [
-                f"{t}:host",
+                keys.host(host),
                 f"{t}:q",
-                self._guest_key(host, guest),
+                keys.guest(host, guest),
                 f"{t}:ev",
                 f"{t}:presence",
                 f"{t}:devices",
-                f"{t}:rl:{int(time.time()) // 60}",
+                f"{t}:rl:{minute}",
+                f"{t}:block",
+                f"{t}:allow",
+                f"{t}:rl:ip:{address}:{minute}",
             ],
             [
                 guest,
                 pack(info),
                 resume,
                 now_ms(),
-                self.channel(host),
+                keys.channel(host),
                 self.publish_command,
                 conn,
                 email.lower(),
                 domain.lower(),
                 "1" if verified else "0",
-                GUEST_TTL_MS,
+                lobby.GUEST_RECORD_TTL_MS,
                 link_limit,
+                address_limit,
             ],
         )
-        outcome = _s(reply[0])
-        if outcome != "ok":
-            return KnockResult(outcome)
-        return KnockResult("ok", int(reply[1]), int(reply[2]), int(reply[3]) > 0)
+        verdict = KnockVerdict(text(reply[0]))
+        if verdict is not KnockVerdict.OK:
+            return KnockResult(verdict)
+        return KnockResult(verdict, int(reply[1]), int(reply[2]), int(reply[3]) > 0)
+
+    def _transition_args(
+        self,
+        host: str,
+        event: lobby.LobbyEvent,
+        conn: str,
+        resume: str,
+        window_ms: int,
+        merge: str,
+        now: int | None = None,
+    ) -> tuple[list[str], list[Any]]:
+        t = keys.tag(host)
+        keys_ = [f"{t}:q", f"{t}:presence", f"{t}:ev"]
+        when = now_ms() if now is None else now
+        args: list[Any] = [event.value, when, keys.channel(host), self.publish_command]
+        args += [conn, resume, window_ms, merge, keys.guest_prefix(host)]
+        return keys_, args
+
+    def _transition(
+        self,
+        host: str,
+        event: lobby.LobbyEvent,
+        guests: list[tuple[str, bytes]],
+        *,
+        conn: str = "",
+        resume: str = "",
+        window_ms: int = 30_000,
+        merge_id: str = "",
+        now: int | None = None,
+    ) -> asyncio.Future[Any]:
+        """Queue the script now (so it joins this loop pass's pipeline)."""
+        keys_, args = self._transition_args(host, event, conn, resume, window_ms, merge_id, now)
+        args.append("")
+        for gid, payload in guests:
+            keys_.append(keys.guest(host, gid))
+            args += [gid, payload]
+        return self.batch.script("transition", keys_, args)
 
     async def transition(
         self,
@@ -307,126 +219,118 @@ class Store:
         window_ms: int = 30_000,
         merge_id: str = "",
     ) -> list[Step]:
-        t = self.tag(host)
-        keys = [f"{t}:q", f"{t}:presence", f"{t}:ev"]
-        args: list[Any] = [
-            event.value,
-            now_ms(),
-            self.channel(host),
-            self.publish_command,
-            conn,
-            resume,
-            window_ms,
-            merge_id,
-        ]
-        for gid, payload in guests:
-            keys.append(self._guest_key(host, gid))
-            args += [gid, payload]
-        replies = await self.batch.script("transition", keys, args)
-        return [self._step(r) for r in replies]
+        """Apply ``event`` to each (guest, payload); one ``Step`` per guest."""
+        replies = await self._transition(
+            host,
+            event,
+            guests,
+            conn=conn,
+            resume=resume,
+            window_ms=window_ms,
+            merge_id=merge_id,
+        )
+        return [_step(r) for r in replies]
 
-    @staticmethod
-    def _step(reply: list[Any]) -> Step:
-        status = _s(reply[0])
-        if status == "already_resolved":
-            raw = reply[2] if len(reply) > 2 else b""
-            return Step(status, _s(reply[1]), unpack(raw) if raw else None)
-        if status == "ok" and len(reply) > 2:
-            return Step(status, _s(reply[1]), None, int(reply[2]), int(reply[3]), int(reply[4]))
-        return Step(status, _s(reply[1]) if len(reply) > 1 else "")
+    async def transition_all(
+        self, host: str, event: lobby.LobbyEvent, template: dict[str, Any], copied: tuple[str, ...]
+    ) -> list[Step]:
+        """Apply ``event`` to every queued guest in one step; each guest's outcome
+        is ``template`` with the ``copied`` options of that guest put into its
+        ``meeting`` (admit all: the same room, each guest's own title)."""
+        keys_, args = self._transition_args(host, event, "", "", 0, "")
+        replies = await self.batch.script(
+            "transition", keys_, [*args, "*", pack(template), *copied]
+        )
+        return [_step(r) for r in replies]
 
-    async def reply_one(
-        self, host: str, event: lobby.LobbyEvent, guest: str, payload: bytes, merge_id: str = ""
-    ) -> Step:
-        """One host reply; raises the protocol error when it does not apply."""
-        (step,) = await self.transition(host, event, [(guest, payload)], merge_id=merge_id)
-        if step.status == "ok":
-            return step
-        if step.status == "already_resolved":
-            raise AlreadyResolved()
-        if step.status == "invalid":
-            raise AlreadyResolved("this guest is no longer waiting")
-        raise error_for_code(step.status)
+    async def snapshot(self, host: str, known: list[str] | None = None) -> Snapshot:
+        t = keys.tag(host)
+        known = known or []
+        reply = await self.batch.script(
+            "snapshot",
+            [keys.host(host), f"{t}:q", f"{t}:ev", f"{t}:presence", f"{t}:devices"],
+            [now_ms(), keys.guest_prefix(host), *known],
+        )
+        raw_host, counter, state, meeting, online, queue, found = reply
+        fields = {text(raw_host[i]): text(raw_host[i + 1]) for i in range(0, len(raw_host), 2)}
+        guests: list[dict[str, Any]] = []
+        for i in range(0, len(queue), 2):
+            guest: dict[str, Any] = unpack(queue[i])
+            if text(queue[i + 1]) == lobby.GuestState.AWAY:
+                guest["away"] = True  # dropped, within its resume window
+            guests.append(guest)
+        outcomes: dict[str, Known] = {}
+        for gid, i in zip(known, range(0, len(found), 2), strict=True):
+            state_of = lobby.GuestState(text(found[i]) or lobby.GuestState.EXPIRED)
+            outcomes[gid] = Known(state_of, unpack(found[i + 1]) if found[i + 1] else None)
+        return Snapshot(
+            record_from_hash(fields),
+            int(counter),
+            text(state) or "available",
+            unpack(meeting) if meeting else None,
+            int(online) > 0,
+            guests,
+            outcomes,
+        )
 
     async def guest_info(self, host: str, guest: str) -> tuple[str, dict[str, Any]] | None:
-        state, info = await self.redis.hmget(self._guest_key(host, guest), ["state", "info"])
+        state, info = await self.batch.call("HMGET", keys.guest(host, guest), "state", "info")
         if state is None or info is None:
             return None
-        return _s(state), unpack(info)
+        return text(state), unpack(info)
 
-    async def waiting(self, host: str) -> list[dict[str, Any]]:
-        """Every guest still in the queue, oldest first."""
-        t = self.tag(host)
-        ids = await self.redis.zrange(f"{t}:q", 0, -1)
-        if not ids:
-            return []
-        pipe = self.redis.pipeline(transaction=False)
-        for gid in ids:
-            pipe.hmget(self._guest_key(host, _s(gid)), ["info", "state"])
-        rows = await pipe.execute()
-        guests = []
-        for info, state in rows:
-            if info:
-                guest = unpack(info)
-                if _s(state) == lobby.GuestState.AWAY:
-                    guest["away"] = True  # dropped, within its resume window
-                guests.append(guest)
-        return guests
-
-    async def event_counter(self, host: str) -> int:
-        return int(await self.redis.get(f"{self.tag(host)}:ev") or 0)
-
-    async def guest_outcome(self, host: str, guest: str) -> tuple[str, dict[str, Any] | None]:
-        """A guest's state and, once answered, the outcome it was sent."""
-        state, outcome = await self.redis.hmget(self._guest_key(host, guest), ["state", "outcome"])
-        return _s(state) or "expired", (unpack(outcome) if outcome else None)
-
-    async def waiting_ids(self, host: str) -> list[str]:
-        return [_s(g) for g in await self.redis.zrange(f"{self.tag(host)}:q", 0, -1)]
-
-    async def say(self, host: str, guest: str, text: str) -> None:
-        status = _s(
-            await self.batch.script(
-                "say",
-                [self._guest_key(host, guest)],
-                [guest, text, self.channel(host), self.publish_command],
+    async def say(self, host: str, guest: str, line: str) -> None:
+        verdict = lobby.Verdict(
+            text(
+                await self.batch.script(
+                    "say",
+                    [keys.guest(host, guest)],
+                    [guest, line, keys.channel(host), self.publish_command],
+                )
             )
         )
-        if status != "ok":
-            raise error_for_code(status)
+        if verdict is lobby.Verdict.ALREADY_RESOLVED:
+            raise AlreadyResolved()
+        if verdict is not lobby.Verdict.OK:
+            raise UnknownGuest()
 
     # -- host presence and devices ------------------------------------------
 
     async def set_presence(self, host: str, state: str, meeting: dict[str, Any] | None) -> None:
         await self.batch.script(
             "presence",
-            [f"{self.tag(host)}:presence"],
+            [f"{keys.tag(host)}:presence"],
             [
                 state,
                 pack(meeting) if meeting else "",
                 (meeting or {}).get("id", ""),
-                self.channel(host),
+                keys.channel(host),
                 self.publish_command,
             ],
         )
 
     async def presence(self, host: str) -> tuple[str, dict[str, Any] | None]:
-        state, meeting = await self.redis.hmget(f"{self.tag(host)}:presence", ["state", "meeting"])
-        return (_s(state) or "available"), (unpack(meeting) if meeting else None)
+        state, meeting = await self.batch.call(
+            "HMGET", f"{keys.tag(host)}:presence", "state", "meeting"
+        )
+        return (text(state) or "available"), (unpack(meeting) if meeting else None)
 
-    async def device_up(self, host: str, device: str) -> None:
-        await self.batch.call("ZADD", f"{self.tag(host)}:devices", now_ms() + self.lease_ms, device)
+    def device_up(self, host: str, device: str) -> None:
+        """Queued, not awaited: it goes out in the same pipeline as the welcome's
+        snapshot, ahead of it, so the snapshot counts this device online."""
+        self.batch.fire("ZADD", f"{keys.tag(host)}:devices", now_ms() + self.lease_ms, device)
 
     def devices_refresh(self, devices: list[tuple[str, str]]) -> None:
         deadline = now_ms() + self.lease_ms
         for host, device in devices:
-            self.batch.fire("ZADD", f"{self.tag(host)}:devices", deadline, device)
+            self.batch.fire("ZADD", f"{keys.tag(host)}:devices", deadline, device)
 
     async def device_down(self, host: str, device: str) -> None:
-        await self.batch.call("ZREM", f"{self.tag(host)}:devices", device)
+        await self.batch.call("ZREM", f"{keys.tag(host)}:devices", device)
 
     async def host_online(self, host: str) -> bool:
-        return int(await self.redis.zcount(f"{self.tag(host)}:devices", now_ms(), "+inf")) > 0
+        count = await self.batch.call("ZCOUNT", f"{keys.tag(host)}:devices", now_ms(), "+inf")
+        return int(count) > 0
 
     # -- guest leases: a guest whose process died is treated as dropped -------
 
@@ -438,55 +342,101 @@ class Store:
         args: list[Any] = []
         for host, guest, conn in guests:
             args += [deadline, f"{host}\n{guest}\n{conn}"]
-        self.batch.fire("ZADD", LEASE_KEY, *args)
+        self.batch.fire("ZADD", keys.LEASES, *args)
 
     def drop_lease(self, host: str, guest: str, conn: str) -> None:
-        self.batch.fire("ZREM", LEASE_KEY, f"{host}\n{guest}\n{conn}")
+        self.batch.fire("ZREM", keys.LEASES, f"{host}\n{guest}\n{conn}")
+
+    async def disconnect(self, host: str, guest: str, conn: str, window_ms: int) -> Step:
+        """The guest's socket dropped: it turns away and keeps its place for
+        ``window_ms``. Its expiry is queued ahead of the transition, in the same
+        pipeline, so no crash or error between the two can leave it away for good
+        (an early expiry entry is harmless: the expire guard checks the deadline)."""
+        now = now_ms()  # the entry's score is exactly the deadline the script sets
+        scheduled = self.batch.call("ZADD", keys.EXPIRY, now + window_ms, f"{host}\n{guest}")
+        steps = self._transition(
+            host,
+            lobby.LobbyEvent.DISCONNECT,
+            [(guest, b"")],
+            conn=conn,
+            window_ms=window_ms,
+            now=now,
+        )
+        results = list(await asyncio.gather(scheduled, steps, return_exceptions=True))
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        (reply,) = cast(list[Any], results[1])
+        return _step(reply)
 
     async def sweep_leases(self, window_ms: int) -> int:
-        """Mark away the guests whose holder stopped renewing (a crashed
-        process); they can resume, or expire after the window as usual."""
-        due = await self.batch.script("due", [LEASE_KEY], [now_ms(), 200])
+        """Turn away the guests whose holder stopped renewing (a crashed process);
+        they can resume, or expire after the window as usual. An entry that fails
+        comes back after ``CLAIM_RETRY_MS``; nothing is lost on an error."""
+        claimed = await self._claim(keys.LEASES)
+        done: list[tuple[str, str]] = []
         count = 0
-        for member in due:
-            host, guest, conn = _s(member).split("\n", 2)
-            (step,) = await self.transition(
-                host, lobby.LobbyEvent.DISCONNECT, [(guest, b"")], conn=conn, window_ms=window_ms
-            )
-            log.debug("lease of %s lapsed: %s %s", guest, step.status, step.state)
-            if step.status == "ok":
-                await self.schedule_expiry(host, guest, now_ms() + window_ms)
-                count += 1
+        for member, claim in claimed:
+            host, guest, conn = member.split("\n", 2)
+            step = await self.disconnect(host, guest, conn, window_ms)
+            log.debug("lease of %s lapsed: %s %s", guest, step.verdict, step.state)
+            count += step.ok
+            done.append((member, claim))
+        await self._done(keys.LEASES, done)
         return count
 
     # -- expiry -------------------------------------------------------------
 
-    async def schedule_expiry(self, host: str, guest: str, deadline_ms: int) -> None:
-        await self.batch.call("ZADD", EXPIRY_KEY, deadline_ms, f"{host}\n{guest}")
-
     async def expire_due(self) -> int:
         """Expire every guest whose resume window has passed; returns how many."""
-        due = await self.batch.script("due", [EXPIRY_KEY], [now_ms(), 200])
+        claimed = await self._claim(keys.EXPIRY)
+        done: list[tuple[str, str]] = []
         count = 0
-        for member in due:
-            host, _, guest = _s(member).partition("\n")
-            t = self.tag(host)
-            count += int(
-                await self.batch.script(
-                    "expire",
-                    [f"{t}:q", f"{t}:ev", self._guest_key(host, guest)],
-                    [guest, now_ms(), self.channel(host), self.publish_command],
-                )
-            )
+        for member, claim in claimed:
+            host, _, guest = member.partition("\n")
+            (step,) = await self.transition(host, lobby.LobbyEvent.EXPIRE, [(guest, b"")])
+            # not_due: dropped again since, and that drop re-scored the entry, which
+            # ``done`` then leaves alone (it only removes entries still at the claim).
+            count += step.ok
+            done.append((member, claim))
+        await self._done(keys.EXPIRY, done)
         return count
 
-    # -- rate limits ----------------------------------------------------------
+    # -- the email schedule ---------------------------------------------------
 
-    async def over_limit(self, bucket: str, limit: int, window_s: int = 60) -> bool:
-        """Fixed-window counter: True when this hit is over ``limit``."""
-        window = int(time.time()) // window_s
-        key = f"foyer:rl:{bucket}:{window}"
-        count = await self.batch.call("INCR", key)
-        if int(count) == 1:
-            self.batch.fire("EXPIRE", key, window_s + 1)
-        return int(count) > limit
+    def schedule_mail(self, host: str, at_ms: int) -> None:
+        """At most one pending email per host: ``LT`` keeps the earliest, so a
+        burst makes one email, and a knock during a send (whose claim lies
+        further ahead than ``at_ms``) schedules the next one."""
+        self.batch.fire("ZADD", keys.MAIL_DUE, "LT", at_ms, host)
+
+    async def claim_mail(self, retry_ms: int, limit: int = 50) -> list[tuple[str, str]]:
+        return await self._claim(keys.MAIL_DUE, limit, retry_ms)
+
+    async def mail_done(self, claimed: list[tuple[str, str]]) -> None:
+        await self._done(keys.MAIL_DUE, claimed)
+
+    async def mail_cooldown(self, host: str, cooldown_ms: int) -> int:
+        """0 if the host may be emailed now (and starts its cool-down), else the
+        time in ms when it may be."""
+        key = f"{keys.tag(host)}:mailed"
+        if await self.batch.call("SET", key, "1", "NX", "PX", max(cooldown_ms, 1)):
+            return 0
+        left = int(await self.batch.call("PTTL", key))
+        return now_ms() + max(left, 1000)
+
+    async def waiting(self, host: str) -> list[dict[str, Any]]:
+        """Every guest still in the queue, oldest first."""
+        return (await self.snapshot(host)).queue
+
+    # -- schedules ------------------------------------------------------------
+
+    async def _claim(
+        self, key: str, limit: int = SWEEP_LIMIT, retry_ms: int = CLAIM_RETRY_MS
+    ) -> list[tuple[str, str]]:
+        reply = await self.batch.script("due", [key], [now_ms(), limit, retry_ms])
+        return [(text(reply[i]), text(reply[i + 1])) for i in range(0, len(reply), 2)]
+
+    async def _done(self, key: str, claimed: list[tuple[str, str]]) -> None:
+        if claimed:
+            await self.batch.script("done", [key], [x for pair in claimed for x in pair])

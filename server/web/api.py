@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -18,28 +17,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from protocol.errors import BadMessage, FoyerError, InvalidSlug, UnknownLink
+from protocol.errors import ApiUnauthorized, BadRequest, InvalidBody, UnknownHost, UnknownLink
 from protocol.messages import HOST_ID_RE
 from server.access.tokens import same_secret
 from server.hosts.settings import SettingsPatch, validation_message
-from server.node import Node
-from server.storage.store import HostExists, SlugTaken
+from server.storage.hosts import HostRecord
+from server.web.context import web
+from server.web.errors import error_response
 
 log = logging.getLogger("foyer.api")
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-class ApiError(FoyerError):
-    """An HTTP error with a status, a code and a message for people."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message}, status_code=status)
 
 
 # ---------------------------------------------------------------- request bodies
@@ -83,32 +69,26 @@ async def _body(request: Request, model: type[BaseModel], *, optional: bool = Fa
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "bad_request", "the body must be JSON") from None
+        raise BadRequest("the body must be JSON") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ApiError(422, "invalid", validation_message(exc)) from None
-
-
-def _node(request: Request) -> Node:
-    node: Node = request.app.state.node
-    return node
+        raise InvalidBody(validation_message(exc)) from None
 
 
 def _authorize(request: Request) -> None:
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
-    expected = _node(request).settings.api_key or ""
-    if scheme.lower() != "bearer" or not key or not same_secret(key.strip(), expected):
-        raise ApiError(401, "unauthorized", "missing or wrong API key (Authorization: Bearer)")
+    if scheme.lower() != "bearer" or not key or not same_secret(key.strip(), web(request).api_key):
+        raise ApiUnauthorized("missing or wrong API key (Authorization: Bearer)")
 
 
 def _base_url(request: Request) -> str:
-    public = _node(request).settings.public_url
+    public = web(request).public_url
     return (public or str(request.base_url)).rstrip("/")
 
 
-def _host_view(request: Request, record: dict[str, Any]) -> dict[str, Any]:
+def _host_view(request: Request, record: HostRecord) -> dict[str, Any]:
     return {
         "id": record["id"],
         "name": record["name"],
@@ -119,18 +99,11 @@ def _host_view(request: Request, record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _host_id(request: Request) -> str:
-    host = request.path_params["host"]
+async def _require_host(request: Request) -> HostRecord:
+    host = str(request.path_params["host"])
     if not HOST_ID_RE.match(host):
-        raise ApiError(404, "not_found", "no such host")
-    return str(host)
-
-
-async def _require_host(request: Request) -> dict[str, Any]:
-    record = await _node(request).store.get_host(_host_id(request))
-    if record is None:
-        raise ApiError(404, "not_found", "no such host")
-    return record
+        raise UnknownHost("no such host")
+    return await web(request).hosts.require_host(host)
 
 
 # --------------------------------------------------------------------- handlers
@@ -139,10 +112,7 @@ async def _require_host(request: Request) -> dict[str, Any]:
 async def create_host(request: Request) -> Response:
     _authorize(request)
     body = await _body(request, HostCreate)
-    try:
-        record = await _node(request).store.create_host(body.id, body.name.strip(), body.email)
-    except HostExists:
-        raise ApiError(409, "conflict", "a host with this id exists") from None
+    record = await web(request).hosts.create_host(body.id, body.name.strip(), body.email)
     return JSONResponse(_host_view(request, record), status_code=201)
 
 
@@ -155,7 +125,7 @@ async def host_token(request: Request) -> Response:
     _authorize(request)
     record = await _require_host(request)
     body = await _body(request, TokenRequest, optional=True)
-    token = _node(request).tokens.host_token(record["id"], body.ttl)
+    token = web(request).tokens.host_token(record["id"], body.ttl)
     return JSONResponse({"token": token, "expires_at": int((time.time() + body.ttl) * 1000)})
 
 
@@ -163,13 +133,7 @@ async def change_slug(request: Request) -> Response:
     _authorize(request)
     record = await _require_host(request)
     body = await _body(request, SlugChange)
-    try:
-        slug = await _node(request).store.change_slug(record["id"], body.slug)
-    except InvalidSlug as exc:
-        raise ApiError(422, "invalid_slug", str(exc)) from None
-    except SlugTaken:
-        raise ApiError(409, "slug_taken", "this slug belongs to another host") from None
-    record["slug"] = slug
+    record["slug"] = await web(request).hosts.change_slug(record["id"], body.slug)
     return JSONResponse(_host_view(request, record))
 
 
@@ -178,13 +142,9 @@ async def patch_settings(request: Request) -> Response:
     record = await _require_host(request)
     body = await _body(request, SettingsPatch)
     try:
-        await _node(request).settings_service.update(
-            record["id"], body.model_dump(exclude_unset=True)
-        )
-    except BadMessage as exc:
-        raise ApiError(422, "invalid", exc.message) from None
+        await web(request).host_settings.update(record["id"], body.model_dump(exclude_unset=True))
     except UnknownLink:
-        raise ApiError(404, "not_found", "no such host") from None
+        raise UnknownHost("no such host") from None
     return JSONResponse(_host_view(request, await _require_host(request)))
 
 
@@ -195,7 +155,7 @@ async def create_session(request: Request) -> Response:
     ends_ms = body.starts_at + body.duration * 60_000
     ttl_s = int(max(0, ends_ms - time.time() * 1000) / 1000) + 24 * 3600
     session = {"title": body.title, "starts_at": body.starts_at, "duration": body.duration}
-    sid = await _node(request).store.create_session(record["id"], session, ttl_s)
+    sid = await web(request).hosts.create_session(record["id"], session, ttl_s)
     link = f"{_base_url(request)}/l/{record['slug']}?s={sid}"
     return JSONResponse({"id": sid, "link": link, **session}, status_code=201)
 
@@ -203,23 +163,22 @@ async def create_session(request: Request) -> Response:
 async def guest_token(request: Request) -> Response:
     _authorize(request)
     body = await _body(request, GuestTokenRequest)
-    token = _node(request).tokens.guest_token(body.email, body.name, body.ttl)
+    token = web(request).tokens.guest_token(body.email, body.name, body.ttl)
     return JSONResponse({"token": token}, status_code=201)
 
 
 async def link_info(request: Request) -> Response:
-    slug = str(request.path_params["slug"]).lower()
-    store = _node(request).store
-    host = await store.host_for_slug(slug) if len(slug) <= 64 else None
-    record = await store.get_host(host) if host else None
+    context = web(request)
+    host = await context.directory.host_for_slug(str(request.path_params["slug"]))
+    record = await context.hosts.get_host(host)  # fresh: names and slugs change
     if record is None:
-        raise ApiError(404, "unknown_link", "no host has this link")
+        raise UnknownLink()
     # Public, read-only: any site embedding the widget may read it.
     return JSONResponse(
         {
             "slug": record["slug"],
             "host_name": record["name"],
-            "host_online": await store.host_online(record["id"]),
+            "host_online": await context.store.host_online(record["id"]),
         },
         headers={"Access-Control-Allow-Origin": "*"},
     )
@@ -227,7 +186,7 @@ async def link_info(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     try:
-        ok = await _node(request).store.ping()
+        ok = await web(request).store.ping()
     except Exception:
         ok = False
     if ok:

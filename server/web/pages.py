@@ -21,6 +21,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from protocol.errors import UnknownLink
+from server.web.context import web
+
 _HERE = Path(__file__).resolve().parent
 TEMPLATES_DIR = _HERE / "templates"
 
@@ -82,9 +85,12 @@ async def guest_page(request: Request) -> Response:
     slug = str(request.path_params["slug"])
     if not _SLUG_SHAPE.match(slug):
         return _unknown_link_page(slug)
-    store = request.app.state.node.store
-    host = await store.host_for_slug(slug)
-    record = await store.get_host(host) if host else None
+    context = web(request)
+    try:
+        host = await context.directory.host_for_slug(slug)
+    except UnknownLink:
+        return _unknown_link_page(slug)
+    record = await context.hosts.get_host(host)  # fresh: the slug may have just changed
     if record is None:
         return _unknown_link_page(slug)
     if record["slug"] != slug:  # an old slug of this host: send to the current one

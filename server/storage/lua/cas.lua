@@ -1,9 +1,27 @@
 -- Compare-and-set of a host's settings (works on a Cluster, unlike WATCH across
--- a pool): write only if nobody changed them since they were read.
--- KEYS: 1 host hash. ARGV: 1 settings read, 2 new settings, 3.. field/value pairs
+-- a pool): write only if nobody changed them since they were read; keep the
+-- policy the knock script reads (lock, bypass, block and allow sets) in step,
+-- and tell every device, in the same atomic step.
+-- KEYS: 1 host hash, 2 block set, 3 allow set
+-- ARGV: 1 settings read, 2 new settings (JSON), 3 channel, 4 publish command,
+--       5 the new settings as msgpack (for the event), 6.. field/value pairs
+-- Publishes: settings (0, settings)
+local K = __KIND__
 local current = redis.call('HGET', KEYS[1], 'settings')
 if not current then return -1 end
 if current ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'settings', ARGV[2])
-for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local policy = cjson.decode(ARGV[2]).policy or {}
+for i, name in ipairs({'block', 'allow'}) do
+  redis.call('DEL', KEYS[1 + i])
+  if type(policy[name]) == 'table' then
+    for _, v in ipairs(policy[name]) do
+      if type(v) == 'string' then redis.call('SADD', KEYS[1 + i], string.lower(v)) end
+    end
+  end
+end
+redis.call('HSET', KEYS[1], 'policy_v', '1', 'locked', policy.locked == true and '1' or '0',
+           'bypass', type(policy.bypass) == 'string' and policy.bypass or 'nobody')
+redis.call(ARGV[4], ARGV[3], cmsgpack.pack(K.SettingsSet, 0) .. ARGV[5])
 return 1

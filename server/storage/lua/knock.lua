@@ -1,42 +1,54 @@
 -- Store a knock, then announce it: one atomic step (DESIGN.md, Data and scale).
 -- KEYS: 1 host hash, 2 queue zset, 3 guest hash, 4 event counter, 5 presence hash,
---       6 devices zset, 7 this minute's knock counter of the link
+--       6 devices zset, 7 this minute's knock counter of the link, 8 block set,
+--       9 allow set, 10 this minute's knock counter of the client address on the link
 -- ARGV: 1 guest id, 2 guest info (msgpack map), 3 resume secret, 4 now ms,
 --       5 channel, 6 publish command, 7 connection id, 8 email (lowercase or ""),
---       9 email domain, 10 verified "1"/"0", 11 guest ttl ms, 12 per-link limit/min (0 = off)
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown_link'} end
-local policy = {}
-local raw = redis.call('HGET', KEYS[1], 'settings')
-if raw then
-  local ok, s = pcall(cjson.decode, raw)
-  if ok and type(s) == 'table' and type(s.policy) == 'table' then policy = s.policy end
+--       9 email domain, 10 verified "1"/"0", 11 guest ttl ms, 12 per-link limit/min,
+--       13 per-address limit/min (0 = off)
+-- Publishes: knock (ev, position, host_state, info)
+local K = __KIND__
+local INITIAL = __INITIAL__
+local function over(key, limit)
+  if limit <= 0 then return false end
+  local n = redis.call('INCR', key)
+  if n == 1 then redis.call('PEXPIRE', key, 61000) end
+  return n > limit
 end
-local email, domain = ARGV[8], ARGV[9]
-local function listed(list)
-  if email == '' or type(list) ~= 'table' then return false end
-  for _, v in ipairs(list) do
-    if type(v) == 'string' then
-      local x = string.lower(v)
-      if x == email or x == domain or x == '@' .. domain then return true end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown_link'} end
+if over(KEYS[10], tonumber(ARGV[13])) then return {'rate_limited'} end
+local p = redis.call('HMGET', KEYS[1], 'policy_v', 'locked', 'bypass')
+if not p[1] then
+  -- A host written before the policy fields existed: derive them once.
+  local policy = {}
+  local ok, s = pcall(cjson.decode, redis.call('HGET', KEYS[1], 'settings') or '{}')
+  if ok and type(s) == 'table' and type(s.policy) == 'table' then policy = s.policy end
+  for i, name in ipairs({'block', 'allow'}) do
+    redis.call('DEL', KEYS[7 + i])
+    if type(policy[name]) == 'table' then
+      for _, v in ipairs(policy[name]) do
+        if type(v) == 'string' then redis.call('SADD', KEYS[7 + i], string.lower(v)) end
+      end
     end
   end
-  return false
+  p = {'1', policy.locked == true and '1' or '0', type(policy.bypass) == 'string' and policy.bypass or 'nobody'}
+  redis.call('HSET', KEYS[1], 'policy_v', p[1], 'locked', p[2], 'bypass', p[3])
 end
-if listed(policy.block) then return {'blocked'} end
-if policy.locked == true then return {'locked'} end
-local limit = tonumber(ARGV[12])
-if limit > 0 then
-  local n = redis.call('INCR', KEYS[7])
-  if n == 1 then redis.call('PEXPIRE', KEYS[7], 61000) end
-  if n > limit then return {'rate_limited'} end
+local email, domain = ARGV[8], ARGV[9]
+local function listed(key)
+  if email == '' then return false end
+  return redis.call('SISMEMBER', key, email) == 1 or redis.call('SISMEMBER', key, domain) == 1
+    or redis.call('SISMEMBER', key, '@' .. domain) == 1
 end
+if listed(KEYS[8]) then return {'blocked'} end
+if p[2] == '1' then return {'locked'} end
+if over(KEYS[7], tonumber(ARGV[12])) then return {'rate_limited'} end
 local verified = ARGV[10] == '1'
-if policy.bypass == 'everyone' or (policy.bypass == 'verified' and verified)
-   or (verified and listed(policy.allow)) then
+if p[3] == 'everyone' or (p[3] == 'verified' and verified) or (verified and listed(KEYS[9])) then
   return {'bypass'}
 end
 local ev = redis.call('INCR', KEYS[4])
-redis.call('HSET', KEYS[3], 'info', ARGV[2], 'state', 'waiting', 'resume', ARGV[3],
+redis.call('HSET', KEYS[3], 'info', ARGV[2], 'state', INITIAL, 'resume', ARGV[3],
            'score', ev, 'conn', ARGV[7])
 redis.call('PEXPIRE', KEYS[3], ARGV[11])
 redis.call('ZADD', KEYS[2], ev, ARGV[1])
@@ -44,6 +56,5 @@ local position = redis.call('ZCARD', KEYS[2])
 local online = redis.call('ZCOUNT', KEYS[6], ARGV[4], '+inf')
 local state = 'away'
 if online > 0 then state = redis.call('HGET', KEYS[5], 'state') or 'available' end
-redis.call(ARGV[6], ARGV[5],
-  cmsgpack.pack('knock', ev, position, state) .. ARGV[2])
+redis.call(ARGV[6], ARGV[5], cmsgpack.pack(K.Knocked, ev, position, state) .. ARGV[2])
 return {'ok', position, ev, online}

@@ -1,60 +1,95 @@
 -- Apply one lobby event to one or more guests, atomically, by the ONE table in
--- protocol/lobby.py (rendered below as T). Exactly one reply wins per guest.
+-- protocol/lobby.py (rendered below as T, with the guards and side effects its
+-- docstring lists). Exactly one reply wins per guest.
 -- KEYS: 1 queue zset, 2 presence hash, 3 event counter, 4.. guest hashes
 -- ARGV: 1 event, 2 now ms, 3 channel, 4 publish command, 5 connection id,
 --       6 resume secret, 7 resume window ms, 8 merge meeting id,
---       9.. per guest: guest id, payload (msgpack; outcome map for replies)
-local T = __TRANSITIONS__
-local FINAL = __FINAL__
-local LEFT = __LEFT__
+--       9 guest key prefix, 10 "*" to apply the event to every queued guest
+--       (then ARGV 11 is the outcome template and 12.. the option names copied
+--       from each guest's options into the template's meeting), else
+--       11.. per guest: guest id, payload (msgpack; the outcome map for replies)
+-- Returns per guest: {verdict, state[, ...]}: ok -> {ok, new state[, position, score,
+--   counter]} (the last three on resume); already_resolved -> {.., state, outcome}
+-- Publishes: left (ev, guest, score, reason) | resolved (ev, guest, score, action,
+--   outcome) | away (0, guest) | resumed (0, guest, conn)
+local T, FINAL, LEFT, QUEUED = __TRANSITIONS__, __FINAL__, __LEFT__, __QUEUED__
+local E, V, K = __EVENT__, __VERDICT__, __KIND__
 local event, now, chan, pub = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
-if event == 'merge' then
+if event == E.MERGE then
   local p = redis.call('HMGET', KEYS[2], 'state', 'meeting_id')
-  if p[1] ~= 'in_meeting' or not p[2] or p[2] ~= ARGV[8] then return {{'not_in_meeting'}} end
+  if p[1] ~= 'in_meeting' or not p[2] or p[2] ~= ARGV[8] then return {{V.NOT_IN_MEETING}} end
 end
+
+local guests = {}
+if ARGV[10] == '*' then
+  local template = cmsgpack.unpack(ARGV[11])
+  for _, gid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    local key = ARGV[9] .. gid
+    local info = redis.call('HGET', key, 'info')
+    local outcome = template
+    if info then
+      local options = cmsgpack.unpack(info).options or {}
+      local meeting = {}
+      for k, v in pairs(template.meeting) do meeting[k] = v end
+      for i = 12, #ARGV do
+        if options[ARGV[i]] ~= nil then meeting[ARGV[i]] = options[ARGV[i]] end
+      end
+      outcome = {}
+      for k, v in pairs(template) do outcome[k] = v end
+      outcome.meeting = meeting
+    end
+    guests[#guests + 1] = {key, gid, cmsgpack.pack(outcome)}
+  end
+else
+  for i = 4, #KEYS do
+    guests[#guests + 1] = {KEYS[i], ARGV[11 + (i - 4) * 2], ARGV[12 + (i - 4) * 2]}
+  end
+end
+
 local out = {}
-for i = 4, #KEYS do
-  local key = KEYS[i]
-  local gid = ARGV[9 + (i - 4) * 2]
-  local payload = ARGV[10 + (i - 4) * 2]
-  local g = redis.call('HMGET', key, 'state', 'conn', 'resume', 'score', 'outcome')
+for _, item in ipairs(guests) do
+  local key, gid, payload = item[1], item[2], item[3]
+  local g = redis.call('HMGET', key, 'state', 'conn', 'resume', 'score', 'outcome', 'deadline')
   local state = g[1]
   if not state then
-    out[#out + 1] = {'unknown_guest'}
-  elseif event == 'resume' and g[3] ~= ARGV[6] then
-    out[#out + 1] = {'unknown_guest'}
-  elseif event == 'disconnect' and g[2] ~= ARGV[5] then
-    out[#out + 1] = {'stale'}  -- another socket took this guest over
+    out[#out + 1] = {V.UNKNOWN_GUEST}
+  elseif event == E.RESUME and g[3] ~= ARGV[6] then
+    out[#out + 1] = {V.UNKNOWN_GUEST}
+  elseif event == E.DISCONNECT and g[2] ~= ARGV[5] then
+    out[#out + 1] = {V.STALE, state}  -- another socket took this guest over
+  elseif event == E.EXPIRE and QUEUED[state] and (not g[6] or tonumber(g[6]) > now) then
+    out[#out + 1] = {V.NOT_DUE, state}
   else
     local new = T[state] and T[state][event]
     if not new then
-      if FINAL[state] then out[#out + 1] = {'already_resolved', state, g[5] or ''}
-      else out[#out + 1] = {'invalid', state} end
+      if FINAL[state] then out[#out + 1] = {V.ALREADY_RESOLVED, state, g[5] or ''}
+      else out[#out + 1] = {V.INVALID, state} end
     else
       redis.call('HSET', key, 'state', new)
       local score = tonumber(g[4])
       if FINAL[new] then
         redis.call('ZREM', KEYS[1], gid)
+        redis.call('HDEL', key, 'deadline')
         local ev = redis.call('INCR', KEYS[3])
         if LEFT[new] then
-          redis.call(pub, chan, cmsgpack.pack('left', ev, gid, score, LEFT[new]))
+          redis.call(pub, chan, cmsgpack.pack(K.Left, ev, gid, score, LEFT[new]))
         else
           redis.call('HSET', key, 'outcome', payload)
-          redis.call(pub, chan, cmsgpack.pack('resolved', ev, gid, score, event) .. payload)
+          redis.call(pub, chan, cmsgpack.pack(K.Resolved, ev, gid, score, event) .. payload)
         end
-        out[#out + 1] = {'ok', new}
-      elseif event == 'disconnect' then
+        out[#out + 1] = {V.OK, new}
+      elseif event == E.DISCONNECT then
         redis.call('HSET', key, 'deadline', now + tonumber(ARGV[7]))
-        redis.call(pub, chan, cmsgpack.pack('away', 0, gid))
-        out[#out + 1] = {'ok', new}
-      elseif event == 'resume' then
+        redis.call(pub, chan, cmsgpack.pack(K.WentAway, 0, gid))
+        out[#out + 1] = {V.OK, new}
+      elseif event == E.RESUME then
         redis.call('HSET', key, 'conn', ARGV[5])
         redis.call('HDEL', key, 'deadline')
-        redis.call(pub, chan, cmsgpack.pack('resumed', 0, gid, ARGV[5]))
+        redis.call(pub, chan, cmsgpack.pack(K.Resumed, 0, gid, ARGV[5]))
         local rank = redis.call('ZRANK', KEYS[1], gid)
-        out[#out + 1] = {'ok', new, (rank or 0) + 1, score, redis.call('GET', KEYS[3]) or '0'}
+        out[#out + 1] = {V.OK, new, (rank or 0) + 1, score, redis.call('GET', KEYS[3]) or '0'}
       else
-        out[#out + 1] = {'ok', new}
+        out[#out + 1] = {V.OK, new}
       end
     end
   end

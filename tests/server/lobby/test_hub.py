@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from protocol.messages import Admitted, BusyNotice, HostMessage, Message
 from server.lobby.connection import Connection
 from server.lobby.hub import GuestSession
 
@@ -14,7 +15,8 @@ class Recorder:
     def __init__(self) -> None:
         self.frames: list[Any] = []
 
-    def send(self, frame: dict[str, Any]) -> None:
+    def send(self, message: Message | dict[str, Any]) -> None:
+        frame = message.to_map() if isinstance(message, Message) else message
         self.frames.append(
             frame["type"] if frame["type"] != "position" else ("position", frame["position"])
         )
@@ -30,8 +32,8 @@ def _session() -> tuple[GuestSession, Recorder]:
 
 def test_outcome_before_waiting_is_held_until_placed() -> None:
     session, rec = _session()
-    session.deliver({"type": "message", "text": "hi"})
-    session.deliver({"type": "admitted", "mode": "admit", "meeting": {}}, close=True)
+    session.deliver(HostMessage(text="hi"))
+    session.deliver(Admitted(mode="admit", meeting={}), close=True)
     assert rec.frames == []
     rec.send({"type": "waiting"})
     session.set_place(score=10, position=1, since=10)
@@ -52,5 +54,5 @@ def test_removals_before_placement_apply_after_waiting() -> None:
 def test_after_placement_frames_go_straight_out() -> None:
     session, rec = _session()
     session.set_place(score=3, position=1, since=3)
-    session.deliver({"type": "busy"}, close=True)
+    session.deliver(BusyNotice(), close=True)
     assert rec.frames == ["busy", ("close", 1000)]

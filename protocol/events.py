@@ -1,0 +1,152 @@
+"""The doorbell: the events the Lua scripts publish on a host's channel.
+
+The store is the truth and pub/sub only rings the bell (DESIGN.md). Each
+event is one MessagePack *stream*: its kind, the host's event counter after
+it (``0`` for events that do not move the queue), then its fields in the
+order below; ``knock`` and ``resolved`` end with a map packed by the caller
+(the guest's info, the stored outcome). ``decode`` and ``encode`` are the only
+readers and writers in Python; the scripts get the kind names rendered in
+(``lua_kinds``) and their headers list the same fields.
+
+=============  ====================================================
+kind           fields after (kind, ev)
+=============  ====================================================
+``knock``      position, host_state, guest (map)
+``left``       guest, score, reason
+``resolved``   guest, score, action, outcome (map)
+``away``       guest
+``resumed``    guest, conn
+``presence``   state, meeting (map or false)
+``settings``   settings (map)
+``message``    guest, text
+=============  ====================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+import msgpack
+
+from protocol.errors import BadMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Knocked:
+    KIND: ClassVar[str] = "knock"
+    ev: int
+    position: int
+    host_state: str
+    guest: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Left:
+    KIND: ClassVar[str] = "left"
+    ev: int
+    guest: str
+    score: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    KIND: ClassVar[str] = "resolved"
+    ev: int
+    guest: str
+    score: int
+    action: str
+    outcome: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class WentAway:
+    KIND: ClassVar[str] = "away"
+    ev: int
+    guest: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    KIND: ClassVar[str] = "resumed"
+    ev: int
+    guest: str
+    conn: str
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceSet:
+    KIND: ClassVar[str] = "presence"
+    ev: int
+    state: str
+    meeting: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsSet:
+    KIND: ClassVar[str] = "settings"
+    ev: int
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Said:
+    KIND: ClassVar[str] = "message"
+    ev: int
+    guest: str
+    text: str
+
+
+Event = Knocked | Left | Resolved | WentAway | Resumed | PresenceSet | SettingsSet | Said
+EVENT_TYPES: tuple[type[Event], ...] = (
+    Knocked,
+    Left,
+    Resolved,
+    WentAway,
+    Resumed,
+    PresenceSet,
+    SettingsSet,
+    Said,
+)
+_BY_KIND: dict[str, type[Event]] = {cls.KIND: cls for cls in EVENT_TYPES}
+_FIELDS: dict[type[Event], tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields(cls)) for cls in EVENT_TYPES
+}
+
+
+def decode(data: bytes) -> Event:
+    """The typed event a script published; ``BadMessage`` if it is not one."""
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(data)
+    try:
+        parts = list(unpacker)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise BadMessage("undecodable event") from exc
+    if not parts or not isinstance(parts[0], str) or parts[0] not in _BY_KIND:
+        raise BadMessage("unknown event kind")
+    cls = _BY_KIND[parts[0]]
+    names = _FIELDS[cls]
+    values = parts[1:]
+    if len(values) != len(names):
+        raise BadMessage(f"'{cls.KIND}' event needs {len(names)} fields")
+    kwargs = dict(zip(names, values, strict=True))
+    if cls is PresenceSet and not kwargs["meeting"]:
+        kwargs["meeting"] = None  # Lua packs "no meeting" as false
+    return cls(**kwargs)
+
+
+def encode(event: Event) -> bytes:
+    """The bytes a script would publish for ``event`` (Python publishers and tests)."""
+    out = msgpack.packb(event.KIND, use_bin_type=True)
+    for name in _FIELDS[type(event)]:
+        value = getattr(event, name)
+        if value is None and isinstance(event, PresenceSet):
+            value = False
+        out += msgpack.packb(value, use_bin_type=True)
+    return bytes(out)
+
+
+def lua_kinds() -> dict[str, str]:
+    """Kind names by class name, for the scripts (``K.Knocked`` == "knock")."""
+    return {cls.__name__: cls.KIND for cls in EVENT_TYPES}

@@ -1,0 +1,52 @@
+"""The Lua scripts, with the lifecycle's rules rendered in.
+
+Every ``__NAME__`` placeholder in a script is replaced at load time by the
+Lua literal ``protocol.lobby.lua_constants()`` or ``protocol.events`` gives
+for it, so the scripts and Python share one definition of every state,
+event, verdict, reason and doorbell kind.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+from protocol import events, lobby
+
+NAMES = (
+    "knock",
+    "transition",
+    "snapshot",
+    "say",
+    "presence",
+    "cas",
+    "create_host",
+    "due",
+    "done",
+)
+_PLACEHOLDER = re.compile(r"__[A-Z_]+__")
+
+
+def constants() -> dict[str, str]:
+    kinds = events.lua_kinds()
+    body = ",".join(f'["{name}"]="{kind}"' for name, kind in kinds.items())
+    return {**lobby.lua_constants(), "__KIND__": "{" + body + "}"}
+
+
+def render(source: str, values: dict[str, str]) -> str:
+    """``source`` with every placeholder replaced; an unknown one is an error."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(0)
+        if name not in values:
+            raise KeyError(f"no value for {name} in a Lua script")
+        return values[name]
+
+    return _PLACEHOLDER.sub(one, source)
+
+
+def load() -> dict[str, str]:
+    """Script name -> rendered source."""
+    values = constants()
+    folder = resources.files("server.storage").joinpath("lua")
+    return {name: render(folder.joinpath(f"{name}.lua").read_text(), values) for name in NAMES}

@@ -1,0 +1,30 @@
+"""What the HTTP handlers and pages use, handed over by the Node as
+``app.state.web`` (explicit collaborators, not the Node itself)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from server.access.tokens import Tokens
+from server.hosts.directory import Directory
+from server.hosts.settings import HostSettings
+from server.storage.hosts import HostStore
+from server.storage.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class WebContext:
+    store: Store
+    hosts: HostStore
+    directory: Directory
+    host_settings: HostSettings
+    tokens: Tokens
+    api_key: str
+    public_url: str | None
+
+
+def web(request: Request) -> WebContext:
+    context: WebContext = request.app.state.web
+    return context

@@ -1,0 +1,89 @@
+"""The one table that gives every error an HTTP status and a JSON body
+``{code, message}`` (Starlette's exception handlers, looked up by MRO)."""
+
+from __future__ import annotations
+
+import logging
+
+from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from protocol.errors import (
+    ApiUnauthorized,
+    BadMessage,
+    BadRequest,
+    FoyerError,
+    HostExists,
+    InvalidBody,
+    InvalidSlug,
+    SlugTaken,
+    StoreUnavailable,
+    UnknownHost,
+    UnknownLink,
+)
+
+log = logging.getLogger("foyer.web")
+
+# error -> (status, code); the message is the exception's own (written for people).
+HTTP_ERRORS: dict[type[Exception], tuple[int, str]] = {
+    BadRequest: (400, "bad_request"),
+    ApiUnauthorized: (401, "unauthorized"),
+    UnknownHost: (404, "not_found"),
+    UnknownLink: (404, "unknown_link"),
+    HostExists: (409, "conflict"),
+    SlugTaken: (409, "slug_taken"),
+    InvalidSlug: (422, "invalid_slug"),
+    InvalidBody: (422, "invalid"),
+    BadMessage: (422, "invalid"),
+    StoreUnavailable: (503, "unavailable"),
+}
+_STARLETTE = {
+    404: ("not_found", "no such resource"),
+    405: ("method_not_allowed", "method not allowed"),
+}
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=status)
+
+
+def _status_of(exc: Exception) -> tuple[int, str] | None:
+    for cls in type(exc).__mro__:
+        found = HTTP_ERRORS.get(cls)
+        if found is not None:
+            return found
+    return None
+
+
+async def on_foyer_error(request: Request, exc: Exception) -> Response:
+    found = _status_of(exc)
+    if found is None:
+        return await on_error(request, exc)
+    status, code = found
+    return error_response(status, code, str(exc))
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code, message = _STARLETTE.get(exc.status_code, ("bad_request", str(exc.detail)))
+    return error_response(exc.status_code, code, message)
+
+
+async def on_store_error(request: Request, exc: Exception) -> Response:
+    log.warning("store unavailable on %s: %s", request.url.path, type(exc).__name__)
+    return error_response(503, "unavailable", "the store does not answer, try again")
+
+
+async def on_error(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s", request.url.path, exc_info=exc)
+    return error_response(500, "internal", "internal error")
+
+
+HANDLERS = {
+    FoyerError: on_foyer_error,
+    HTTPException: on_http_error,
+    RedisError: on_store_error,
+    Exception: on_error,
+}
