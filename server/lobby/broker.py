@@ -65,6 +65,10 @@ class Broker:
         self._ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._shard_nodes: set[str] = set()
+        # One (un)subscribe at a time: redis-py's PubSub opens a connection per
+        # concurrent first command and keeps only the last (the others' channels
+        # were never read, so their confirmations never came).
+        self._commands = asyncio.Lock()
 
     # -- lifecycle (the Node owns the Broker, the Broker owns its tasks) ---------
 
@@ -114,11 +118,12 @@ class Broker:
                 self._host_of[channel] = host
                 assert self._handler is not None and self._pubsub is not None
                 self._handler.on_followed(host)
-                if self._sharded:
-                    await self._pubsub.ssubscribe(channel)
-                    self._start_shard_readers()
-                else:
-                    await self._pubsub.subscribe(channel)
+                async with self._commands:
+                    if self._sharded:
+                        await self._pubsub.ssubscribe(channel)
+                        self._start_shard_readers()
+                    else:
+                        await self._pubsub.subscribe(channel)
                 self._ready.set()
             async with asyncio.timeout(self._confirm_timeout):
                 await asyncio.shield(fut)
@@ -157,10 +162,11 @@ class Broker:
             self._subscribed.discard(channel)
             self._host_of.pop(channel, None)
             self._confirm.pop(channel, None)
-            if self._sharded:
-                await self._pubsub.sunsubscribe(channel)
-            else:
-                await self._pubsub.unsubscribe(channel)
+            async with self._commands:
+                if self._sharded:
+                    await self._pubsub.sunsubscribe(channel)
+                else:
+                    await self._pubsub.unsubscribe(channel)
         return len(idle)
 
     # -- readers ---------------------------------------------------------------------

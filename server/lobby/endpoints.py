@@ -76,7 +76,9 @@ def error_for(exc: BaseException, ref: Any = None) -> Error:
     if isinstance(exc, ProtocolError):
         return Error(code=exc.code.value, message=exc.message, ref=ref)
     if isinstance(exc, RedisError | OSError):
-        log.warning("store unavailable: %s", type(exc).__name__)
+        log.warning(
+            "store unavailable: %s", type(exc).__name__, exc_info=log.isEnabledFor(logging.DEBUG)
+        )
         return Error(
             code=ErrorCode.INTERNAL.value, message="temporarily unavailable, try again", ref=ref
         )

@@ -36,12 +36,11 @@ def open_redis(url: str, cluster: bool, pool_size: int = 50) -> Redis:
     if cluster:
         client = RedisCluster.from_url(url, max_connections=pool_size, socket_keepalive=True)
         return cast(Redis, client)  # same command surface as Redis for what Foyer uses
-    return Redis(
-        connection_pool=BlockingConnectionPool.from_url(
-            url,
-            max_connections=pool_size,
-            timeout=10,
-            health_check_interval=30,
-            socket_keepalive=True,
-        )
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=pool_size,
+        timeout=10,
+        health_check_interval=30,
+        socket_keepalive=True,
     )
+    return Redis.from_pool(pool)  # owns the pool: ``aclose`` closes its connections

@@ -3,7 +3,22 @@ from __future__ import annotations
 import pytest
 
 from protocol.errors import InvalidTransition
-from protocol.lobby import FINAL, QUEUED, TRANSITIONS, GuestState, LobbyEvent, lua_table, next_state
+from protocol.lobby import (
+    EXPIRES_FROM,
+    FINAL,
+    GUARDS,
+    INITIAL,
+    LEFT_REASON,
+    OUTCOME_FOR_REPLY,
+    QUEUED,
+    TRANSITIONS,
+    GuestState,
+    LobbyEvent,
+    Outcome,
+    lua_constants,
+    next_state,
+    reply_for_outcome,
+)
 
 
 def test_replies_from_queue() -> None:
@@ -26,8 +41,30 @@ def test_only_away_expires_and_resumes_back() -> None:
         next_state(GuestState.WAITING, LobbyEvent.EXPIRE)
 
 
-def test_lua_table_holds_every_transition() -> None:
-    table = lua_table()
-    for (state, event), new in TRANSITIONS.items():
-        assert f'["{event.value}"]="{new.value}"' in table
-        assert f'["{state.value}"]=' in table
+def test_reply_for_outcome_inverts_outcome_for_reply() -> None:
+    for event, outcome in OUTCOME_FOR_REPLY.items():
+        mode = event.value if outcome is Outcome.ADMITTED else None
+        assert reply_for_outcome(outcome.value, mode) is event
+    with pytest.raises(InvalidTransition):
+        reply_for_outcome("admitted", "deny")
+    with pytest.raises(InvalidTransition):
+        reply_for_outcome("waiting")
+
+
+def test_every_guarded_event_is_in_the_table() -> None:
+    for event in GUARDS:
+        assert any((state, event) in TRANSITIONS for state in GuestState)
+
+
+def test_only_the_expiring_state_expires() -> None:
+    expiring = {state for (state, event) in TRANSITIONS if event is LobbyEvent.EXPIRE}
+    assert expiring == {EXPIRES_FROM}
+    assert INITIAL in QUEUED
+    assert set(LEFT_REASON) <= FINAL
+
+
+def test_lua_constants_are_deterministic_literals() -> None:
+    first, second = lua_constants(), lua_constants()
+    assert first == second
+    assert first["__INITIAL__"] == '"waiting"'
+    assert '["away"]={' in first["__TRANSITIONS__"]

@@ -1,0 +1,97 @@
+"""The Broker on the suite's real Valkey: subscriptions are confirmed, counted
+and always released, timeouts included."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from server.lobby.broker import Broker
+from server.storage import keys
+from server.storage.redis_client import open_redis
+
+
+class Handler:
+    def __init__(self) -> None:
+        self.events: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self.followed: list[str] = []
+
+    def on_event(self, host: str, data: bytes) -> None:
+        self.events.put_nowait((host, data))
+
+    def on_followed(self, host: str) -> None:
+        self.followed.append(host)
+
+    def on_resubscribed(self, host: str) -> None:
+        pass
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = open_redis(redis_url, False)
+    yield client
+    await client.aclose()
+
+
+def _hosts(n: int) -> list[str]:
+    return [f"b-{uuid.uuid4().hex[:8]}" for _ in range(n)]
+
+
+async def test_concurrent_first_holds_are_all_confirmed(redis: Redis) -> None:
+    """Regression: concurrent first SUBSCRIBEs used to land on different
+    connections, and all but one never got confirmed."""
+    broker = Broker(redis, keys.channel, confirm_timeout=3)
+    handler = Handler()
+    await broker.start(handler)
+    try:
+        hosts = _hosts(8)
+        await asyncio.gather(*(broker.hold(h) for h in hosts))
+        assert sorted(handler.followed) == sorted(hosts)
+        for host in hosts:
+            await redis.publish(keys.channel(host), b"x")
+        got = {(await asyncio.wait_for(handler.events.get(), 3))[0] for _ in hosts}
+        assert got == set(hosts)
+    finally:
+        await broker.stop()
+
+
+async def test_a_confirmation_that_times_out_releases_the_reference(
+    redis: Redis, redis_url: str
+) -> None:
+    broker = Broker(redis, keys.channel, confirm_timeout=0.3, unsubscribe_after=0)
+    await broker.start(Handler())
+    (host,) = _hosts(1)
+    pauser = Redis.from_url(redis_url)
+    try:
+        await broker.hold(_hosts(1)[0])  # the pub/sub connection is up
+        await pauser.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+        with pytest.raises(TimeoutError):
+            await broker.hold(host)
+        assert broker.holders(host) == 0  # nothing leaked
+        await pauser.execute_command("CLIENT", "UNPAUSE")
+        await broker.hold(host)  # a later holder subscribes afresh and is confirmed
+        assert broker.holders(host) == 1
+        broker.release(host)
+        assert await broker.sweep() >= 1  # idle: unsubscribed
+    finally:
+        await pauser.execute_command("CLIENT", "UNPAUSE")
+        await pauser.aclose()
+        await broker.stop()
+
+
+async def test_following_releases_on_every_path(redis: Redis) -> None:
+    broker = Broker(redis, keys.channel, confirm_timeout=3)
+    await broker.start(Handler())
+    (host,) = _hosts(1)
+    try:
+        with pytest.raises(RuntimeError):
+            async with broker.following(host):
+                assert broker.holders(host) == 1
+                raise RuntimeError("the socket failed")
+        assert broker.holders(host) == 0
+    finally:
+        await broker.stop()

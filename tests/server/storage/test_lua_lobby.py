@@ -1,0 +1,165 @@
+"""The Lua scripts obey protocol/lobby.py: every (state, event) pair goes
+through the real ``transition.lua`` on the suite's Valkey, with ``next_state``
+as the oracle; every guard refuses with its verdict and changes nothing; and
+every doorbell event the scripts publish decodes with ``protocol.events``."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from redis.asyncio import Redis
+
+from protocol import events, lobby
+from protocol.errors import InvalidTransition
+from protocol.lobby import GuestState, LobbyEvent, Verdict
+from server.storage import keys, scripts
+from server.storage.batcher import Batcher
+from server.storage.store import Store
+from server.storage.values import now_ms, pack
+
+SECRET = "g1~secret"
+CONN = "c1"
+MEETING = "m1"
+OUTCOME = {"type": "admitted", "mode": "admit", "meeting": {"id": "r", "url": "https://x/r"}}
+
+
+@dataclass
+class Lobby:
+    redis: Redis
+    store: Store
+
+
+@pytest.fixture
+async def lobby_store(redis_url: str) -> AsyncIterator[Lobby]:
+    redis = Redis.from_url(redis_url)
+    batch = Batcher(redis, scripts.load())
+    await batch.start()
+    try:
+        yield Lobby(redis, Store(batch))
+    finally:
+        await batch.stop()
+        await redis.aclose()
+
+
+async def _guest_in(redis: Redis, state: GuestState, *, deadline_ms: int) -> tuple[str, str]:
+    """A fresh host with one guest ``g1`` in ``state``; the host is in a meeting."""
+    host = "lua-" + uuid.uuid4().hex[:10]
+    t = keys.tag(host)
+    info = {"id": "g1", "name": "G", "options": {}}
+    await redis.hset(
+        keys.guest(host, "g1"),
+        mapping={
+            "state": state.value,
+            "conn": CONN,
+            "resume": SECRET,
+            "score": 1,
+            "info": pack(info),
+            "deadline": deadline_ms,
+            "outcome": pack(OUTCOME),
+        },
+    )
+    if state in lobby.QUEUED:
+        await redis.zadd(f"{t}:q", {"g1": 1})
+    await redis.hset(f"{t}:presence", mapping={"state": "in_meeting", "meeting_id": MEETING})
+    return host, "g1"
+
+
+async def _state(redis: Redis, host: str) -> str:
+    raw = await redis.hget(keys.guest(host, "g1"), "state")
+    return raw.decode() if raw else ""
+
+
+PAIRS = list(itertools.product(GuestState, LobbyEvent))
+
+
+@pytest.mark.parametrize(("state", "event"), PAIRS, ids=[f"{s}-{e}" for s, e in PAIRS])
+async def test_every_pair_follows_the_table(
+    lobby_store: Lobby, state: GuestState, event: LobbyEvent
+) -> None:
+    redis, store = lobby_store.redis, lobby_store.store
+    host, guest = await _guest_in(redis, state, deadline_ms=now_ms() - 1000)  # guards all pass
+    (step,) = await store.transition(
+        host,
+        event,
+        [(guest, pack(OUTCOME))],
+        conn=CONN,
+        resume=SECRET,
+        merge_id=MEETING,
+    )
+    try:
+        expected = lobby.next_state(state, event)
+    except InvalidTransition:
+        want = Verdict.ALREADY_RESOLVED if state in lobby.FINAL else Verdict.INVALID
+        assert step.verdict is want
+        assert await _state(redis, host) == state.value
+        return
+    assert step.verdict is Verdict.OK, step
+    assert step.state == expected.value
+    assert await _state(redis, host) == expected.value
+    queued = await redis.zscore(f"{keys.tag(host)}:q", guest) is not None
+    assert queued == (expected in lobby.QUEUED)
+
+
+GUARDED = [
+    (LobbyEvent.RESUME, {"resume": "g1~wrong"}),
+    (LobbyEvent.DISCONNECT, {"conn": "another-socket"}),
+    (LobbyEvent.MERGE, {"merge_id": "another-meeting"}),
+    (LobbyEvent.EXPIRE, {}),  # the deadline is in the future
+]
+
+
+@pytest.mark.parametrize(("event", "broken"), GUARDED, ids=[e for e, _ in GUARDED])
+async def test_a_failed_guard_answers_its_verdict_and_changes_nothing(
+    lobby_store: Lobby, event: LobbyEvent, broken: dict[str, str]
+) -> None:
+    redis, store = lobby_store.redis, lobby_store.store
+    # a state from which the table allows ``event``: only the guard can refuse it
+    state = next(s for s in GuestState if (s, event) in lobby.TRANSITIONS)
+    host, guest = await _guest_in(redis, state, deadline_ms=now_ms() + 60_000)
+    args = {"conn": CONN, "resume": SECRET, "merge_id": MEETING, **broken}
+    (step,) = await store.transition(host, event, [(guest, pack(OUTCOME))], **args)
+    assert step.verdict is lobby.GUARDS[event]
+    assert await _state(redis, host) == state.value
+
+
+async def test_an_unknown_guest_is_unknown(lobby_store: Lobby) -> None:
+    (step,) = await lobby_store.store.transition("lua-nobody", LobbyEvent.ADMIT, [("gx", b"")])
+    assert step.verdict is Verdict.UNKNOWN_GUEST
+
+
+async def test_published_events_decode_to_their_types(lobby_store: Lobby) -> None:
+    redis, store = lobby_store.redis, lobby_store.store
+    host, guest = await _guest_in(redis, GuestState.WAITING, deadline_ms=0)
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(keys.channel(host))
+    await pubsub.get_message(timeout=2)  # the subscribe confirmation
+    await store.transition(host, LobbyEvent.DISCONNECT, [(guest, b"")], conn=CONN)
+    await store.transition(host, LobbyEvent.RESUME, [(guest, b"")], conn="c2", resume=SECRET)
+    await store.set_presence(host, "available", None)
+    await store.say(host, guest, "one moment")
+    await store.transition(host, LobbyEvent.ADMIT, [(guest, pack(OUTCOME))])
+    seen: list[events.Event] = []
+    while len(seen) < 5:
+        message = await pubsub.get_message(timeout=2, ignore_subscribe_messages=True)
+        assert message is not None, seen
+        seen.append(events.decode(message["data"]))
+    await pubsub.aclose()
+    assert [type(e) for e in seen] == [
+        events.WentAway,
+        events.Resumed,
+        events.PresenceSet,
+        events.Said,
+        events.Resolved,
+    ]
+    resolved = seen[-1]
+    assert isinstance(resolved, events.Resolved)
+    assert resolved.outcome == OUTCOME and resolved.action == "admit" and resolved.ev >= 1
+
+
+def test_every_placeholder_is_rendered() -> None:
+    for name, source in scripts.load().items():
+        assert "__" not in source.replace("__index", ""), name

@@ -1,0 +1,177 @@
+"""The Store on the suite's real Valkey: schedules lose nothing, a dropped
+guest always expires, counters always get their TTL, hosts appear whole."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from redis.asyncio import Redis
+
+from protocol.errors import HostExists
+from protocol.lobby import GuestState, LobbyEvent
+from server.storage import keys, scripts
+from server.storage.batcher import Batcher
+from server.storage.hosts import HostStore
+from server.storage.store import KnockVerdict, Store
+from server.storage.values import now_ms
+
+
+@dataclass
+class Stores:
+    redis: Redis
+    store: Store
+    hosts: HostStore
+
+
+@pytest.fixture
+async def stores(redis_url: str) -> AsyncIterator[Stores]:
+    redis = Redis.from_url(redis_url)
+    batch = Batcher(redis, scripts.load())
+    await batch.start()
+    try:
+        yield Stores(redis, Store(batch), HostStore(batch))
+    finally:
+        await batch.stop()
+        await redis.aclose()
+
+
+async def _knocked(stores: Stores, guest: str = "g1", address: str = "1.2.3.4") -> str:
+    host = "st-" + uuid.uuid4().hex[:10]
+    await stores.hosts.create_host(host, "Ada", None)
+    result = await stores.store.knock(
+        host,
+        guest,
+        {"id": guest, "name": "G", "options": {}},
+        resume=f"{guest}~s",
+        conn="c1",
+        email="",
+        verified=False,
+        link_limit=600,
+        address=address,
+        address_limit=30,
+    )
+    assert result.verdict is KnockVerdict.OK
+    return host
+
+
+async def test_a_dropped_guest_is_scheduled_to_expire_at_its_deadline(stores: Stores) -> None:
+    host = await _knocked(stores)
+    step = await stores.store.disconnect(host, "g1", "c1", window_ms=30_000)
+    assert step.ok and step.state == GuestState.AWAY
+    score = await stores.redis.zscore(keys.EXPIRY, f"{host}\ng1")
+    deadline = await stores.redis.hget(keys.guest(host, "g1"), "deadline")
+    assert score is not None and deadline is not None and int(score) == int(deadline)
+
+
+async def test_a_stale_disconnect_still_leaves_no_guest_behind(stores: Stores) -> None:
+    """Even a disconnect that loses (another socket took over) leaves its entry:
+    harmless, the expire guard checks state and deadline."""
+    host = await _knocked(stores)
+    step = await stores.store.disconnect(host, "g1", "another-socket", window_ms=30_000)
+    assert not step.ok
+    await stores.redis.zadd(keys.EXPIRY, {f"{host}\ng1": now_ms() - 1})
+    await stores.store.expire_due()
+    assert await stores.redis.hget(keys.guest(host, "g1"), "state") == b"waiting"
+    assert await stores.redis.zscore(keys.EXPIRY, f"{host}\ng1") is None
+
+
+async def test_a_claimed_entry_comes_back_when_its_claimer_dies(stores: Stores) -> None:
+    host = await _knocked(stores)
+    await stores.store.disconnect(host, "g1", "c1", window_ms=0)
+    claimed = await stores.store._claim(keys.EXPIRY, retry_ms=100)  # a process that then died
+    assert (f"{host}\ng1") in [member for member, _ in claimed]
+    await stores.store.expire_due()  # claimed by the dead process: not taken again yet
+    assert await stores.redis.hget(keys.guest(host, "g1"), "state") == b"away"
+    await asyncio.sleep(0.15)  # the claim's own lifetime, not a guess at a race
+    await stores.store.expire_due()
+    assert await stores.redis.hget(keys.guest(host, "g1"), "state") == b"expired"
+    assert await stores.redis.zscore(keys.EXPIRY, f"{host}\ng1") is None
+
+
+async def test_an_error_mid_sweep_loses_no_other_entry(stores: Stores) -> None:
+    good = await _knocked(stores)
+    await stores.store.disconnect(good, "g1", "c1", window_ms=0)
+    bad_host = "st-bad-" + uuid.uuid4().hex[:6]
+    await stores.redis.set(f"{keys.tag(bad_host)}:q", "not a zset")  # the script will fail
+    await stores.redis.hset(keys.guest(bad_host, "gb"), mapping={"state": "away", "deadline": 1})
+    await stores.redis.zadd(keys.EXPIRY, {f"{bad_host}\ngb": 1})
+    await stores.store.expire_due()
+    assert await stores.redis.hget(keys.guest(good, "g1"), "state") == b"expired"
+    member = f"{bad_host}\ngb"
+    assert await stores.redis.zscore(keys.EXPIRY, member) is not None  # kept, will retry
+    await stores.redis.zrem(keys.EXPIRY, member)
+
+
+async def test_the_per_address_counter_always_has_a_ttl(stores: Stores) -> None:
+    host = await _knocked(stores, address="9.9.9.9")
+    found = [k async for k in stores.redis.scan_iter(f"{keys.tag(host)}:rl:ip:9.9.9.9:*")]
+    assert len(found) == 1
+    assert 0 < await stores.redis.pttl(found[0]) <= 61_000
+
+
+async def test_the_per_address_limit_refuses_the_knock_over_it(stores: Stores) -> None:
+    host = await _knocked(stores, address="8.8.8.8")
+    results = []
+    for i in range(31):
+        result = await stores.store.knock(
+            host,
+            f"x{i}",
+            {"id": f"x{i}", "name": "G", "options": {}},
+            resume="r",
+            conn="c",
+            email="",
+            verified=False,
+            link_limit=0,
+            address="8.8.8.8",
+            address_limit=30,
+        )
+        results.append(result.verdict)
+    assert results.count(KnockVerdict.RATE_LIMITED) == 2  # the 31st and 32nd knock
+    assert results[-1] is KnockVerdict.RATE_LIMITED
+
+
+async def test_create_host_is_atomic_and_one_creator_wins(stores: Stores) -> None:
+    host = "st-race-" + uuid.uuid4().hex[:6]
+    outcomes = await asyncio.gather(
+        *(stores.hosts.create_host(host, "Race", None) for _ in range(8)), return_exceptions=True
+    )
+    winners = [o for o in outcomes if isinstance(o, dict)]
+    assert len(winners) == 1
+    assert all(isinstance(o, HostExists) for o in outcomes if not isinstance(o, dict))
+    fields = await stores.redis.hgetall(keys.host(host))
+    assert {b"id", b"name", b"slug", b"room", b"settings", b"locked", b"bypass"} <= set(fields)
+    slugs = [k async for k in stores.redis.scan_iter("foyer:slug:race*")]
+    owned = [k for k in slugs if await stores.redis.get(k) == host.encode()]
+    assert len(owned) == 1  # the winner's; every loser released the slug it claimed
+
+
+async def test_admit_all_is_one_script_with_each_guests_options(stores: Stores) -> None:
+    host = await _knocked(stores)
+    await stores.store.knock(
+        host,
+        "g2",
+        {"id": "g2", "name": "H", "options": {"title": "Own title", "duration": 45}},
+        resume="g2~s",
+        conn="c2",
+        email="",
+        verified=False,
+        link_limit=0,
+        address="5.5.5.5",
+        address_limit=0,
+    )
+    template = {
+        "type": "admitted",
+        "mode": "admit",
+        "meeting": {"id": "room", "url": "https://m/room", "title": "Meeting", "duration": 30},
+    }
+    steps = await stores.store.transition_all(host, LobbyEvent.ADMIT, template, ("title",))
+    assert [s.ok for s in steps] == [True, True]
+    snapshot = await stores.store.snapshot(host, ["g1", "g2"])
+    assert snapshot.queue == []
+    second = snapshot.known["g2"].outcome
+    assert second is not None and second["meeting"]["title"] == "Own title"
+    assert second["meeting"]["duration"] == 30  # not copied: only "title" was asked for
