@@ -41,13 +41,11 @@ def client_address(scope: Mapping[str, Any], trusted: list[str]) -> str:
     every = "*" in trusted
     if not every and peer not in trusted:
         return peer
-    hops = [
-        hop.strip()
-        for name, value in scope.get("headers", [])
-        if name == b"x-forwarded-for"
-        for hop in value.decode("latin-1").split(",")
-    ]
-    hops = [hop for hop in hops if hop]
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    joined = ",".join(
+        value.decode("latin-1") for name, value in headers if name == b"x-forwarded-for"
+    )
+    hops = [hop.strip() for hop in joined.split(",") if hop.strip()]
     if not hops:
         return peer
     if not every:
