@@ -140,7 +140,13 @@ async def _open(ws: WebSocket) -> tuple[Node, Connection] | None:
     codec = await _accept(ws, node)
     if codec is None:
         return None
-    return node, Connection(ws, codec, node.settings.send_queue)
+    return node, Connection(
+        ws,
+        codec,
+        node.settings.send_queue,
+        node.settings.send_queue_bytes,
+        node.settings.drain_timeout,
+    )
 
 
 async def host_endpoint(ws: WebSocket) -> None:
