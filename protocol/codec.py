@@ -40,7 +40,7 @@ class Codec:
         return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
 
     def decode(self, frame: Frame) -> dict[str, Any]:
-        if len(frame) > MAX_FRAME:
+        if _size(frame) > MAX_FRAME:
             raise FrameTooLarge()
         try:
             if self.binary:
@@ -65,6 +65,14 @@ class Codec:
         if not isinstance(value, dict):
             raise BadFrame("a frame must be a map")
         return value
+
+
+def _size(frame: Frame) -> int:
+    """The frame's size on the wire: a text frame is UTF-8, up to 4 bytes a
+    character, so it is encoded only when its length alone cannot settle it."""
+    if isinstance(frame, str) and MAX_FRAME // 4 < len(frame) <= MAX_FRAME:
+        return len(frame.encode("utf-8", "surrogatepass"))
+    return len(frame)
 
 
 CODECS = {name: Codec(name) for name in SUBPROTOCOLS}

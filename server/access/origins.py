@@ -3,7 +3,8 @@
 Origins: a browser from another origin is refused unless listed in
 ``FOYER_ALLOWED_ORIGINS``; the same origin always passes; clients without an
 Origin header (native apps, servers) pass. Client address: the socket's peer,
-or ``X-Forwarded-For`` only when the peer is a trusted proxy.
+or, only when the peer is a trusted proxy, the rightmost ``X-Forwarded-For``
+hop that is not one.
 """
 
 from __future__ import annotations
@@ -25,12 +26,30 @@ def origin_allowed(headers: Mapping[str, str], allowed: list[str]) -> bool:
 
 
 def client_address(scope: Mapping[str, Any], trusted: list[str]) -> str:
+    """The socket's peer; behind a trusted proxy, the rightmost hop of
+    ``X-Forwarded-For`` that is not itself a trusted proxy.
+
+    Proxies append, so everything left of the last untrusted hop was written
+    by the client and proves nothing (it would let a client pick a new address
+    per knock and escape the per-address limit). This is uvicorn's
+    ``ProxyHeadersMiddleware.get_trusted_client_address``: several headers
+    join in order, empty entries are skipped, an all-trusted chain (always the
+    case with ``*``) gives its leftmost hop.
+    """
     client = scope.get("client")
     peer = str(client[0]) if client else "unknown"
-    if peer in trusted or "*" in trusted:
-        for name, value in scope.get("headers", []):
-            if name == b"x-forwarded-for":
-                first = value.decode("latin-1").split(",")[0].strip()
-                if first:
-                    return str(first)
-    return peer
+    every = "*" in trusted
+    if not every and peer not in trusted:
+        return peer
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    joined = ",".join(
+        value.decode("latin-1") for name, value in headers if name == b"x-forwarded-for"
+    )
+    hops = [hop.strip() for hop in joined.split(",") if hop.strip()]
+    if not hops:
+        return peer
+    if not every:
+        for hop in reversed(hops):
+            if hop not in trusted:
+                return hop
+    return hops[0]

@@ -1,7 +1,10 @@
 """One WebSocket: a bounded send queue and the one task that writes it.
 
 A peer that reads too slowly fills its queue and is disconnected with 4013
-(centrifuge's DisconnectSlow) instead of making us buffer without limit.
+(centrifuge's DisconnectSlow) instead of making us buffer without limit. The
+queue is bounded in frames and in bytes (centrifuge's ``ClientQueueMaxSize``):
+outgoing ``welcome`` and ``settings`` frames are not held to the 64 KiB limit
+on incoming ones, so a frame count alone does not bound memory.
 """
 
 from __future__ import annotations
@@ -29,27 +32,40 @@ class Connection:
         "_close_code",
         "_paused",
         "_queue",
+        "_queued_bytes",
         "_wake",
         "_writer",
         "closing",
         "codec",
+        "drain_timeout",
         "limit",
+        "limit_bytes",
         "ws",
     )
 
-    def __init__(self, ws: WebSocket, codec: Codec, limit: int) -> None:
+    def __init__(
+        self,
+        ws: WebSocket,
+        codec: Codec,
+        limit: int,
+        limit_bytes: int = 1 << 20,
+        drain_timeout: float = 2.0,
+    ) -> None:
         self.ws = ws
         self.codec = codec
-        self.limit = limit
+        self.limit = limit  # frames queued at most
+        self.limit_bytes = limit_bytes  # and bytes (len() of the frames) queued at most
+        self.drain_timeout = drain_timeout  # seconds a close waits for the queue to go out
         self.closing = False
         self._queue: deque[Frame] = deque()
+        self._queued_bytes = 0
         self._wake = asyncio.Event()
         self._close_code: int | None = None
         self._writer: asyncio.Task[None] | None = None
         self._paused = False
 
     def start(self) -> None:
-        self._writer = asyncio.create_task(self._write_loop())
+        self._writer = asyncio.create_task(self._write_loop(), name="foyer-writer")
 
     async def stop(self) -> None:
         """Let a requested close go out (briefly), then cancel the writer.
@@ -58,8 +74,9 @@ class Connection:
         if writer is None or writer.done():
             return
         if self.closing:
-            with contextlib.suppress(asyncio.TimeoutError, Exception):
-                await asyncio.wait_for(asyncio.shield(writer), timeout=2.0)
+            with contextlib.suppress(Exception):  # TimeoutError included
+                async with asyncio.timeout(self.drain_timeout):
+                    await asyncio.shield(writer)
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await writer
@@ -70,7 +87,9 @@ class Connection:
 
     def resume_with(self, message: Message | Mapping[str, Any]) -> None:
         body = message.to_map() if isinstance(message, Message) else message
-        self._queue.appendleft(self.codec.encode(body))
+        frame = self.codec.encode(body)
+        self._queue.appendleft(frame)
+        self._queued_bytes += len(frame)
         self._paused = False
         self._wake.set()
 
@@ -81,12 +100,15 @@ class Connection:
     def send_frame(self, frame: Frame) -> None:
         if self.closing:
             return
-        if len(self._queue) >= self.limit:
+        size = len(frame)
+        if len(self._queue) >= self.limit or self._queued_bytes + size > self.limit_bytes:
             log.info("closing a slow consumer")
             self._queue.clear()
+            self._queued_bytes = 0
             self.close(CloseCode.SLOW_CONSUMER)
             return
         self._queue.append(frame)
+        self._queued_bytes += size
         self._wake.set()
 
     def close(self, code: int = CloseCode.NORMAL) -> None:
@@ -107,6 +129,7 @@ class Connection:
                     continue
                 while self._queue:
                     frame = self._queue.popleft()
+                    self._queued_bytes -= len(frame)
                     if isinstance(frame, bytes):
                         await ws.send_bytes(frame)
                     else:

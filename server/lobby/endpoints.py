@@ -112,7 +112,7 @@ async def _open(ws: WebSocket, config: EndpointConfig) -> Connection | None:
         return None
     await ws.accept(subprotocol=chosen if offered else None)
     codec: Codec = CODECS[chosen]
-    return Connection(ws, codec, config.send_queue)
+    return Connection(ws, codec, config.send_queue, config.send_queue_bytes, config.drain_timeout)
 
 
 async def _first(

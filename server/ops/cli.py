@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 
 import uvicorn
+from pydantic import ValidationError
 
+from protocol.codec import MAX_FRAME
 from protocol.errors import HostExists
 from server.ops.config import Settings
 from server.ops.embedded import EmbeddedValkey
@@ -65,8 +67,9 @@ async def _demo(settings: Settings) -> HostRecord:
         await redis.aclose()
 
 
-def serve(args: argparse.Namespace) -> int:
-    settings = Settings()
+def serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Fill in what the environment left unset (dev secrets, the embedded
+    Valkey, the listen URL), then run uvicorn."""
     env: dict[str, str] = {}
     generated = []
     if not settings.secret or not settings.api_key:
@@ -83,11 +86,22 @@ def serve(args: argparse.Namespace) -> int:
         valkey.start()
         env["FOYER_REDIS_URL"] = valkey.url
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    env["FOYER_LISTEN_URL"] = f"http://{shown}:{args.port}"  # for emails without PUBLIC_URL
+    base = f"http://{shown}:{args.port}"
+    env["FOYER_LISTEN_URL"] = base  # for emails without PUBLIC_URL
+    # uvicorn builds the app in its own process for each worker, and each
+    # builds its Settings from the environment (server.app.create_app): so
+    # what was decided here reaches them through os.environ. This process
+    # takes the same values without reading the environment again.
     os.environ.update(env)
-    settings = Settings()
+    settings = settings.model_copy(
+        update={
+            "secret": env.get("FOYER_SECRET", settings.secret),
+            "api_key": env.get("FOYER_API_KEY", settings.api_key),
+            "redis_url": env.get("FOYER_REDIS_URL", settings.redis_url),
+            "listen_url": base,
+        }
+    )
     try:
-        base = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
         where = f"embedded Valkey, data in {settings.data_dir}" if valkey else "FOYER_REDIS_URL"
         print(f"Foyer on {base}  (store: {where})", flush=True)
         if generated:
@@ -114,14 +128,14 @@ def serve(args: argparse.Namespace) -> int:
             workers=args.workers if args.workers > 1 else None,
             loop="uvloop",
             ws="websockets-sansio",
-            ws_max_size=64 * 1024,
+            ws_max_size=MAX_FRAME,
             ws_per_message_deflate=False,
             ws_ping_interval=20.0,
             ws_ping_timeout=20.0,
             log_level=settings.log_level.lower(),
             access_log=args.access_log,
             timeout_graceful_shutdown=5,
-            proxy_headers=False,  # FOYER_TRUSTED_PROXIES is the one control (server/origins.py)
+            proxy_headers=False,  # FOYER_TRUSTED_PROXIES is the one control (access/origins.py)
         )
     finally:
         if valkey is not None:
@@ -129,17 +143,29 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser(settings: Settings) -> argparse.ArgumentParser:
+    """The command line; ``FOYER_HOST``/``FOYER_PORT`` (Settings) are the defaults."""
     parser = argparse.ArgumentParser(prog="foyer", description="Foyer signalling server")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("serve", help="start Foyer")
-    run.add_argument("--host", default=os.environ.get("FOYER_HOST", "127.0.0.1"))
-    run.add_argument("--port", type=int, default=int(os.environ.get("FOYER_PORT", "8000")))
+    run.add_argument("--host", default=settings.host, help="default: FOYER_HOST")
+    run.add_argument("--port", type=int, default=settings.port, help="default: FOYER_PORT")
     run.add_argument("--workers", type=int, default=1)
     run.add_argument("--access-log", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = "FOYER_" + "_".join(str(part) for part in error["loc"]).upper()
+            print(f"foyer: {name}: {error['msg']}", file=sys.stderr)
+        return 2
+    args = build_parser(settings).parse_args(argv)
     if args.command == "serve":
-        return serve(args)
+        return serve(args, settings)
     return 2
 
 

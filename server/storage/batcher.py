@@ -16,11 +16,14 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 log = logging.getLogger("foyer.batcher")
 
 MAX_BATCH = 512
+
+Batch = list[tuple[tuple[Any, ...], asyncio.Future[Any]]]
 
 
 def _log_failure(fut: asyncio.Future[Any]) -> None:
@@ -36,15 +39,22 @@ class Batcher:
         self.scripts = scripts  # name -> source
         self.shas: dict[str, str] = {}
         self._queue: deque[tuple[tuple[Any, ...], asyncio.Future[Any]]] = deque()
+        self._in_flight: Batch = []  # popped from the queue, replies not all in yet
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
         self._conn: Connection | None = None  # the batcher's own, standalone Redis only
 
     async def start(self) -> None:
+        self._stopped = False
         await self.load_scripts()
         self._task = asyncio.create_task(self._run(), name="foyer-batcher")
 
     async def stop(self) -> None:
+        """Cancel the flusher and fail every future still owned here, the batch
+        in flight included (its replies will never be read), with a
+        ``ConnectionError``: callers handle it as any Redis outage."""
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
             try:
@@ -55,10 +65,12 @@ class Batcher:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await self.redis.connection_pool.release(conn)
-        while self._queue:
-            _, fut = self._queue.popleft()
+        owned, self._in_flight = self._in_flight, []
+        owned.extend(self._queue)
+        self._queue.clear()
+        for _, fut in owned:
             if not fut.done():
-                fut.cancel()
+                fut.set_exception(RedisConnectionError("the batcher stopped"))
 
     async def load_scripts(self) -> None:
         for name, source in self.scripts.items():
@@ -67,6 +79,9 @@ class Batcher:
     def call(self, *args: Any) -> asyncio.Future[Any]:
         """Queue one command; the future gets its reply or its exception."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._stopped:
+            fut.set_exception(RedisConnectionError("the batcher stopped"))
+            return fut
         self._queue.append((args, fut))
         self._wake.set()
         return fut
@@ -84,6 +99,7 @@ class Batcher:
             self._wake.clear()
             while self._queue:
                 batch = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH))]
+                self._in_flight = batch  # ``stop`` resolves it if it cancels us here
                 try:
                     await self._send(batch)
                 except Exception as exc:  # the connection failed: fail this batch only
@@ -91,8 +107,9 @@ class Batcher:
                     for _, fut in batch:
                         if not fut.done():
                             fut.set_exception(exc)
+                self._in_flight = []
 
-    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+    async def _send(self, batch: Batch) -> None:
         results = await self._pipeline([args for args, _ in batch])
         if any(isinstance(r, NoScriptError) for r in results):
             await self.load_scripts()

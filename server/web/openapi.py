@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from protocol.messages import HOST_ID_RE
 from server.hosts.settings import SettingsPatch
 from server.web.api import (
     GuestTokenRequest,
@@ -35,7 +36,7 @@ HOST_ID = {
     "name": "host",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_.:-]{1,64}$"},
+    "schema": {"type": "string", "pattern": HOST_ID_RE.pattern},
 }
 SLUG = {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}
 

@@ -40,6 +40,26 @@ def test_too_large() -> None:
         CODECS[MSGPACK].decode(msgpack.packb({"x": "a" * MAX_FRAME}))
 
 
+def test_json_size_counts_utf8_bytes_not_characters() -> None:
+    """A text frame of 40 000 characters is 80 000 bytes of UTF-8 on the wire."""
+    frame = json.dumps({"x": "é" * 40_000}, ensure_ascii=False)
+    assert len(frame) < MAX_FRAME < len(frame.encode())
+    with pytest.raises(FrameTooLarge):
+        CODECS[JSON].decode(frame)
+
+
+@pytest.mark.parametrize("char", ["a", "é", "€", "😀"])
+def test_json_frame_of_exactly_max_bytes_passes(char: str) -> None:
+    head = '{"x":"'
+    room = MAX_FRAME - len(head.encode()) - 2
+    body = char * (room // len(char.encode())) + "a" * (room % len(char.encode()))
+    frame = head + body + '"}'
+    assert len(frame.encode()) == MAX_FRAME
+    assert CODECS[JSON].decode(frame) == {"x": body}
+    with pytest.raises(FrameTooLarge):
+        CODECS[JSON].decode(head + body + 'a"}')
+
+
 def test_negotiation() -> None:
     assert negotiate([]) == JSON
     assert negotiate(["foyer.v1.msgpack"]) == MSGPACK

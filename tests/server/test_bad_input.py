@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import jwt
@@ -14,7 +15,14 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from foyer_client import GuestClient, HostClient
-from tests.support import FoyerProcess
+from tests.support import FoyerProcess, spawn_foyer
+
+
+@pytest.fixture(scope="module")
+def quick_hello(redis_url: str) -> Iterator[FoyerProcess]:
+    """A process that waits 0.5 s, not the default 5 s, for the first frame."""
+    with spawn_foyer(redis_url, {"FOYER_HELLO_TIMEOUT": "0.5"}) as proc:
+        yield proc
 
 
 async def _open(url: str, proto: str | None = "foyer.v1.json") -> ClientConnection:
@@ -31,9 +39,9 @@ async def _recv_json(ws: ClientConnection) -> dict[str, Any]:
     return json.loads(frame) if isinstance(frame, str) else msgpack.unpackb(frame)
 
 
-async def _closed(ws: ClientConnection) -> int | None:
+async def _closed(ws: ClientConnection, within: float = 10) -> int | None:
     try:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(within):
             while True:
                 await ws.recv()
     except ConnectionClosed:
@@ -62,9 +70,9 @@ async def test_frame_over_64k_closes_1009(foyer: FoyerProcess, host: dict[str, A
         assert await device.wait_closed() == 1009
 
 
-async def test_no_hello_in_5s_closes_4008(foyer: FoyerProcess) -> None:
-    ws = await _open(foyer.ws_url + "/ws/host")
-    assert await _closed(ws) == 4008
+async def test_no_hello_in_time_closes_4008(quick_hello: FoyerProcess) -> None:
+    ws = await _open(quick_hello.ws_url + "/ws/host")
+    assert await _closed(ws, within=4) == 4008  # well before the default 5 s
 
 
 @pytest.mark.parametrize(
@@ -137,9 +145,10 @@ async def test_guest_bad_first_frame_closes_1008(
     assert await _closed(ws) == 1008
 
 
-async def test_guest_no_knock_closes_4008(foyer: FoyerProcess, host: dict[str, Any]) -> None:
-    ws = await _open(foyer.ws_url + f"/ws/guest/{host['slug']}")
-    assert await _closed(ws) == 4008
+async def test_guest_no_knock_in_time_closes_4008(quick_hello: FoyerProcess) -> None:
+    host = quick_hello.create_host("Slow Guest Host")
+    ws = await _open(quick_hello.ws_url + f"/ws/guest/{host['slug']}")
+    assert await _closed(ws, within=4) == 4008  # well before the default 5 s
 
 
 async def test_guest_bad_later_frame_gets_error(foyer: FoyerProcess, host: dict[str, Any]) -> None:

@@ -116,3 +116,28 @@ def _valkeys_alive(data_dir: Path) -> list[psutil.Process]:
         except psutil.Error:
             continue
     return alive
+
+
+def test_host_and_port_default_to_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.ops.cli import build_parser
+    from server.ops.config import Settings
+
+    monkeypatch.setenv("FOYER_HOST", "0.0.0.0")
+    monkeypatch.setenv("FOYER_PORT", "9123")
+    parser = build_parser(Settings())
+    args = parser.parse_args(["serve"])
+    assert (args.host, args.port) == ("0.0.0.0", 9123)
+    args = parser.parse_args(["serve", "--host", "::1", "--port", "8001"])
+    assert (args.host, args.port) == ("::1", 8001)  # the command line wins
+
+
+@pytest.mark.parametrize("port", ["eighty", "70000"])
+def test_bad_port_is_reported_before_anything_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], port: str
+) -> None:
+    from server.ops.cli import main
+
+    monkeypatch.setenv("FOYER_PORT", port)
+    monkeypatch.setenv("FOYER_DATA_DIR", "/nonexistent/foyer-must-not-start")
+    assert main(["serve"]) == 2
+    assert "FOYER_PORT" in capsys.readouterr().err

@@ -6,14 +6,17 @@ import asyncio
 import email
 import email.policy
 import threading
+import time
 from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from redis.asyncio import Redis
 
 from foyer_client import GuestClient, HostClient
+from server.notify.email import MAIL_KEY
 from server.ops.embedded import free_port
 from tests.support import FoyerProcess, spawn_foyer
 
@@ -69,6 +72,32 @@ async def _wait_for_mail(inbox: Inbox, count: int, seconds: float = 10) -> None:
     raise AssertionError(f"expected {count} emails, got {inbox.count()}")
 
 
+async def _wait_for_mail_to(inbox: Inbox, address: str, seconds: float = 10) -> None:
+    for _ in range(int(seconds * 10)):
+        with inbox.lock:
+            if any(m["To"] == address for m in inbox.messages):
+                return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no email to {address}")
+
+
+async def _until_scheduled(redis_url: str, host: str, after_ms: float = 0) -> float:
+    """Until the mail schedule (``foyer:mail-due``) holds the host with a time
+    later than ``after_ms``; returns that time. Bounded: fails the test."""
+    redis = Redis.from_url(redis_url)
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                due = await redis.zscore(MAIL_KEY, host)
+                if due is not None and due > after_ms:
+                    return float(due)
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"no email for {host} scheduled after {after_ms}") from None
+    finally:
+        await redis.aclose()
+
+
 async def test_one_coalesced_email_when_host_is_away(
     mailing: FoyerProcess, smtp: tuple[Inbox, int]
 ) -> None:
@@ -88,7 +117,11 @@ async def test_one_coalesced_email_when_host_is_away(
         assert "Ann (Guest)" in body and "Ben (Guest)" in body and "Pricing" in body
         assert "https://foyer.test.example/host" in body and host["token"] not in body
         async with GuestClient(mailing.ws_url, host["slug"], name="Dee"):
-            await asyncio.sleep(2.5)  # past the delay: the cool-down holds it back
+            knocked_ms = time.time() * 1000
+            # Dee's knock schedules an email 1.5 s on; when it comes due the
+            # sweep finds the cool-down and puts it back until the cool-down
+            # ends (~28 s on) instead of sending it.
+            await _until_scheduled(mailing.redis_url, host["id"], knocked_ms + 10_000)
             assert inbox.count() == before + 1
 
 
@@ -99,12 +132,27 @@ async def test_no_email_when_a_device_is_online_or_opted_out(
     before = inbox.count()
     present = mailing.create_host("Present Host", email="present@test.example")
     quiet = mailing.create_host("Quiet Host", email="quiet@test.example")
+    witness = mailing.create_host("Witness Host", email="witness@test.example")
     with mailing.api() as api:
         api.patch(f"/api/hosts/{quiet['id']}/settings", json={"email_notifications": False})
-    async with (
-        HostClient(mailing.ws_url, present["token"]),
-        GuestClient(mailing.ws_url, present["slug"], name="Seen"),
-        GuestClient(mailing.ws_url, quiet["slug"], name="Unseen"),
-    ):
-        await asyncio.sleep(3)
-    assert inbox.count() == before
+    redis = Redis.from_url(mailing.redis_url)
+    try:
+        async with (
+            HostClient(mailing.ws_url, present["token"]),
+            GuestClient(mailing.ws_url, present["slug"], name="Seen"),
+            GuestClient(mailing.ws_url, quiet["slug"], name="Unseen"),
+        ):
+            # The opted-out host is scheduled like any away host (the sweep
+            # decides); the present one is not scheduled at all.
+            await _until_scheduled(mailing.redis_url, quiet["id"])
+            assert await redis.zscore(MAIL_KEY, present["id"]) is None
+            # The witness is scheduled later; the sweep handles the schedule in
+            # order, one email after the other, so once the witness's email is
+            # in, any email for the other two would be in as well.
+            async with GuestClient(mailing.ws_url, witness["slug"], name="Witness"):
+                await _wait_for_mail_to(inbox, "witness@test.example")
+            assert await redis.zscore(MAIL_KEY, quiet["id"]) is None  # the sweep took it
+    finally:
+        await redis.aclose()
+    to = [m["To"] for m in inbox.messages[before:]]
+    assert "present@test.example" not in to and "quiet@test.example" not in to

@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from foyer_client import ClientError, GuestClient, HostClient
 from protocol.messages import GuestLeft
+from server.storage.store import EXPIRY_KEY
 from tests.support import FoyerProcess, spawn_foyer, valkey_server
 
 
@@ -27,7 +29,6 @@ async def test_resume_keeps_id_and_place(foyer: FoyerProcess, host: dict[str, An
         async with GuestClient(foyer.ws_url, host["slug"], name="Ben") as second:
             gid, resume = first.waiting.guest, first.waiting.resume
             await first.close()  # the connection drops
-            await asyncio.sleep(0.3)
             away = await device.wait_for("guest_away")
             assert getattr(away, "guest") == gid  # noqa: B009
             async with HostClient(foyer.ws_url, host["token"]) as late:
@@ -59,7 +60,6 @@ async def test_resume_after_answer_gets_the_outcome(
         await guest.__aenter__()
         resume = guest.waiting.resume
         await guest.close()
-        await asyncio.sleep(0.2)
         await device.busy(guest.waiting.guest, "call me later")
         async with GuestClient(foyer.ws_url, host["slug"], resume=resume) as back:
             out = await back.wait_for("busy")
@@ -93,17 +93,41 @@ async def test_dropped_guest_expires_after_window(short_window: FoyerProcess) ->
             assert later.welcome.waiting == []
 
 
+async def _expiry_scheduled(redis_url: str, host: str, guest: str) -> None:
+    """Until the sweep's schedule holds the guest's deadline (bounded)."""
+    redis = Redis.from_url(redis_url)
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                if await redis.zscore(EXPIRY_KEY, f"{host}\n{guest}") is not None:
+                    return
+                await asyncio.sleep(0.02)
+    finally:
+        await redis.aclose()
+
+
 async def test_guest_back_in_time_does_not_expire(short_window: FoyerProcess) -> None:
     host = short_window.create_host("Expiry Host 2")
     async with HostClient(short_window.ws_url, host["token"]) as device:
         guest = GuestClient(short_window.ws_url, host["slug"], name="Gus")
         await guest.__aenter__()
+        gid = guest.waiting.guest
         await guest.close()
+        await _expiry_scheduled(short_window.redis_url, host["id"], gid)
         async with GuestClient(
             short_window.ws_url, host["slug"], resume=guest.waiting.resume
         ) as back:
-            await asyncio.sleep(2.5)  # past the first deadline
-            assert not [m for m in device.pending() if m.type == "guest_left"]
+            # A witness drops after Gus came back, so its deadline is later than
+            # Gus's first one; the sweep handles deadlines in order and the host
+            # gets the events in order, so the witness's expiry arrives only
+            # after Gus's deadline was handled (and after Gus's "left", had he
+            # wrongly expired).
+            witness = GuestClient(short_window.ws_url, host["slug"], name="Witness")
+            await witness.__aenter__()
+            await witness.close()
+            left = await device.wait_for("guest_left", timeout=10)
+            assert isinstance(left, GuestLeft)
+            assert (left.guest, left.reason) == (witness.waiting.guest, "expired")
             await device.admit(back.waiting.guest)
             assert (await back.wait_for("admitted")).type == "admitted"
 

@@ -1,0 +1,87 @@
+"""The Batcher on a real Valkey: stopping it resolves every future it owns,
+the batch in flight included, so no caller waits forever."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from server.storage.batcher import Batcher
+
+
+@pytest.fixture
+async def named(redis_url: str) -> AsyncIterator[tuple[Redis, str]]:
+    """A client whose connections carry a name we can find in CLIENT LIST."""
+    name = "batcher-test-" + uuid.uuid4().hex[:8]
+    redis = Redis.from_url(redis_url, client_name=name)
+    try:
+        yield redis, name
+    finally:
+        await redis.aclose()
+
+
+async def _blocked(redis_url: str, name: str) -> None:
+    """Until Valkey shows the batcher's connection blocked in BLPOP: the
+    batch is in flight (bounded; fails the test if it never happens)."""
+    probe = Redis.from_url(redis_url)
+    try:
+        async with asyncio.timeout(5):
+            while True:
+                clients: list[dict[str, Any]] = await probe.client_list()
+                if any(c.get("name") == name and c.get("cmd") == "blpop" for c in clients):
+                    return
+                await asyncio.sleep(0.01)
+    finally:
+        await probe.aclose()
+
+
+async def _outcome(fut: asyncio.Future[Any]) -> str:
+    """How the future ended; a future left pending fails the test (timeout)."""
+    async with asyncio.timeout(2):
+        await asyncio.wait([fut])
+    if fut.cancelled():
+        return "cancelled"
+    return "failed" if isinstance(fut.exception(), RedisError) else "result"
+
+
+async def test_round_trip(named: tuple[Redis, str]) -> None:
+    redis, _ = named
+    batcher = Batcher(redis, {"echo": "return ARGV[1]"})
+    await batcher.start()
+    try:
+        key = "batcher-test:" + uuid.uuid4().hex
+        assert await batcher.call("SET", key, "1", "PX", 10_000) is True
+        assert await batcher.call("GET", key) == b"1"
+        assert await batcher.script("echo", [key], ["hi"]) == b"hi"
+    finally:
+        await batcher.stop()
+
+
+async def test_stop_resolves_the_batch_in_flight(named: tuple[Redis, str], redis_url: str) -> None:
+    redis, name = named
+    batcher = Batcher(redis, {})
+    await batcher.start()
+    key = "batcher-test:" + uuid.uuid4().hex
+    in_flight = batcher.call("BLPOP", key, 0)  # blocks until stop
+    await _blocked(redis_url, name)
+    queued = batcher.call("GET", key)  # waits behind the batch in flight
+    waiter = asyncio.create_task(_outcome(in_flight))
+    await batcher.stop()
+    assert in_flight.done()
+    assert queued.done()
+    assert await waiter == "failed"
+    assert await _outcome(queued) == "failed"
+
+
+async def test_call_after_stop_fails_at_once(named: tuple[Redis, str]) -> None:
+    redis, _ = named
+    batcher = Batcher(redis, {})
+    await batcher.start()
+    await batcher.stop()
+    assert await _outcome(batcher.call("PING")) == "failed"
