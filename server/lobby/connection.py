@@ -13,8 +13,6 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Mapping
-from typing import Any
 
 from starlette.websockets import WebSocket
 
@@ -30,7 +28,6 @@ class Connection:
 
     __slots__ = (
         "_close_code",
-        "_paused",
         "_queue",
         "_queued_bytes",
         "_wake",
@@ -62,7 +59,6 @@ class Connection:
         self._wake = asyncio.Event()
         self._close_code: int | None = None
         self._writer: asyncio.Task[None] | None = None
-        self._paused = False
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name="foyer-writer")
@@ -81,21 +77,8 @@ class Connection:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await writer
 
-    def pause(self) -> None:
-        """Hold queued frames back until ``resume_with`` (the welcome goes first)."""
-        self._paused = True
-
-    def resume_with(self, message: Message | Mapping[str, Any]) -> None:
-        body = message.to_map() if isinstance(message, Message) else message
-        frame = self.codec.encode(body)
-        self._queue.appendleft(frame)
-        self._queued_bytes += len(frame)
-        self._paused = False
-        self._wake.set()
-
-    def send(self, message: Message | Mapping[str, Any]) -> None:
-        body = message.to_map() if isinstance(message, Message) else message
-        self.send_frame(self.codec.encode(body))
+    def send(self, message: Message) -> None:
+        self.send_frame(self.codec.encode(message.to_map()))
 
     def send_frame(self, frame: Frame) -> None:
         if self.closing:
@@ -125,8 +108,6 @@ class Connection:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                if self._paused and self._close_code is None:
-                    continue
                 while self._queue:
                     frame = self._queue.popleft()
                     self._queued_bytes -= len(frame)

@@ -16,8 +16,8 @@ from aiosmtpd.controller import Controller
 from redis.asyncio import Redis
 
 from foyer_client import GuestClient, HostClient
-from server.notify.email import MAIL_KEY
 from server.ops.embedded import free_port
+from server.storage.keys import MAIL_DUE as MAIL_KEY
 from tests.support import FoyerProcess, spawn_foyer
 
 

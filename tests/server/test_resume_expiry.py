@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from foyer_client import ClientError, GuestClient, HostClient
 from protocol.messages import GuestLeft
-from server.storage.store import EXPIRY_KEY
+from server.storage.keys import EXPIRY as EXPIRY_KEY
 from tests.support import FoyerProcess, spawn_foyer, valkey_server
 
 
