@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 from redis.asyncio import Redis
@@ -17,32 +15,13 @@ from protocol import events, lobby
 from protocol.errors import InvalidTransition
 from protocol.lobby import GuestState, LobbyEvent, Verdict
 from server.storage import keys, scripts
-from server.storage.batcher import Batcher
-from server.storage.store import Store
 from server.storage.values import now_ms, pack
+from tests.server.storage.conftest import Stores
 
 SECRET = "g1~secret"
 CONN = "c1"
 MEETING = "m1"
 OUTCOME = {"type": "admitted", "mode": "admit", "meeting": {"id": "r", "url": "https://x/r"}}
-
-
-@dataclass
-class Lobby:
-    redis: Redis
-    store: Store
-
-
-@pytest.fixture
-async def lobby_store(redis_url: str) -> AsyncIterator[Lobby]:
-    redis = Redis.from_url(redis_url)
-    batch = Batcher(redis, scripts.load())
-    await batch.start()
-    try:
-        yield Lobby(redis, Store(batch))
-    finally:
-        await batch.stop()
-        await redis.aclose()
 
 
 async def _guest_in(redis: Redis, state: GuestState, *, deadline_ms: int) -> tuple[str, str]:
@@ -78,9 +57,9 @@ PAIRS = list(itertools.product(GuestState, LobbyEvent))
 
 @pytest.mark.parametrize(("state", "event"), PAIRS, ids=[f"{s}-{e}" for s, e in PAIRS])
 async def test_every_pair_follows_the_table(
-    lobby_store: Lobby, state: GuestState, event: LobbyEvent
+    stores: Stores, state: GuestState, event: LobbyEvent
 ) -> None:
-    redis, store = lobby_store.redis, lobby_store.store
+    redis, store = stores.redis, stores.store
     host, guest = await _guest_in(redis, state, deadline_ms=now_ms() - 1000)  # guards all pass
     (step,) = await store.transition(
         host,
@@ -114,9 +93,9 @@ GUARDED = [
 
 @pytest.mark.parametrize(("event", "broken"), GUARDED, ids=[e for e, _ in GUARDED])
 async def test_a_failed_guard_answers_its_verdict_and_changes_nothing(
-    lobby_store: Lobby, event: LobbyEvent, broken: dict[str, str]
+    stores: Stores, event: LobbyEvent, broken: dict[str, str]
 ) -> None:
-    redis, store = lobby_store.redis, lobby_store.store
+    redis, store = stores.redis, stores.store
     # a state from which the table allows ``event``: only the guard can refuse it
     state = next(s for s in GuestState if (s, event) in lobby.TRANSITIONS)
     host, guest = await _guest_in(redis, state, deadline_ms=now_ms() + 60_000)
@@ -126,13 +105,13 @@ async def test_a_failed_guard_answers_its_verdict_and_changes_nothing(
     assert await _state(redis, host) == state.value
 
 
-async def test_an_unknown_guest_is_unknown(lobby_store: Lobby) -> None:
-    (step,) = await lobby_store.store.transition("lua-nobody", LobbyEvent.ADMIT, [("gx", b"")])
+async def test_an_unknown_guest_is_unknown(stores: Stores) -> None:
+    (step,) = await stores.store.transition("lua-nobody", LobbyEvent.ADMIT, [("gx", b"")])
     assert step.verdict is Verdict.UNKNOWN_GUEST
 
 
-async def test_published_events_decode_to_their_types(lobby_store: Lobby) -> None:
-    redis, store = lobby_store.redis, lobby_store.store
+async def test_published_events_decode_to_their_types(stores: Stores) -> None:
+    redis, store = stores.redis, stores.store
     host, guest = await _guest_in(redis, GuestState.WAITING, deadline_ms=0)
     pubsub = redis.pubsub()
     await pubsub.subscribe(keys.channel(host))

@@ -5,56 +5,44 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-
-import pytest
-from redis.asyncio import Redis
+from typing import Any
 
 from protocol.errors import HostExists
 from protocol.lobby import GuestState, LobbyEvent
-from server.storage import keys, scripts
-from server.storage.batcher import Batcher
-from server.storage.hosts import HostStore
-from server.storage.store import KnockVerdict, Store
+from server.storage import keys
+from server.storage.store import KnockVerdict
 from server.storage.values import now_ms
+from tests.server.storage.conftest import Stores
 
 
-@dataclass
-class Stores:
-    redis: Redis
-    store: Store
-    hosts: HostStore
-
-
-@pytest.fixture
-async def stores(redis_url: str) -> AsyncIterator[Stores]:
-    redis = Redis.from_url(redis_url)
-    batch = Batcher(redis, scripts.load())
-    await batch.start()
-    try:
-        yield Stores(redis, Store(batch), HostStore(batch))
-    finally:
-        await batch.stop()
-        await redis.aclose()
+async def _knock(
+    stores: Stores,
+    host: str,
+    guest: str,
+    *,
+    address: str = "1.2.3.4",
+    address_limit: int = 30,
+    options: dict[str, Any] | None = None,
+) -> KnockVerdict:
+    result = await stores.store.knock(
+        host,
+        guest,
+        {"id": guest, "name": "G", "options": options or {}},
+        resume=f"{guest}~s",
+        conn="c1",
+        email="",
+        verified=False,
+        link_limit=0,
+        address=address,
+        address_limit=address_limit,
+    )
+    return result.verdict
 
 
 async def _knocked(stores: Stores, guest: str = "g1", address: str = "1.2.3.4") -> str:
     host = "st-" + uuid.uuid4().hex[:10]
     await stores.hosts.create_host(host, "Ada", None)
-    result = await stores.store.knock(
-        host,
-        guest,
-        {"id": guest, "name": "G", "options": {}},
-        resume=f"{guest}~s",
-        conn="c1",
-        email="",
-        verified=False,
-        link_limit=600,
-        address=address,
-        address_limit=30,
-    )
-    assert result.verdict is KnockVerdict.OK
+    assert await _knock(stores, host, guest, address=address) is KnockVerdict.OK
     return host
 
 
@@ -115,21 +103,7 @@ async def test_the_per_address_counter_always_has_a_ttl(stores: Stores) -> None:
 
 async def test_the_per_address_limit_refuses_the_knock_over_it(stores: Stores) -> None:
     host = await _knocked(stores, address="8.8.8.8")
-    results = []
-    for i in range(31):
-        result = await stores.store.knock(
-            host,
-            f"x{i}",
-            {"id": f"x{i}", "name": "G", "options": {}},
-            resume="r",
-            conn="c",
-            email="",
-            verified=False,
-            link_limit=0,
-            address="8.8.8.8",
-            address_limit=30,
-        )
-        results.append(result.verdict)
+    results = [await _knock(stores, host, f"x{i}", address="8.8.8.8") for i in range(31)]
     assert results.count(KnockVerdict.RATE_LIMITED) == 2  # the 31st and 32nd knock
     assert results[-1] is KnockVerdict.RATE_LIMITED
 
@@ -151,18 +125,8 @@ async def test_create_host_is_atomic_and_one_creator_wins(stores: Stores) -> Non
 
 async def test_admit_all_is_one_script_with_each_guests_options(stores: Stores) -> None:
     host = await _knocked(stores)
-    await stores.store.knock(
-        host,
-        "g2",
-        {"id": "g2", "name": "H", "options": {"title": "Own title", "duration": 45}},
-        resume="g2~s",
-        conn="c2",
-        email="",
-        verified=False,
-        link_limit=0,
-        address="5.5.5.5",
-        address_limit=0,
-    )
+    own = {"title": "Own title", "duration": 45}
+    assert await _knock(stores, host, "g2", address_limit=0, options=own) is KnockVerdict.OK
     template = {
         "type": "admitted",
         "mode": "admit",
