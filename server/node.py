@@ -5,7 +5,6 @@ leases, email). Every part gets its collaborators in its constructor."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -26,6 +25,7 @@ from server.storage.batcher import Batcher
 from server.storage.hosts import HostStore
 from server.storage.redis_client import is_cluster, open_redis
 from server.storage.store import Store
+from server.tasks import cancel_and_wait
 from server.web.context import WebContext
 
 log = logging.getLogger("foyer.node")
@@ -127,11 +127,7 @@ class Node:
             )
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         await self.room.stop()
         await self.broker.stop()
         await self.batch.stop()

@@ -23,6 +23,8 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
+from server.tasks import cancel_and_wait
+
 log = logging.getLogger("foyer.broker")
 
 READ_TIMEOUT_S = 1.0
@@ -80,11 +82,7 @@ class Broker:
             self._tasks.append(asyncio.create_task(self._read_loop(), name="foyer-pubsub"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         for fut in self._confirm.values():
             fut.cancel()
         if self._pubsub is not None:

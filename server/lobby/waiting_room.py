@@ -12,7 +12,6 @@ After a pub/sub drop it recovers each host from one store snapshot.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from dataclasses import dataclass
@@ -62,6 +61,7 @@ from server.meetings.provider import PER_GUEST_OPTIONS, MeetingProvider
 from server.notify.email import Mailer
 from server.storage.store import KnockVerdict, Snapshot, Store, raise_for
 from server.storage.values import now_ms, pack
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger("foyer.room")
 
@@ -110,12 +110,7 @@ class WaitingRoom:
         self._recoveries: dict[str, asyncio.Task[None]] = {}
 
     async def stop(self) -> None:
-        tasks = list(self._recoveries.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._recoveries.values())
 
     # -- guests -------------------------------------------------------------------
 

@@ -46,7 +46,9 @@ def render(source: str, values: dict[str, str]) -> str:
 
 
 def load() -> dict[str, str]:
-    """Script name -> rendered source."""
-    values = constants()
+    """Script name -> rendered source. Files named ``_*.lua`` are shared chunks,
+    rendered into the scripts where their placeholder stands."""
     folder = resources.files("server.storage").joinpath("lua")
+    values = constants()
+    values["__WRITE_POLICY__"] = render(folder.joinpath("_policy.lua").read_text(), values)
     return {name: render(folder.joinpath(f"{name}.lua").read_text(), values) for name in NAMES}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, cast
@@ -91,6 +92,10 @@ def _step(reply: list[Any]) -> Step:
     if verdict is lobby.Verdict.OK and len(reply) > 2:
         return Step(verdict, state, None, int(reply[2]), int(reply[3]), int(reply[4]))
     return Step(verdict, state)
+
+
+async def _steps(replies: Awaitable[list[Any]]) -> list[Step]:
+    return [_step(r) for r in await replies]
 
 
 def raise_for(step: Step) -> Step:
@@ -188,7 +193,7 @@ class Store:
         args += [conn, resume, window_ms, merge, keys.guest_prefix(host)]
         return keys_, args
 
-    def _transition(
+    def transition(
         self,
         host: str,
         event: lobby.LobbyEvent,
@@ -199,37 +204,16 @@ class Store:
         window_ms: int = 30_000,
         merge_id: str = "",
         now: int | None = None,
-    ) -> asyncio.Future[Any]:
-        """Queue the script now (so it joins this loop pass's pipeline)."""
+    ) -> Awaitable[list[Step]]:
+        """Apply ``event`` to each (guest, payload); one ``Step`` per guest. The
+        script is queued at once (it joins this loop pass's pipeline, behind
+        whatever was queued before it); await the result."""
         keys_, args = self._transition_args(host, event, conn, resume, window_ms, merge_id, now)
         args.append("")
         for gid, payload in guests:
             keys_.append(keys.guest(host, gid))
             args += [gid, payload]
-        return self.batch.script("transition", keys_, args)
-
-    async def transition(
-        self,
-        host: str,
-        event: lobby.LobbyEvent,
-        guests: list[tuple[str, bytes]],
-        *,
-        conn: str = "",
-        resume: str = "",
-        window_ms: int = 30_000,
-        merge_id: str = "",
-    ) -> list[Step]:
-        """Apply ``event`` to each (guest, payload); one ``Step`` per guest."""
-        replies = await self._transition(
-            host,
-            event,
-            guests,
-            conn=conn,
-            resume=resume,
-            window_ms=window_ms,
-            merge_id=merge_id,
-        )
-        return [_step(r) for r in replies]
+        return _steps(self.batch.script("transition", keys_, args))
 
     async def transition_all(
         self, host: str, event: lobby.LobbyEvent, template: dict[str, Any], copied: tuple[str, ...]
@@ -354,7 +338,7 @@ class Store:
         (an early expiry entry is harmless: the expire guard checks the deadline)."""
         now = now_ms()  # the entry's score is exactly the deadline the script sets
         scheduled = self.batch.call("ZADD", keys.EXPIRY, now + window_ms, f"{host}\n{guest}")
-        steps = self._transition(
+        steps = self.transition(
             host,
             lobby.LobbyEvent.DISCONNECT,
             [(guest, b"")],
@@ -366,8 +350,8 @@ class Store:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        (reply,) = cast(list[Any], results[1])
-        return _step(reply)
+        (step,) = cast(list[Step], results[1])
+        return step
 
     async def sweep_leases(self, window_ms: int) -> int:
         """Turn away the guests whose holder stopped renewing (a crashed process);

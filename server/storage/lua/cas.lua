@@ -7,21 +7,12 @@
 --       5 the new settings as msgpack (for the event), 6.. field/value pairs
 -- Publishes: settings (0, settings)
 local K = __KIND__
+__WRITE_POLICY__
 local current = redis.call('HGET', KEYS[1], 'settings')
 if not current then return -1 end
 if current ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'settings', ARGV[2])
 for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-local policy = cjson.decode(ARGV[2]).policy or {}
-for i, name in ipairs({'block', 'allow'}) do
-  redis.call('DEL', KEYS[1 + i])
-  if type(policy[name]) == 'table' then
-    for _, v in ipairs(policy[name]) do
-      if type(v) == 'string' then redis.call('SADD', KEYS[1 + i], string.lower(v)) end
-    end
-  end
-end
-redis.call('HSET', KEYS[1], 'policy_v', '1', 'locked', policy.locked == true and '1' or '0',
-           'bypass', type(policy.bypass) == 'string' and policy.bypass or 'nobody')
+write_policy(KEYS[1], KEYS[2], KEYS[3], cjson.decode(ARGV[2]).policy)
 redis.call(ARGV[4], ARGV[3], cmsgpack.pack(K.SettingsSet, 0) .. ARGV[5])
 return 1

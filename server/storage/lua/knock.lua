@@ -8,6 +8,7 @@
 --       13 per-address limit/min (0 = off)
 -- Publishes: knock (ev, position, host_state, info)
 local K = __KIND__
+__WRITE_POLICY__
 local INITIAL = __INITIAL__
 local function over(key, limit)
   if limit <= 0 then return false end
@@ -20,19 +21,8 @@ if over(KEYS[10], tonumber(ARGV[13])) then return {'rate_limited'} end
 local p = redis.call('HMGET', KEYS[1], 'policy_v', 'locked', 'bypass')
 if not p[1] then
   -- A host written before the policy fields existed: derive them once.
-  local policy = {}
   local ok, s = pcall(cjson.decode, redis.call('HGET', KEYS[1], 'settings') or '{}')
-  if ok and type(s) == 'table' and type(s.policy) == 'table' then policy = s.policy end
-  for i, name in ipairs({'block', 'allow'}) do
-    redis.call('DEL', KEYS[7 + i])
-    if type(policy[name]) == 'table' then
-      for _, v in ipairs(policy[name]) do
-        if type(v) == 'string' then redis.call('SADD', KEYS[7 + i], string.lower(v)) end
-      end
-    end
-  end
-  p = {'1', policy.locked == true and '1' or '0', type(policy.bypass) == 'string' and policy.bypass or 'nobody'}
-  redis.call('HSET', KEYS[1], 'policy_v', p[1], 'locked', p[2], 'bypass', p[3])
+  p = write_policy(KEYS[1], KEYS[8], KEYS[9], ok and type(s) == 'table' and s.policy or {})
 end
 local email, domain = ARGV[8], ARGV[9]
 local function listed(key)

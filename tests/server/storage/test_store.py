@@ -4,6 +4,7 @@ guest always expires, counters always get their TTL, hosts appear whole."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -139,3 +140,29 @@ async def test_admit_all_is_one_script_with_each_guests_options(stores: Stores) 
     second = snapshot.known["g2"].outcome
     assert second is not None and second["meeting"]["title"] == "Own title"
     assert second["meeting"]["duration"] == 30  # not copied: only "title" was asked for
+
+
+async def test_a_host_written_before_the_policy_sets_is_migrated_on_its_first_knock(
+    stores: Stores,
+) -> None:
+    """Hosts kept by an older Foyer have the policy only in the settings JSON."""
+    host = "st-old-" + uuid.uuid4().hex[:6]
+    settings = {"policy": {"bypass": "nobody", "locked": False, "block": ["Spam.Example"]}}
+    await stores.redis.hset(
+        keys.host(host), mapping={"id": host, "name": "Old", "settings": json.dumps(settings)}
+    )
+    result = await stores.store.knock(
+        host,
+        "g1",
+        {"id": "g1", "name": "G", "options": {}},
+        resume="g1~s",
+        conn="c1",
+        email="eve@spam.example",
+        verified=False,
+        link_limit=0,
+        address="1.1.1.1",
+        address_limit=0,
+    )
+    assert result.verdict is KnockVerdict.BLOCKED
+    assert await stores.redis.smembers(f"{keys.tag(host)}:block") == {b"spam.example"}
+    assert await stores.redis.hget(keys.host(host), "policy_v") == b"1"
