@@ -13,7 +13,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,7 +176,12 @@ async def host_endpoint(ws: WebSocket, lobby: Lobby) -> None:
             return
         if claims.expires_at is not None:
             timer = _expire_at(conn, claims.expires_at)
-        await _host_loop(ws, conn, lobby.room, session)
+        device = session
+
+        async def handle(message: Message) -> None:
+            await lobby.room.handle_host(device, message)
+
+        await _read_loop(ws, conn, HOST_FRAMES, handle, ack=True)
     except Exception as exc:  # the store is unreachable, or a bug: no detail leaves
         conn.send(error_for(exc))
         conn.close(CloseCode.INTERNAL)
@@ -202,23 +207,33 @@ def _expire_at(conn: Connection, expires_at: float) -> asyncio.TimerHandle:
     return loop.call_later(max(0.0, expires_at - time.time()), expire)
 
 
-async def _host_loop(
-    ws: WebSocket, conn: Connection, room: WaitingRoom, session: HostSession
+async def _read_loop(
+    ws: WebSocket,
+    conn: Connection,
+    table: dict[str, type[Message]],
+    handle: Callable[[Message], Awaitable[None]],
+    *,
+    ack: bool,
+    done: Callable[[], bool] = lambda: False,
 ) -> None:
+    """Frames after the first: ``ping`` is answered here, the rest handed over;
+    an error answers the frame (echoing its ``ref``) and never ends the loop."""
     while True:
         event = await ws.receive()
         if event["type"] == "websocket.disconnect":
             return
+        if done():
+            continue
         ref: Any = None
         try:
             raw = conn.codec.decode(_frame(event) or b"")
             ref = raw.get("ref") if isinstance(raw.get("ref"), str | int) else None
-            message = parse(raw, HOST_FRAMES)
+            message = parse(raw, table)
             if isinstance(message, Ping):
                 conn.send(_pong(message))
                 continue
-            await room.handle_host(session, message)
-            if message.reference is not None:
+            await handle(message)
+            if ack and message.reference is not None:
                 conn.send(Ack(ref=message.reference))
         except Exception as exc:
             conn.send(error_for(exc, ref))
@@ -254,8 +269,15 @@ async def guest_endpoint(ws: WebSocket, lobby: Lobby, slug: str) -> None:
             conn.send(error_for(exc))
             conn.close(_close_code(exc, CloseCode.POLICY))
             return
-        if not session.finished:
-            await _guest_loop(ws, conn, lobby.room, session)
+        guest = session
+
+        async def handle_guest(message: Message) -> None:
+            await lobby.room.handle_guest(guest, message)
+
+        if not guest.finished:
+            await _read_loop(
+                ws, conn, GUEST_FRAMES, handle_guest, ack=False, done=lambda: guest.finished
+            )
     except Exception as exc:  # the store is unreachable, or a bug: no detail leaves
         conn.send(error_for(exc))
         conn.close(CloseCode.INTERNAL)
@@ -266,22 +288,3 @@ async def guest_endpoint(ws: WebSocket, lobby: Lobby, slug: str) -> None:
             except Exception:
                 log.warning("could not mark a guest away; its lease will lapse")
         await conn.stop()
-
-
-async def _guest_loop(
-    ws: WebSocket, conn: Connection, room: WaitingRoom, session: GuestSession
-) -> None:
-    while True:
-        event = await ws.receive()
-        if event["type"] == "websocket.disconnect":
-            return
-        if session.finished:
-            continue
-        try:
-            message = parse(conn.codec.decode(_frame(event) or b""), GUEST_FRAMES)
-            if isinstance(message, Ping):
-                conn.send(_pong(message))
-                continue
-            await room.handle_guest(session, message)
-        except Exception as exc:
-            conn.send(error_for(exc))
