@@ -79,6 +79,7 @@ class Broker:
         self._pubsub = self._redis.pubsub()
         self._tasks = [asyncio.create_task(self._sweep_loop(), name="foyer-unsubscribe")]
         if not self._sharded:
+            await self._pubsub.connect()  # type: ignore[no-untyped-call]  # now, not on a knock
             self._tasks.append(asyncio.create_task(self._read_loop(), name="foyer-pubsub"))
 
     async def stop(self) -> None:
