@@ -97,6 +97,7 @@ class Node:
                 send_queue=settings.send_queue,
                 send_queue_bytes=settings.send_queue_bytes,
                 drain_timeout=settings.drain_timeout,
+                write_timeout=settings.write_timeout,
             ),
         )
         self.web = WebContext(

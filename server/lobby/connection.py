@@ -5,6 +5,12 @@ A peer that reads too slowly fills its queue and is disconnected with 4013
 queue is bounded in frames and in bytes (centrifuge's ``ClientQueueMaxSize``):
 outgoing ``welcome`` and ``settings`` frames are not held to the 64 KiB limit
 on incoming ones, so a frame count alone does not bound memory.
+
+A peer that stops reading altogether stalls the write itself (the transport's
+buffer is full and the server waits for it to drain). Every write therefore
+has a timeout; when it passes, the transport is aborted (a plain close would
+wait for that same buffer to drain), so the socket's read loop ends, its
+clean-up runs, and a host device counts as offline at once.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ class Connection:
         "drain_timeout",
         "limit",
         "limit_bytes",
+        "write_timeout",
         "ws",
     )
 
@@ -47,12 +54,14 @@ class Connection:
         limit: int,
         limit_bytes: int = 1 << 20,
         drain_timeout: float = 2.0,
+        write_timeout: float = 10.0,
     ) -> None:
         self.ws = ws
         self.codec = codec
         self.limit = limit  # frames queued at most
         self.limit_bytes = limit_bytes  # and bytes (len() of the frames) queued at most
         self.drain_timeout = drain_timeout  # seconds a close waits for the queue to go out
+        self.write_timeout = write_timeout  # seconds one write may wait for the peer
         self.closing = False
         self._queue: deque[Frame] = deque()
         self._queued_bytes = 0
@@ -111,12 +120,29 @@ class Connection:
                 while self._queue:
                     frame = self._queue.popleft()
                     self._queued_bytes -= len(frame)
-                    if isinstance(frame, bytes):
-                        await ws.send_bytes(frame)
-                    else:
-                        await ws.send_text(frame)
+                    async with asyncio.timeout(self.write_timeout):
+                        if isinstance(frame, bytes):
+                            await ws.send_bytes(frame)
+                        else:
+                            await ws.send_text(frame)
                 if self._close_code is not None:
-                    await ws.close(self._close_code)
+                    async with asyncio.timeout(self.write_timeout):
+                        await ws.close(self._close_code)
                     return
+        except TimeoutError:
+            log.info("aborting a connection whose peer stopped reading")
+            self.closing = True
+            self.abort()
         except Exception:  # the peer went away; the read loop sees it too
             self.closing = True
+
+    def abort(self) -> None:
+        """Drop the TCP connection now, unsent data and all. ASGI has no abort;
+        uvicorn's protocol object (whose bound ``send`` the socket holds) has the
+        transport."""
+        protocol = getattr(getattr(self.ws, "_send", None), "__self__", None)
+        transport = getattr(protocol, "transport", None)
+        if transport is not None and hasattr(transport, "abort"):
+            transport.abort()
+        else:
+            log.warning("could not abort a stuck connection (no transport)")

@@ -60,6 +60,7 @@ class EndpointConfig:
     send_queue: int
     send_queue_bytes: int
     drain_timeout: float
+    write_timeout: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +113,14 @@ async def _open(ws: WebSocket, config: EndpointConfig) -> Connection | None:
         return None
     await ws.accept(subprotocol=chosen if offered else None)
     codec: Codec = CODECS[chosen]
-    return Connection(ws, codec, config.send_queue, config.send_queue_bytes, config.drain_timeout)
+    return Connection(
+        ws,
+        codec,
+        config.send_queue,
+        config.send_queue_bytes,
+        config.drain_timeout,
+        config.write_timeout,
+    )
 
 
 async def _first(
