@@ -56,7 +56,7 @@ class Node:
             confirm_timeout=settings.subscribe_timeout,
         )
         self.hub = Hub()
-        self.tokens = Tokens(settings.secret)
+        self.tokens = Tokens(settings.secret, settings.token_max_lifetime)
         self.meetings = MeetingProvider(settings.meeting_url)
         self.host_settings = HostSettings(self.hosts, self.directory, settings.region_list)
         base = (settings.public_url or settings.listen_url or "http://127.0.0.1:8000").rstrip("/")

@@ -17,7 +17,7 @@ from protocol.messages import HOST_ID_RE
 @dataclass(frozen=True, slots=True)
 class HostClaims:
     host: str
-    expires_at: float | None
+    expires_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +27,12 @@ class GuestClaims:
 
 
 class Tokens:
-    def __init__(self, secret: str) -> None:
+    """Every token must expire (``exp``), and no later than ``max_lifetime_s``
+    from now: a leaked token without an end would open the host's lobby for good."""
+
+    def __init__(self, secret: str, max_lifetime_s: int = 30 * 24 * 3600) -> None:
         self._secret = secret
+        self._max_lifetime_s = max_lifetime_s
 
     def host_token(self, host: str, ttl_s: int = 12 * 3600) -> str:
         now = int(time.time())
@@ -57,12 +61,17 @@ class Tokens:
                 token,
                 self._secret,
                 algorithms=["HS256"],
-                options={"require": ["sub"], "verify_exp": True},
+                options={"require": ["sub", "exp"], "verify_exp": True},
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("token expired") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise Unauthorized(f"the token needs '{exc.claim}'") from None
         except jwt.PyJWTError:
             raise Unauthorized("invalid token") from None
+        exp = claims["exp"]
+        if not isinstance(exp, int | float) or exp - time.time() > self._max_lifetime_s:
+            raise Unauthorized("the token lives longer than this server allows")
         return claims
 
     def host(self, token: str) -> HostClaims:
@@ -74,8 +83,7 @@ class Tokens:
             or not HOST_ID_RE.match(sub)
         ):
             raise Unauthorized("not a host token")
-        exp = claims.get("exp")
-        return HostClaims(sub, float(exp) if isinstance(exp, int | float) else None)
+        return HostClaims(sub, float(claims["exp"]))
 
     def guest(self, token: str) -> GuestClaims:
         claims = self._decode(token)

@@ -182,8 +182,7 @@ async def host_endpoint(ws: WebSocket, lobby: Lobby) -> None:
             conn.send(error_for(err, hello.ref))
             conn.close(CloseCode.UNAUTHORIZED)
             return
-        if claims.expires_at is not None:
-            timer = _expire_at(conn, claims.expires_at)
+        timer = _expire_at(conn, claims.expires_at)
         device = session
 
         async def handle(message: Message) -> None:

@@ -180,3 +180,15 @@ async def test_one_bad_peer_does_not_disturb_others(
             jr = await device.wait_for("join_request")
             assert getattr(jr, "guest")["id"] == guest.waiting.guest  # noqa: B009
         assert await _closed(bad) == 1008
+
+
+async def test_a_host_token_without_exp_closes_4001(
+    foyer: FoyerProcess, host: dict[str, Any]
+) -> None:
+    """A leaked token without an end would open the lobby for good."""
+    forever = jwt.encode({"sub": host["id"]}, foyer.secret, algorithm="HS256")
+    ws = await _open(foyer.ws_url + "/ws/host")
+    await ws.send(json.dumps({"type": "hello", "token": forever}))
+    err = await _recv_json(ws)
+    assert err["code"] == "unauthorized" and "exp" in err["message"]
+    assert await _closed(ws) == 4001
