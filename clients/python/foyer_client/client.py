@@ -91,6 +91,7 @@ class _Client:
         self.close_reason: str = ""
         # Bounded: the reader waits for room (backpressure, see the module docstring).
         self._inbox: asyncio.Queue[Message | None] = asyncio.Queue(queue_size)
+        self._queued = 0  # messages in the inbox (the end-of-stream ``None`` is not one)
         self._unread: collections.deque[Message] = collections.deque()  # put back by __aenter__
         self._ended = False  # the reader is done: no more messages will come
         self._failure: ProtocolError | None = None  # the server broke the protocol
@@ -121,6 +122,7 @@ class _Client:
                     fut.set_result(message)
                     continue
                 await self._inbox.put(message)  # waits while the inbox is full
+                self._queued += 1
         except WebSocketClosed:
             pass
         except ProtocolError as exc:  # the server sent something we cannot read
@@ -151,9 +153,11 @@ class _Client:
             self._reader.cancel()  # it waits for room that nobody will make
         if self.ws is not None:
             await self.ws.close()
-        if self._reader is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        reader = self._reader
+        if reader is not None:
+            await asyncio.wait([reader])  # a cancellation of *our* caller still propagates
+            if not reader.cancelled():
+                reader.result()  # a bug in the reader surfaces here
 
     async def __aenter__(self) -> _Client:
         return self
@@ -177,9 +181,12 @@ class _Client:
         await self.send_raw(self.codec.encode(body))
 
     async def send_raw(self, frame: bytes | str) -> None:
-        """For tests of bad input only: send a frame as it is."""
+        """Send a frame as it is (``send`` ends here; tests send garbage with it)."""
         assert self.ws is not None
-        await self.ws.send(frame)
+        try:
+            await self.ws.send(frame)
+        except WebSocketClosed:
+            raise ConnectionClosed(self.ws.close_code, self.ws.close_reason or "") from None
 
     def send_nowait(self, message: Message) -> None:
         """Fire and forget (load loops): schedules the send on the socket."""
@@ -222,7 +229,13 @@ class _Client:
         if message is None:
             self._inbox.put_nowait(None)  # for the next reader
             raise self._end()
+        self._queued -= 1
         return message
+
+    @property
+    def backlog(self) -> int:
+        """Messages received and not read yet (at most ``queue_size`` in the inbox)."""
+        return self._queued + len(self._unread)
 
     @overload
     async def wait_for(self, kind: type[M], /, *, timeout: float = ...) -> M: ...
@@ -269,7 +282,7 @@ class _Client:
         """Wait for the server to close; returns the close code."""
         if self._reader is not None:
             async with asyncio.timeout(timeout):
-                await asyncio.shield(self._reader)
+                await asyncio.wait([self._reader])  # waits; never cancels the reader
         return self.close_code
 
     def pending(self) -> list[Message]:
@@ -281,8 +294,15 @@ class _Client:
             if item is None:
                 self._inbox.put_nowait(None)
                 break
+            self._queued -= 1
             out.append(item)
         return out
+
+    async def _send_first(self, message: Message) -> None:
+        """Send ``hello``/``knock``/``resume``. The server may refuse before it
+        reads it (an unknown link): then its ``error`` is read next."""
+        with contextlib.suppress(ConnectionClosed):
+            await self.send(message)
 
     async def _refused(self, error: Error) -> ProtocolError:
         """The error that refused a ``hello``/``knock``/``resume``, with the
@@ -312,7 +332,7 @@ class HostClient(_Client):
     async def __aenter__(self) -> HostClient:
         await self._open()
         try:
-            await self.send(Hello(token=self.token))
+            await self._send_first(Hello(token=self.token))
             first = await self.recv()
             if isinstance(first, Error):
                 raise await self._refused(first)
@@ -391,7 +411,7 @@ class GuestClient(_Client):
     async def __aenter__(self) -> GuestClient:
         await self._open()
         try:
-            await self.send(self.first)
+            await self._send_first(self.first)
             first = await self.recv()
             if isinstance(first, Error):
                 raise await self._refused(first)
