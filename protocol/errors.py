@@ -25,6 +25,10 @@
     ├── EmbeddedStoreError       the embedded Valkey could not start
     └── ConnectionClosed         (client) the server closed the socket
 
+A ``ProtocolError`` raised by the Python client also carries ``close_code``
+when the server closed the connection after the error (a refused ``hello`` or
+``knock``); it is ``None`` otherwise.
+
 HTTP statuses are given to these in one table, ``server/web/errors.py``.
 
 Reply errors (``ErrorCode``) and close codes (``CloseCode``) are two separate
@@ -76,8 +80,11 @@ class ProtocolError(FoyerError):
     code: ErrorCode = ErrorCode.INTERNAL
     default_message = "internal error"
 
-    def __init__(self, message: str | None = None) -> None:
+    def __init__(self, message: str | None = None, *, close_code: int | None = None) -> None:
         super().__init__(message or self.default_message)
+        # (Client side) the close code the server sent after this error, when
+        # the error ended the connection (a refused ``hello``/``knock``).
+        self.close_code = close_code
 
     @property
     def message(self) -> str:
@@ -206,9 +213,15 @@ _BY_CODE: dict[str, type[ProtocolError]] = {
 }
 
 
-def error_for_code(code: str, message: str | None = None) -> ProtocolError:
-    """Rebuild the exception for a wire code (used by the store and the client)."""
-    return _BY_CODE.get(code, InternalError)(message)
+def error_for_code(
+    code: str, message: str | None = None, *, close_code: int | None = None
+) -> ProtocolError:
+    """Rebuild the exception for a wire code: the store uses it for a status a
+    Lua script returns, the Python client for an ``error`` frame (with the
+    close code when the server then closed the connection). A code this
+    version does not know, say from a newer server, becomes ``InternalError``
+    with the server's message."""
+    return _BY_CODE.get(code, InternalError)(message, close_code=close_code)
 
 
 CLOSE_FOR_CODE: dict[ErrorCode, CloseCode] = {

@@ -1,9 +1,42 @@
 """Every v1 wire message as a small frozen dataclass (PROTOCOL.md).
 
-Each class knows its ``TYPE``, how to build itself from a decoded map
-(``from_map``, which validates and raises ``BadMessage``) and how to turn
-itself back into a map (``to_map``). Unknown extra fields are ignored, as the
-protocol requires. Additions to the contract are marked "addition".
+Each field is declared once, and its rule travels with its type::
+
+    GuestId = Annotated[str, text(64)]
+
+    class Admit(Message):
+        guest: GuestId
+        ref: Ref = None
+
+``Message`` reads those rules once per class and runs them in
+``__post_init__``, as h11's ``_events.py`` does: a message that exists is
+valid however it was made, so ``Admit(guest="")`` raises ``BadMessage`` just as
+parsing ``{"type": "admit", "guest": ""}`` does. A field whose default is
+``None`` is optional; any other field is required (``None`` is refused).
+
+``from_map`` builds a message from a decoded frame (unknown fields are
+ignored, as the protocol requires); ``to_map`` turns it back, leaving out the
+fields that are ``None``. Additions to the contract are marked "addition".
+
+The rules differ by direction, on purpose:
+
+- client -> server fields are bounded and normalised (text is stripped),
+  because the server trusts nothing a peer sends;
+- server -> client fields are checked for their shape: types, enumerations,
+  positions >= 1, the keys of a guest or a meeting. They are not held to
+  length limits the protocol never promised.
+
+Checks stay cheap, because the server builds a ``JoinRequest`` and a
+``Waiting`` per knock: an isinstance or membership test per field, no
+copies, and no regular expression on anything larger than a host id.
+Booleans are strict (``"false"`` is not a boolean) and an integer is never a
+boolean (``bool`` is a subclass of ``int`` in Python).
+
+``Error.code`` accepts any short string, not only today's ``ErrorCode``
+values: PROTOCOL.md allows additions, and a client must still read an error
+from a newer server (``errors.error_for_code`` maps a code it does not know
+to ``InternalError``). The server builds ``Error`` from a ``ProtocolError``,
+whose ``code`` is always an ``ErrorCode``.
 """
 
 from __future__ import annotations
@@ -11,25 +44,25 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar, get_args, get_type_hints
 
 from protocol.errors import BadMessage
 
-Ref = str | int | None
-Validator = Callable[[str, Any], Any]
+Check = Callable[[str, Any], Any]
+"""A field rule: ``(field name, value) -> clean value``, or raise ``BadMessage``."""
+
 M = TypeVar("M", bound="Message")
 
 HOST_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 HOST_STATES = ("available", "in_meeting", "away")
-REPLY_ACTIONS = ("admit", "merge", "new_meeting", "busy", "deny")
-ADMIT_MODES = ("admit", "merge", "new_meeting")
-LEFT_REASONS = ("cancelled", "disconnected", "expired")
 
 
-# -- validators: (field name, raw value) -> clean value, or raise BadMessage --
+# -- rules ---------------------------------------------------------------------------
 
 
-def text(max_len: int, *, strip: bool = True, allow_empty: bool = False) -> Validator:
+def text(max_len: int, *, strip: bool = True, allow_empty: bool = False) -> Check:
+    """A string a peer sent: stripped, not empty, at most ``max_len`` long."""
+
     def check(name: str, value: Any) -> str:
         if not isinstance(value, str):
             raise BadMessage(f"'{name}' must be a string")
@@ -39,16 +72,99 @@ def text(max_len: int, *, strip: bool = True, allow_empty: bool = False) -> Vali
             raise BadMessage(f"'{name}' must not be empty")
         if len(value) > max_len:
             raise BadMessage(f"'{name}' is longer than {max_len} characters")
+        return str(value)  # a plain str, also for a StrEnum member
+
+    return check
+
+
+def choice(*allowed: str) -> Check:
+    """One of ``allowed`` (a plain str comes out, also for a StrEnum member)."""
+
+    def check(name: str, value: Any) -> str:
+        if not isinstance(value, str) or value not in allowed:
+            raise BadMessage(f"'{name}' must be one of: {', '.join(allowed)}")
         return str(value)
 
     return check
 
 
-def choice(*allowed: str) -> Validator:
-    def check(name: str, value: Any) -> str:
-        if value not in allowed:
-            raise BadMessage(f"'{name}' must be one of: {', '.join(allowed)}")
-        return str(value)
+def string(name: str, value: Any) -> str:
+    """Any string (server -> client text the protocol puts no bound on)."""
+    if not isinstance(value, str):
+        raise BadMessage(f"'{name}' must be a string")
+    return value
+
+
+def integer(minimum: int) -> Check:
+    """An integer, not a boolean, at least ``minimum``."""
+
+    def check(name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise BadMessage(f"'{name}' must be an integer >= {minimum}")
+        return value
+
+    return check
+
+
+def boolean(name: str, value: Any) -> bool:
+    """``true`` or ``false``; not ``1``, not ``"false"``."""
+    if not isinstance(value, bool):
+        raise BadMessage(f"'{name}' must be true or false")
+    return value
+
+
+def mapping(name: str, value: Any) -> dict[str, Any]:
+    """A map, kept as it is (not copied)."""
+    if not isinstance(value, dict):
+        raise BadMessage(f"'{name}' must be a map")
+    return value
+
+
+def list_of(item: Check) -> Check:
+    """A list whose every item passes ``item`` (kept as it is)."""
+
+    def check(name: str, value: Any) -> list[Any]:
+        if not isinstance(value, list):
+            raise BadMessage(f"'{name}' must be a list")
+        try:
+            for each in value:
+                item(name, each)
+        except BadMessage:  # rare: check again, naming the item
+            for i, each in enumerate(value):
+                item(f"{name}[{i}]", each)
+            raise
+        return value
+
+    return check
+
+
+def shape(required: Mapping[str, Check], optional: Mapping[str, Check] | None = None) -> Check:
+    """A map with these keys (extra keys pass: a newer server may add some).
+    The map is checked in place, not copied. Paths such as ``guest.id`` are
+    only built for an error, so a valid map costs a lookup and a check per key."""
+    need = tuple(required.items())
+    maybe = tuple((optional or {}).items())
+
+    def keys(name: str, value: dict[str, Any], path: bool) -> None:
+        for key, rule in need:
+            each = value.get(key)
+            if each is None:
+                raise BadMessage(f"'{name}' needs '{key}'")
+            rule(f"{name}.{key}" if path else key, each)
+        for key, rule in maybe:
+            each = value.get(key)
+            if each is not None:
+                rule(f"{name}.{key}" if path else key, each)
+
+    def check(name: str, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise BadMessage(f"'{name}' must be a map")
+        try:
+            keys(name, value, False)
+        except BadMessage:  # rare: check again, naming the key by its path
+            keys(name, value, True)
+            raise
+        return value
 
     return check
 
@@ -59,18 +175,8 @@ def host_id(name: str, value: Any) -> str:
     return value
 
 
-def mapping(name: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise BadMessage(f"'{name}' must be a map")
-    return dict(value)
-
-
-def anything(name: str, value: Any) -> Any:
-    return value
-
-
-def meeting(name: str, value: Any) -> dict[str, str]:
-    """A meeting a host declares: {id, url?, title?}."""
+def declared_meeting(name: str, value: Any) -> dict[str, str]:
+    """A meeting a host declares: {id, url?, title?}, rebuilt from its known keys."""
     raw = mapping(name, value)
     out = {"id": text(128)(f"{name}.id", raw.get("id"))}
     if raw.get("url") is not None:
@@ -83,48 +189,101 @@ def meeting(name: str, value: Any) -> dict[str, str]:
     return out
 
 
-def check_ref(value: Any) -> Ref:
-    if value is None:
-        return None
+def check_ref(name: str, value: Any) -> str | int:
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise BadMessage("'ref' must be a string or an integer")
+        raise BadMessage(f"'{name}' must be a string or an integer")
     if len(str(value)) > 64:
-        raise BadMessage("'ref' is longer than 64 characters")
+        raise BadMessage(f"'{name}' is longer than 64 characters")
     return value
 
 
-GUEST_ID = text(64)
-NAME = text(100)
-EMAIL = text(254)
-LINE = text(1000)
-NOTE = text(500)
+# -- field types: each kind of field, with its rule, named once ---------------------
+
+Ref = Annotated[str | int | None, check_ref]
+"""A client's ``ref`` (PROTOCOL.md, Transport), echoed in ``ack``/``error``."""
+
+GuestId = Annotated[str, text(64)]
+HostId = Annotated[str, host_id]
+HostState = Annotated[str, choice(*HOST_STATES)]
+Token = Annotated[str, text(4096)]
+ResumeKey = Annotated[str, text(256)]
+Name = Annotated[str, text(100)]
+Email = Annotated[str, text(254)]
+Title = Annotated[str, text(200)]
+Note = Annotated[str, text(500)]  # busy/deny message: host -> server -> guest
+Line = Annotated[str, text(1000)]  # a line of text: host -> server -> guest
+SessionId = Annotated[str, text(128)]
+Map = Annotated[dict[str, Any], mapping]
+Flag = Annotated[bool, boolean]
+Text = Annotated[str, string]
+Place = Annotated[int, integer(1)]  # a place in the queue, 1 is next
+DeclaredMeeting = Annotated[dict[str, Any], declared_meeting]
+Action = Annotated[str, choice("admit", "merge", "new_meeting", "busy", "deny")]
+AdmitMode = Annotated[str, choice("admit", "merge", "new_meeting")]
+LeftReason = Annotated[str, choice("cancelled", "disconnected", "expired")]
+ErrorCodeText = Annotated[str, text(64)]  # lenient on purpose: see the module docstring
+OptionNames = Annotated[list[str], list_of(string)]
+
+GUEST_CARD = shape(
+    {
+        "id": text(64),
+        "name": string,
+        "verified": boolean,
+        "label": string,
+        "knocked_at": integer(0),
+        "options": mapping,
+    },
+    {"email": string, "away": boolean},  # away: addition, in welcome.waiting
+)
+Guest = Annotated[dict[str, Any], GUEST_CARD]
+"""A guest as hosts see it (PROTOCOL.md, Guest)."""
+Guests = Annotated[list[dict[str, Any]], list_of(GUEST_CARD)]
+Meeting = Annotated[
+    dict[str, Any],
+    shape({"id": string, "url": string, "title": string, "duration": integer(1)}),
+]
+"""Where an admitted guest goes: {id, url, title, duration}."""
+Policy = Annotated[dict[str, Any], shape({"locked": boolean, "bypass": string})]
+
+
+# -- the base class ------------------------------------------------------------------
+
+Rule = tuple[str, Check, bool]  # field name, its check, required
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """Base of every wire message."""
+    """Base of every wire message: validates itself on construction."""
 
     TYPE: ClassVar[str] = ""
-    # field name -> (validator, required); ``ref`` is handled for every type.
-    SPEC: ClassVar[dict[str, tuple[Validator, bool]]] = {}
+
+    def __post_init__(self) -> None:
+        for name, check, required in _rules(type(self)):
+            value = getattr(self, name)
+            if value is None:
+                if required:
+                    raise BadMessage(f"'{self.TYPE}' needs '{name}'")
+                continue
+            clean = check(name, value)
+            if clean is not value:  # normalised (stripped text, a StrEnum member)
+                object.__setattr__(self, name, clean)
 
     @classmethod
     def from_map(cls: type[M], raw: Mapping[str, Any]) -> M:
+        """The message a decoded map describes; ``BadMessage`` if it is not valid."""
         kwargs: dict[str, Any] = {}
-        for name, (check, required) in cls.SPEC.items():
+        for name, _, required in _rules(cls):
             value = raw.get(name)
             if value is None:
                 if required:
                     raise BadMessage(f"'{cls.TYPE}' needs '{name}'")
                 continue
-            kwargs[name] = check(name, value)
-        if "ref" in _field_names(cls):
-            kwargs["ref"] = check_ref(raw.get("ref"))
+            kwargs[name] = value
         return cls(**kwargs)
 
     def to_map(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.TYPE}
-        for name in _field_names(type(self)):
+        for name, _, _ in _rules(type(self)):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
@@ -135,20 +294,35 @@ class Message:
         return self.TYPE
 
     @property
-    def reference(self) -> Ref:
+    def reference(self) -> str | int | None:
         """The client's ``ref``, if this message type carries one."""
-        value: Ref = getattr(self, "ref", None)
+        value: str | int | None = getattr(self, "ref", None)
         return value
 
 
-_NAMES: dict[type[Message], tuple[str, ...]] = {}
+_RULES: dict[type[Message], tuple[Rule, ...]] = {}
 
 
-def _field_names(cls: type[Message]) -> tuple[str, ...]:
-    names = _NAMES.get(cls)
-    if names is None:
-        names = _NAMES[cls] = tuple(f.name for f in fields(cls))
-    return names
+def _rules(cls: type[Message]) -> tuple[Rule, ...]:
+    """The fields of ``cls`` with their checks, read from the annotations once."""
+    rules = _RULES.get(cls)
+    if rules is None:
+        hints = get_type_hints(cls, include_extras=True)
+        rules = _RULES[cls] = tuple(
+            (f.name, _check_of(cls, f.name, hints[f.name]), f.default is not None)
+            for f in fields(cls)
+        )
+    return rules
+
+
+def _check_of(cls: type[Message], name: str, hint: Any) -> Check:
+    """The rule in ``Annotated[T, rule]`` (also inside ``Annotated[...] | None``)."""
+    for candidate in (hint, *get_args(hint)):
+        metadata = getattr(candidate, "__metadata__", None)
+        if metadata:
+            check: Check = metadata[0]
+            return check
+    raise TypeError(f"{cls.__name__}.{name} has no rule: declare it as Annotated[T, rule]")
 
 
 # ---------------------------------------------------------------- host -> server
@@ -157,70 +331,62 @@ def _field_names(cls: type[Message]) -> tuple[str, ...]:
 @dataclass(frozen=True, slots=True)
 class Hello(Message):
     TYPE = "hello"
-    SPEC = {"token": (text(4096), True)}
-    token: str
+    token: Token
     ref: Ref = None
 
 
 @dataclass(frozen=True, slots=True)
 class Presence(Message):
     TYPE = "presence"
-    SPEC = {"state": (choice(*HOST_STATES), True), "meeting": (meeting, False)}
-    state: str
-    meeting: dict[str, str] | None = None
+    state: HostState
+    meeting: DeclaredMeeting | None = None
     ref: Ref = None
 
 
 @dataclass(frozen=True, slots=True)
 class Admit(Message):
     TYPE = "admit"
-    SPEC = {"guest": (GUEST_ID, True)}
-    guest: str
+    guest: GuestId
     ref: Ref = None
 
 
 @dataclass(frozen=True, slots=True)
 class Merge(Message):
     TYPE = "merge"
-    SPEC = {"guest": (GUEST_ID, True)}
-    guest: str
+    guest: GuestId
     ref: Ref = None
 
 
 @dataclass(frozen=True, slots=True)
 class NewMeeting(Message):
     TYPE = "new_meeting"
-    SPEC = {"guest": (GUEST_ID, True), "title": (text(200), False)}
-    guest: str
-    title: str | None = None
+    guest: GuestId
+    title: Title | None = None
     ref: Ref = None
 
 
 @dataclass(frozen=True, slots=True)
 class Busy(Message):
     TYPE = "busy"
-    SPEC = {"guest": (GUEST_ID, True), "message": (NOTE, False)}
-    guest: str
-    message: str | None = None
+    guest: GuestId
+    message: Note | None = None
     ref: Ref = None
 
 
 @dataclass(frozen=True, slots=True)
 class Deny(Message):
     TYPE = "deny"
-    SPEC = {"guest": (GUEST_ID, True), "message": (NOTE, False), "block": (anything, False)}
-    guest: str
-    message: str | None = None
-    block: bool | None = None  # addition: also block this guest's email
+    guest: GuestId
+    message: Note | None = None
+    block: Flag | None = None  # addition: also block this guest's email
     ref: Ref = None
 
 
 @dataclass(frozen=True, slots=True)
 class SendMessage(Message):
     TYPE = "message"
-    SPEC = {"guest": (GUEST_ID, True), "text": (LINE, True)}
-    guest: str
-    text: str
+    guest: GuestId
+    text: Line
     ref: Ref = None
 
 
@@ -237,8 +403,7 @@ class UpdateSettings(Message):
     """Addition: a partial settings update from a host device."""
 
     TYPE = "settings"
-    SPEC = {"settings": (mapping, True)}
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: Map = field(default_factory=dict)
     ref: Ref = None
 
 
@@ -254,26 +419,18 @@ class Ping(Message):
 @dataclass(frozen=True, slots=True)
 class Knock(Message):
     TYPE = "knock"
-    SPEC = {
-        "name": (NAME, True),
-        "email": (EMAIL, False),
-        "token": (text(4096), False),
-        "options": (mapping, False),
-        "session": (text(128), False),
-    }
-    name: str
-    email: str | None = None
-    token: str | None = None
-    options: dict[str, Any] | None = None
-    session: str | None = None
+    name: Name
+    email: Email | None = None
+    token: Token | None = None
+    options: Map | None = None
+    session: SessionId | None = None
     ref: Ref = None
 
 
 @dataclass(frozen=True, slots=True)
 class Resume(Message):
     TYPE = "resume"
-    SPEC = {"resume": (text(256), True)}
-    resume: str
+    resume: ResumeKey
     ref: Ref = None
 
 
@@ -285,55 +442,40 @@ class Cancel(Message):
 
 # ---------------------------------------------------------------- server -> host
 
-ANY = (anything, False)
-NEED = (anything, True)
-
 
 @dataclass(frozen=True, slots=True)
 class Welcome(Message):
     TYPE = "welcome"
-    SPEC = {
-        "host": NEED,
-        "state": NEED,
-        "waiting": NEED,
-        "policy": NEED,
-        "meeting": ANY,
-        "settings": ANY,
-        "name": ANY,
-    }
-    host: str
-    state: str
-    waiting: list[dict[str, Any]]
-    policy: dict[str, Any]
-    name: str | None = None  # addition: the host's display name
-    meeting: dict[str, Any] | None = None  # addition: the declared meeting
-    settings: dict[str, Any] | None = None  # addition: the host's settings
+    host: HostId
+    state: HostState
+    waiting: Guests  # oldest first
+    policy: Policy
+    name: Text | None = None  # addition: the host's display name
+    meeting: DeclaredMeeting | None = None  # addition: the declared meeting
+    settings: Map | None = None  # addition: the host's settings
 
 
 @dataclass(frozen=True, slots=True)
 class JoinRequest(Message):
     TYPE = "join_request"
-    SPEC = {"guest": NEED, "position": NEED, "host_state": NEED}
-    guest: dict[str, Any]
-    position: int
-    host_state: str
+    guest: Guest
+    position: Place
+    host_state: HostState
 
 
 @dataclass(frozen=True, slots=True)
 class GuestLeft(Message):
     TYPE = "guest_left"
-    SPEC = {"guest": NEED, "reason": NEED}
-    guest: str
-    reason: str
+    guest: GuestId
+    reason: LeftReason
 
 
 @dataclass(frozen=True, slots=True)
 class Resolved(Message):
     TYPE = "resolved"
-    SPEC = {"guest": NEED, "action": NEED, "meeting": ANY}
-    guest: str
-    action: str
-    meeting: dict[str, Any] | None = None
+    guest: GuestId
+    action: Action
+    meeting: Meeting | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,8 +484,7 @@ class GuestAway(Message):
     resume window (then ``guest_left`` ``expired``)."""
 
     TYPE = "guest_away"
-    SPEC = {"guest": NEED}
-    guest: str
+    guest: GuestId
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,8 +492,7 @@ class GuestBack(Message):
     """Addition: the guest resumed its place."""
 
     TYPE = "guest_back"
-    SPEC = {"guest": NEED}
-    guest: str
+    guest: GuestId
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,9 +500,8 @@ class PresenceChanged(Message):
     """Addition: a device changed the host's presence; every device hears it."""
 
     TYPE = "presence"
-    SPEC = {"state": NEED, "meeting": ANY}
-    state: str
-    meeting: dict[str, Any] | None = None
+    state: HostState
+    meeting: DeclaredMeeting | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,23 +509,20 @@ class SettingsChanged(Message):
     """Addition: the host's settings changed (API or a device)."""
 
     TYPE = "settings"
-    SPEC = {"settings": NEED}
-    settings: dict[str, Any]
+    settings: Map
 
 
 @dataclass(frozen=True, slots=True)
 class Ack(Message):
     TYPE = "ack"
-    SPEC = {"ref": ANY}
     ref: Ref = None
 
 
 @dataclass(frozen=True, slots=True)
 class Error(Message):
     TYPE = "error"
-    SPEC = {"code": NEED, "message": NEED}
-    code: str
-    message: str
+    code: ErrorCodeText
+    message: Text
     ref: Ref = None
 
 
@@ -402,59 +538,48 @@ class Pong(Message):
 @dataclass(frozen=True, slots=True)
 class Waiting(Message):
     TYPE = "waiting"
-    SPEC = {
-        "guest": NEED,
-        "resume": NEED,
-        "position": NEED,
-        "host_online": NEED,
-        "ignored": ANY,
-        "host_name": ANY,
-    }
-    guest: str
-    resume: str
-    position: int
-    host_online: bool
-    ignored: list[str] | None = None  # addition: link options that were dropped
-    host_name: str | None = None  # addition
+    guest: GuestId
+    resume: ResumeKey
+    position: Place
+    host_online: Flag
+    ignored: OptionNames | None = None  # addition: link options that were dropped
+    host_name: Text | None = None  # addition
 
 
 @dataclass(frozen=True, slots=True)
 class Position(Message):
     TYPE = "position"
-    SPEC = {"position": NEED}
-    position: int
+    position: Place
 
 
 @dataclass(frozen=True, slots=True)
 class Admitted(Message):
     TYPE = "admitted"
-    SPEC = {"mode": NEED, "meeting": NEED}
-    mode: str
-    meeting: dict[str, Any]
+    mode: AdmitMode
+    meeting: Meeting
 
 
 @dataclass(frozen=True, slots=True)
 class BusyNotice(Message):
     TYPE = "busy"
-    SPEC = {"message": ANY}
-    message: str | None = None
+    message: Note | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Denied(Message):
     TYPE = "denied"
-    SPEC = {"message": ANY}
-    message: str | None = None
+    message: Note | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class HostMessage(Message):
     TYPE = "message"
-    SPEC = {"text": NEED}
-    text: str
+    text: Line
 
 
 def _table(*classes: type[Message]) -> dict[str, type[Message]]:
+    for cls in classes:
+        _rules(cls)  # read every rule at import: a field without one fails here
     return {cls.TYPE: cls for cls in classes}
 
 
@@ -486,8 +611,6 @@ TO_HOST = _table(
     Pong,
 )
 TO_GUEST = _table(Waiting, Position, Admitted, BusyNotice, Denied, HostMessage, Error, Pong)
-
-REPLIES: tuple[type[Message], ...] = (Admit, Merge, NewMeeting, Busy, Deny)
 
 
 def parse(raw: Mapping[str, Any], table: Mapping[str, type[Message]]) -> Message:

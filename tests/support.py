@@ -122,15 +122,16 @@ class FoyerProcess:
         self.stop()
 
 
-async def try_reply(device: Any, action: str, guest: str) -> str:
-    """``won``, or the error code a host reply got (for reply races)."""
-    from foyer_client import ClientError
+async def try_reply(device: Any, action: str, guest: str) -> bool:
+    """For reply races: True if this host reply won, False if another reply
+    won first (``AlreadyResolved``); any other error fails the test."""
+    from protocol.errors import AlreadyResolved
 
     try:
         await getattr(device, action)(guest)
-        return "won"
-    except ClientError as exc:
-        return exc.code
+    except AlreadyResolved:
+        return False
+    return True
 
 
 @contextlib.contextmanager

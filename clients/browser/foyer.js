@@ -22,19 +22,30 @@
 
 export const SUBPROTOCOL = "foyer.v1.json";
 
-/** Close codes from PROTOCOL.md ("Errors"). */
+/**
+ * Close codes from PROTOCOL.md ("Errors") and docs/protocol.md (additions).
+ * Names and values equal Python's `protocol.errors.CloseCode`
+ * (tests/clients/test_browser_client.py checks it).
+ */
 export const CloseCode = Object.freeze({
   NORMAL: 1000,
+  GOING_AWAY: 1001,
   POLICY: 1008,
   TOO_LARGE: 1009,
+  INTERNAL: 1011,
   UNAUTHORIZED: 4001,
   UNKNOWN_LINK: 4004,
-  NO_HELLO: 4008,
+  HANDSHAKE_TIMEOUT: 4008,
+  SLOW_CONSUMER: 4013,
   RATE_LIMITED: 4029,
+  REPLACED: 4409,
   LOCKED: 4423,
 });
 
-/** The link options a guest page passes on from its query string. */
+/**
+ * The link options a guest page passes on from its query string: Python's
+ * `protocol.links.OPTION_NAMES`, in its order (the same test checks it).
+ */
 export const LINK_OPTIONS = Object.freeze([
   "title",
   "duration",

@@ -15,6 +15,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from foyer_client import GuestClient, HostClient
+from protocol.errors import ErrorCode
+from protocol.messages import Error, JoinRequest, Knock
 from tests.support import FoyerProcess, spawn_foyer
 
 
@@ -52,21 +54,21 @@ async def _closed(ws: ClientConnection, within: float = 10) -> int | None:
 async def test_bad_frame_keeps_host_connected(foyer: FoyerProcess, host: dict[str, Any]) -> None:
     async with HostClient(foyer.ws_url, host["token"]) as device:
         await device.send_raw(b"\xc1\xc1 not msgpack")
-        err = await device.wait_for("error")
-        assert getattr(err, "code") == "bad_frame"  # noqa: B009
-        await device.send(type="admit", ref="r-1")
-        err = await device.wait_for("error")
-        assert getattr(err, "code") == "bad_message" and err.reference == "r-1"  # noqa: B009
-        await device.send(type="teleport", ref=9)
-        err = await device.wait_for("error")
-        assert getattr(err, "code") == "bad_message" and err.reference == 9  # noqa: B009
-        assert "Traceback" not in getattr(err, "message")  # noqa: B009
+        err = await device.wait_for(Error)
+        assert err.code == ErrorCode.BAD_FRAME
+        await device.send_map({"type": "admit", "ref": "r-1"})
+        err = await device.wait_for(Error)
+        assert err.code == ErrorCode.BAD_MESSAGE and err.reference == "r-1"
+        await device.send_map({"type": "teleport", "ref": 9})
+        err = await device.wait_for(Error)
+        assert err.code == ErrorCode.BAD_MESSAGE and err.reference == 9
+        assert "Traceback" not in err.message
         assert (await device.ping()).type == "pong"  # still connected
 
 
 async def test_frame_over_64k_closes_1009(foyer: FoyerProcess, host: dict[str, Any]) -> None:
     async with HostClient(foyer.ws_url, host["token"]) as device:
-        await device.send(type="message", guest="g", text="x" * (70 * 1024))
+        await device.send_map({"type": "message", "guest": "g", "text": "x" * (70 * 1024)})
         assert await device.wait_closed() == 1009
 
 
@@ -154,9 +156,9 @@ async def test_guest_no_knock_in_time_closes_4008(quick_hello: FoyerProcess) -> 
 async def test_guest_bad_later_frame_gets_error(foyer: FoyerProcess, host: dict[str, Any]) -> None:
     async with GuestClient(foyer.ws_url, host["slug"], name="Gil") as guest:
         await guest.send_raw(b"\xc1")
-        assert getattr(await guest.wait_for("error"), "code") == "bad_frame"  # noqa: B009
-        await guest.send(type="knock", name="again")
-        assert getattr(await guest.wait_for("error"), "code") == "bad_message"  # noqa: B009
+        assert (await guest.wait_for(Error)).code == ErrorCode.BAD_FRAME
+        await guest.send(Knock(name="again"))
+        assert (await guest.wait_for(Error)).code == ErrorCode.BAD_MESSAGE
         assert (await guest.ping()).type == "pong"
 
 
@@ -177,8 +179,8 @@ async def test_one_bad_peer_does_not_disturb_others(
         bad = await _open(foyer.ws_url + f"/ws/guest/{host['slug']}")
         await bad.send("garbage")
         async with GuestClient(foyer.ws_url, host["slug"], name="Fine") as guest:
-            jr = await device.wait_for("join_request")
-            assert getattr(jr, "guest")["id"] == guest.waiting.guest  # noqa: B009
+            jr = await device.wait_for(JoinRequest)
+            assert jr.guest["id"] == guest.waiting.guest
         assert await _closed(bad) == 1008
 
 

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from foyer_client import ClientError, GuestClient, HostClient
+from foyer_client import GuestClient, HostClient, Locked
+from protocol.messages import Admitted, GuestLeft, HostMessage, JoinRequest
 from tests.support import FoyerProcess, ValkeyCluster, spawn_foyer, try_reply
 
 
@@ -50,12 +51,12 @@ async def test_knock_path_across_processes_and_slots(
             HostClient(a.ws_url, host["token"]) as device,
             GuestClient(b.ws_url, host["slug"], name="Shard Guest") as guest,
         ):
-            jr = await device.wait_for("join_request")
-            assert getattr(jr, "guest")["id"] == guest.waiting.guest  # noqa: B009
+            jr = await device.wait_for(JoinRequest)
+            assert jr.guest["id"] == guest.waiting.guest
             await device.message(guest.waiting.guest, "hello across the cluster")
-            assert (await guest.wait_for("message")).type == "message"
+            assert (await guest.wait_for(HostMessage)).type == "message"
             await device.admit(guest.waiting.guest)
-            assert (await guest.wait_for("admitted")).type == "admitted"
+            assert (await guest.wait_for(Admitted)).type == "admitted"
 
 
 async def test_one_reply_wins_on_cluster(pair: tuple[FoyerProcess, FoyerProcess]) -> None:
@@ -69,7 +70,7 @@ async def test_one_reply_wins_on_cluster(pair: tuple[FoyerProcess, FoyerProcess]
                     try_reply(d1, "admit", guest.waiting.guest),
                     try_reply(d2, "busy", guest.waiting.guest),
                 )
-                assert sorted(results) == ["already_resolved", "won"]
+                assert sorted(results) == [False, True]
 
 
 async def test_settings_policy_and_expiry_on_cluster(
@@ -79,7 +80,7 @@ async def test_settings_policy_and_expiry_on_cluster(
     host = a.create_host("Settings On Cluster")
     async with HostClient(a.ws_url, host["token"]) as device:
         await device.settings(policy={"locked": True})
-        with pytest.raises(ClientError) as err:
+        with pytest.raises(Locked) as err:
             async with GuestClient(b.ws_url, host["slug"], name="Locked Out"):
                 pass
         assert err.value.close_code == 4423
@@ -87,5 +88,5 @@ async def test_settings_policy_and_expiry_on_cluster(
         guest = GuestClient(b.ws_url, host["slug"], name="Dropper")
         await guest.__aenter__()
         await guest.close()
-        left = await device.wait_for("guest_left", timeout=15)
-        assert getattr(left, "reason") == "expired"  # noqa: B009
+        left = await device.wait_for(GuestLeft, timeout=15)
+        assert left.reason == "expired"

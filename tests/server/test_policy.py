@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from foyer_client import ClientError, GuestClient, HostClient
-from protocol.messages import Admitted, JoinRequest, SettingsChanged
+from foyer_client import BadMessage, GuestClient, HostClient, Locked, Unauthorized
+from protocol.messages import Admitted, Denied, JoinRequest, Resolved, SettingsChanged
 from tests.support import FoyerProcess
 
 
@@ -53,7 +53,7 @@ async def test_options_query_knock_and_defaults(foyer: FoyerProcess, host: dict[
         ) as guest,
     ):
         assert guest.waiting.ignored == ["recording", "region"]
-        jr = await device.wait_for("join_request")
+        jr = await device.wait_for(JoinRequest)
         assert isinstance(jr, JoinRequest)
         assert jr.guest["options"] == {
             "title": "Fromthelink",
@@ -65,7 +65,7 @@ async def test_options_query_knock_and_defaults(foyer: FoyerProcess, host: dict[
             "relationship": rel,
         }
         await device.admit(guest.waiting.guest)
-        out = await guest.wait_for("admitted")
+        out = await guest.wait_for(Admitted)
         assert isinstance(out, Admitted)
         assert out.meeting["title"] == "Fromthelink" and out.meeting["duration"] == 25
 
@@ -115,17 +115,16 @@ async def test_settings_live_from_a_device(foyer: FoyerProcess, host: dict[str, 
         HostClient(foyer.ws_url, host["token"], codec="json") as d2,
     ):
         await d1.settings(policy={"locked": True})
-        changed = await d2.wait_for("settings")
+        changed = await d2.wait_for(SettingsChanged)
         assert isinstance(changed, SettingsChanged) and changed.settings["policy"]["locked"]
-        own = await d1.wait_for("settings")  # the device that changed it hears it too
+        own = await d1.wait_for(SettingsChanged)  # the device that changed it hears it too
         assert isinstance(own, SettingsChanged) and own.settings == changed.settings
         _patch(foyer, host["id"], {"policy": {"locked": False}})
-        changed = await d1.wait_for("settings")
+        changed = await d1.wait_for(SettingsChanged)
         assert isinstance(changed, SettingsChanged)
         assert changed.settings["policy"]["locked"] is False
-        with pytest.raises(ClientError) as err:
+        with pytest.raises(BadMessage):
             await d1.settings(policy={"bypass": "maybe"})
-        assert err.value.code == "bad_message"
 
 
 async def test_locked_refuses_new_knocks_keeps_waiting(
@@ -136,18 +135,18 @@ async def test_locked_refuses_new_knocks_keeps_waiting(
         GuestClient(foyer.ws_url, host["slug"], name="Early") as early,
     ):
         _patch(foyer, host["id"], {"policy": {"locked": True}})
-        with pytest.raises(ClientError) as err:
+        with pytest.raises(Locked) as err:
             async with GuestClient(foyer.ws_url, host["slug"], name="Late"):
                 pass
-        assert err.value.code == "locked" and err.value.close_code == 4423
+        assert err.value.close_code == 4423
         await device.admit(early.waiting.guest)
-        assert (await early.wait_for("admitted")).type == "admitted"
+        assert (await early.wait_for(Admitted)).type == "admitted"
 
 
 async def test_bypass_everyone(foyer: FoyerProcess, host: dict[str, Any]) -> None:
     _patch(foyer, host["id"], {"policy": {"bypass": "everyone"}})
     async with GuestClient(foyer.ws_url, host["slug"], name="Walk In") as guest:
-        out = await guest.wait_for("admitted")
+        out = await guest.wait_for(Admitted)
         assert isinstance(out, Admitted) and out.mode == "admit"
         assert await guest.wait_closed() == 1000
 
@@ -156,7 +155,7 @@ async def test_bypass_verified_and_labels(foyer: FoyerProcess, host: dict[str, A
     _patch(foyer, host["id"], {"policy": {"bypass": "verified"}})
     token = _guest_token(foyer, "Vera@Example.com", "Vera")
     async with GuestClient(foyer.ws_url, host["slug"], name="ignored", token=token) as vip:
-        assert (await vip.wait_for("admitted")).type == "admitted"
+        assert (await vip.wait_for(Admitted)).type == "admitted"
     async with GuestClient(foyer.ws_url, host["slug"], name="Uma") as plain:
         assert plain.waiting.position == 1
     _patch(foyer, host["id"], {"policy": {"bypass": "nobody"}})
@@ -164,24 +163,24 @@ async def test_bypass_verified_and_labels(foyer: FoyerProcess, host: dict[str, A
         HostClient(foyer.ws_url, host["token"]) as device,
         GuestClient(foyer.ws_url, host["slug"], name="x", token=token),
     ):
-        jr = await device.wait_for("join_request")
+        jr = await device.wait_for(JoinRequest)
         assert isinstance(jr, JoinRequest)
         assert jr.guest["verified"] is True and jr.guest["label"] == "Vera"
         assert jr.guest["email"] == "vera@example.com"
 
 
 async def test_bad_guest_token_refused(foyer: FoyerProcess, host: dict[str, Any]) -> None:
-    with pytest.raises(ClientError) as err:
+    with pytest.raises(Unauthorized) as err:
         async with GuestClient(foyer.ws_url, host["slug"], name="Mallory", token="x.y.z"):
             pass
-    assert err.value.code == "unauthorized" and err.value.close_code == 4001
+    assert err.value.close_code == 4001
 
 
 async def test_allow_list_admits_verified_only(foyer: FoyerProcess, host: dict[str, Any]) -> None:
     _patch(foyer, host["id"], {"policy": {"allow": ["trusted.example"]}})
     token = _guest_token(foyer, "pat@trusted.example")
     async with GuestClient(foyer.ws_url, host["slug"], name="Pat", token=token) as pat:
-        assert (await pat.wait_for("admitted")).type == "admitted"
+        assert (await pat.wait_for(Admitted)).type == "admitted"
     async with GuestClient(
         foyer.ws_url, host["slug"], name="Spoof", email="pat@trusted.example"
     ) as spoof:
@@ -194,20 +193,20 @@ async def test_block_list_and_deny_block(foyer: FoyerProcess, host: dict[str, An
         async with GuestClient(
             foyer.ws_url, host["slug"], name="S", email="x@spam.example"
         ) as blocked:
-            assert (await blocked.wait_for("denied")).type == "denied"
+            assert (await blocked.wait_for(Denied)).type == "denied"
         async with GuestClient(
             foyer.ws_url, host["slug"], name="Troll", email="troll@example.com"
         ) as troll:
-            await device.wait_for("join_request")
+            await device.wait_for(JoinRequest)
             await device.deny(troll.waiting.guest, block=True)
-            assert (await troll.wait_for("denied")).type == "denied"
+            assert (await troll.wait_for(Denied)).type == "denied"
         async with GuestClient(
             foyer.ws_url, host["slug"], name="Troll again", email="TROLL@example.com"
         ) as again:
-            out = await again.wait_for("denied")
-            assert getattr(out, "message") is None  # noqa: B009
+            out = await again.wait_for(Denied)
+            assert out.message is None
         await device.ping()
-        assert not [m for m in device.pending() if m.type == "join_request"]
+        assert not [m for m in device.pending() if isinstance(m, JoinRequest)]
     with foyer.api() as api:
         block = api.get(f"/api/hosts/{host['id']}").json()["settings"]["policy"]["block"]
     assert block == ["spam.example", "troll@example.com"]
@@ -221,10 +220,10 @@ async def test_admit_all_in_order(foyer: FoyerProcess, host: dict[str, Any]) -> 
         GuestClient(foyer.ws_url, host["slug"], name="Three") as three,
     ):
         await device.admit_all()
-        order = [(await device.wait_for("resolved")).guest for _ in range(3)]
+        order = [(await device.wait_for(Resolved)).guest for _ in range(3)]
         assert order == [one.waiting.guest, two.waiting.guest, three.waiting.guest]
         for guest in (one, two, three):
-            assert (await guest.wait_for("admitted")).type == "admitted"
+            assert (await guest.wait_for(Admitted)).type == "admitted"
         async with HostClient(foyer.ws_url, host["token"]) as later:
             assert later.welcome.waiting == []
 
@@ -248,12 +247,12 @@ async def test_scheduled_session(foyer: FoyerProcess, host: dict[str, Any]) -> N
             foyer.ws_url, host["slug"], name="Sam", query={"s": session["id"], "title": "ignored"}
         ) as guest,
     ):
-        jr = await device.wait_for("join_request")
+        jr = await device.wait_for(JoinRequest)
         assert isinstance(jr, JoinRequest)
         assert jr.guest["options"]["title"] == "Quarterly review"
         assert jr.guest["options"]["duration"] == 90
         await device.admit(guest.waiting.guest)
-        out = await guest.wait_for("admitted")
+        out = await guest.wait_for(Admitted)
         assert isinstance(out, Admitted)
         assert (out.meeting["title"], out.meeting["duration"]) == ("Quarterly review", 90)
     async with GuestClient(foyer.ws_url, host["slug"], name="Bad", session="nope") as guest:

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from foyer_client import GuestClient, HostClient
-from protocol.messages import Message
+from protocol.messages import Admitted, Denied, HostMessage, JoinRequest, Resolved
 from tests.support import FoyerProcess, try_reply
 
 
@@ -18,14 +18,14 @@ async def test_host_on_one_guest_on_other(
         HostClient(foyer2.ws_url, host["token"]) as d2,
     ):
         async with GuestClient(foyer2.ws_url, host["slug"], name="Across") as guest:
-            jr1 = await d1.wait_for("join_request")
-            jr2 = await d2.wait_for("join_request")
+            jr1 = await d1.wait_for(JoinRequest)
+            jr2 = await d2.wait_for(JoinRequest)
             assert jr1 == jr2
             await d1.message(guest.waiting.guest, "hi from process one")
-            assert (await guest.wait_for("message")).type == "message"
+            assert (await guest.wait_for(HostMessage)).type == "message"
             await d1.admit(guest.waiting.guest)
-            assert (await guest.wait_for("admitted")).type == "admitted"
-            assert (await d2.wait_for("resolved")).type == "resolved"
+            assert (await guest.wait_for(Admitted)).type == "admitted"
+            assert (await d2.wait_for(Resolved)).type == "resolved"
 
 
 async def test_store_first_late_device_on_other_process(
@@ -52,13 +52,13 @@ async def test_exactly_one_reply_wins_across_devices_and_processes(
                     try_reply(d2, "deny", gid),
                     try_reply(d3, "new_meeting", gid),
                 )
-                assert sorted(results) == ["already_resolved", "already_resolved", "won"]
-                outcome: Message = await guest.wait_for("admitted", "denied")
-                winner = ["admit", "deny", "new_meeting"][results.index("won")]
+                assert sorted(results) == [False, False, True]
+                outcome = await guest.wait_for(Admitted, Denied)
+                winner = ["admit", "deny", "new_meeting"][results.index(True)]
                 assert outcome.type == ("denied" if winner == "deny" else "admitted")
                 for device in (d1, d2, d3):
-                    resolved = await device.wait_for("resolved")
-                    assert getattr(resolved, "action") == winner  # noqa: B009
+                    resolved = await device.wait_for(Resolved)
+                    assert resolved.action == winner
 
 
 async def test_settings_change_reaches_cached_host_on_other_process(

@@ -10,8 +10,15 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from foyer_client import ClientError, GuestClient, HostClient
-from protocol.messages import GuestLeft
+from foyer_client import GuestClient, HostClient, UnknownGuest
+from protocol.messages import (
+    Admitted,
+    BusyNotice,
+    GuestAway,
+    GuestBack,
+    GuestLeft,
+    JoinRequest,
+)
 from server.storage.keys import EXPIRY as EXPIRY_KEY
 from tests.support import FoyerProcess, spawn_foyer, valkey_server
 
@@ -29,18 +36,18 @@ async def test_resume_keeps_id_and_place(foyer: FoyerProcess, host: dict[str, An
         async with GuestClient(foyer.ws_url, host["slug"], name="Ben") as second:
             gid, resume = first.waiting.guest, first.waiting.resume
             await first.close()  # the connection drops
-            away = await device.wait_for("guest_away")
-            assert getattr(away, "guest") == gid  # noqa: B009
+            away = await device.wait_for(GuestAway)
+            assert away.guest == gid
             async with HostClient(foyer.ws_url, host["token"]) as late:
                 marks = {g["id"]: g.get("away", False) for g in late.welcome.waiting}
                 assert marks == {gid: True, second.waiting.guest: False}
             async with GuestClient(foyer.ws_url, host["slug"], resume=resume) as back:
                 assert back.waiting.guest == gid and back.waiting.position == 1
-                assert getattr(await device.wait_for("guest_back"), "guest") == gid  # noqa: B009
-                assert [g["id"] for g in device.pending() if g.type == "guest_left"] == []
+                assert (await device.wait_for(GuestBack)).guest == gid
+                assert [m for m in device.pending() if isinstance(m, GuestLeft)] == []
                 await device.admit(second.waiting.guest)
                 await device.admit(gid)
-                assert (await back.wait_for("admitted")).type == "admitted"
+                assert (await back.wait_for(Admitted)).type == "admitted"
 
 
 async def test_new_connection_takes_over_a_half_open_one(
@@ -62,18 +69,18 @@ async def test_resume_after_answer_gets_the_outcome(
         await guest.close()
         await device.busy(guest.waiting.guest, "call me later")
         async with GuestClient(foyer.ws_url, host["slug"], resume=resume) as back:
-            out = await back.wait_for("busy")
-            assert getattr(out, "message") == "call me later"  # noqa: B009
+            out = await back.wait_for(BusyNotice)
+            assert out.message == "call me later"
             assert await back.wait_closed() == 1000
 
 
 async def test_bad_resume_secret_refused(foyer: FoyerProcess, host: dict[str, Any]) -> None:
     async with GuestClient(foyer.ws_url, host["slug"], name="Eve") as guest:
         forged = guest.waiting.guest + "~not-the-secret"
-        with pytest.raises(ClientError) as err:
+        with pytest.raises(UnknownGuest) as err:
             async with GuestClient(foyer.ws_url, host["slug"], resume=forged):
                 pass
-        assert err.value.code == "unknown_guest" and err.value.close_code == 1008
+        assert err.value.close_code == 1008
 
 
 async def test_dropped_guest_expires_after_window(short_window: FoyerProcess) -> None:
@@ -83,12 +90,11 @@ async def test_dropped_guest_expires_after_window(short_window: FoyerProcess) ->
         await guest.__aenter__()
         gid, resume = guest.waiting.guest, guest.waiting.resume
         await guest.close()
-        left = await device.wait_for("guest_left", timeout=10)
+        left = await device.wait_for(GuestLeft, timeout=10)
         assert isinstance(left, GuestLeft) and left.guest == gid and left.reason == "expired"
-        with pytest.raises(ClientError) as err:
+        with pytest.raises(UnknownGuest):
             async with GuestClient(short_window.ws_url, host["slug"], resume=resume):
                 pass
-        assert err.value.code == "unknown_guest"
         async with HostClient(short_window.ws_url, host["token"]) as later:
             assert later.welcome.waiting == []
 
@@ -125,11 +131,11 @@ async def test_guest_back_in_time_does_not_expire(short_window: FoyerProcess) ->
             witness = GuestClient(short_window.ws_url, host["slug"], name="Witness")
             await witness.__aenter__()
             await witness.close()
-            left = await device.wait_for("guest_left", timeout=10)
+            left = await device.wait_for(GuestLeft, timeout=10)
             assert isinstance(left, GuestLeft)
             assert (left.guest, left.reason) == (witness.waiting.guest, "expired")
             await device.admit(back.waiting.guest)
-            assert (await back.wait_for("admitted")).type == "admitted"
+            assert (await back.wait_for(Admitted)).type == "admitted"
 
 
 async def test_guests_of_a_crashed_process_expire() -> None:
@@ -142,11 +148,11 @@ async def test_guests_of_a_crashed_process_expire() -> None:
             async with HostClient(survivor.ws_url, host["token"]) as device:
                 guest = GuestClient(doomed.ws_url, host["slug"], name="Stranded")
                 await guest.__aenter__()
-                await device.wait_for("join_request")
+                await device.wait_for(JoinRequest)
                 # Killed at once, with no clean-up: the lease must already be stored.
                 doomed.stop(signal.SIGKILL)
                 try:
-                    left = await device.wait_for("guest_left", timeout=15)
+                    left = await device.wait_for(GuestLeft, timeout=15)
                 except TimeoutError:
                     raise AssertionError(survivor.log() + doomed.log()) from None
                 assert isinstance(left, GuestLeft)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from foyer_client import ClientError, GuestClient, HostClient
+from foyer_client import GuestClient, HostClient, RateLimited, Unauthorized
 from tests.support import FoyerProcess, spawn_foyer
 
 
@@ -44,19 +43,13 @@ def _xff(address: str) -> dict[str, str]:
 
 
 async def _knock(proc: FoyerProcess, slug: str, address: str) -> str:
-    client = GuestClient(proc.ws_url, slug, name="Rate")
-    client.ws = await connect(
-        client.url, additional_headers=_xff(address), subprotocols=["foyer.v1.msgpack"]
-    )  # type: ignore[list-item]
-    client._reader = asyncio.create_task(client._read_loop())
-    await client.send(**client.first)
-    first = await client.recv()
-    if first.type == "error":
-        code = getattr(first, "code")  # noqa: B009
-        assert await client.wait_closed() == 4029
-        return str(code)
-    await client.close()
-    return first.type
+    """``waiting``, or ``rate_limited`` when the knock was refused (and closed 4029)."""
+    try:
+        async with GuestClient(proc.ws_url, slug, name="Rate", headers=_xff(address)) as client:
+            return client.waiting.type
+    except RateLimited as exc:
+        assert exc.close_code == 4029
+        return exc.code.value
 
 
 async def test_knock_limit_per_address_behind_trusted_proxy(guarded: FoyerProcess) -> None:
@@ -84,7 +77,7 @@ async def test_secrets_never_logged(guarded: FoyerProcess) -> None:
     host = guarded.create_host("Log Host")
     async with HostClient(guarded.ws_url, host["token"]) as device:
         await device.ping()
-    with pytest.raises(ClientError):
+    with pytest.raises(Unauthorized):
         async with HostClient(guarded.ws_url, host["token"] + "x"):
             pass
     log = guarded.log()

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from foyer_client import GuestClient, HostClient
+from protocol.messages import JoinRequest
 from tests.support import FoyerProcess
 
 
@@ -81,8 +82,8 @@ async def test_old_link_keeps_reaching_the_same_host(
         HostClient(foyer.ws_url, host["token"]) as device,
         GuestClient(foyer.ws_url, old, name="Old Link User"),
     ):
-        jr = await device.wait_for("join_request")
-        assert getattr(jr, "guest")["name"] == "Old Link User"  # noqa: B009
+        jr = await device.wait_for(JoinRequest)
+        assert jr.guest["name"] == "Old Link User"
 
 
 def test_guest_page_redirects_old_slug_and_knows_unknown(

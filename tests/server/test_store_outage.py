@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from foyer_client import ClientError, GuestClient, HostClient
+from foyer_client import GuestClient, HostClient, InternalError, ProtocolError
+from protocol.messages import Admitted, JoinRequest
 from server.ops.embedded import EmbeddedValkey
 from tests.support import spawn_foyer
 
@@ -24,12 +25,12 @@ async def test_restart_of_redis() -> None:
                 host = proc.create_host("Outage Host")
                 async with HostClient(proc.ws_url, host["token"]) as device:
                     async with GuestClient(proc.ws_url, host["slug"], name="Before") as early:
-                        await device.wait_for("join_request")
+                        await device.wait_for(JoinRequest)
                         valkey.stop()
-                        with pytest.raises(ClientError) as err:
+                        with pytest.raises(InternalError) as err:
                             async with GuestClient(proc.ws_url, host["slug"], name="During"):
                                 pass
-                        assert err.value.code == "internal" and err.value.close_code == 1011
+                        assert err.value.close_code == 1011
                         assert "Traceback" not in err.value.message
                         valkey.start()
                         deadline = time.monotonic() + 20
@@ -38,14 +39,14 @@ async def test_restart_of_redis() -> None:
                                 async with GuestClient(
                                     proc.ws_url, host["slug"], name="After"
                                 ) as late:
-                                    jr = await device.wait_for("join_request", timeout=5)
-                                    assert getattr(jr, "guest")["name"] == "After"  # noqa: B009
+                                    jr = await device.wait_for(JoinRequest, timeout=5)
+                                    assert jr.guest["name"] == "After"
                                     assert late.waiting.position == 2  # Before is still there
                                     break
-                            except ClientError:
+                            except ProtocolError:
                                 assert time.monotonic() < deadline
                                 await asyncio.sleep(0.5)
                         await device.admit(early.waiting.guest)
-                        assert (await early.wait_for("admitted")).type == "admitted"
+                        assert (await early.wait_for(Admitted)).type == "admitted"
         finally:
             valkey.stop()
