@@ -33,7 +33,8 @@ def _session() -> tuple[GuestSession, Recorder]:
 def test_outcome_before_waiting_is_held_until_placed() -> None:
     session, rec = _session()
     session.deliver(HostMessage(text="hi"))
-    session.deliver(Admitted(mode="admit", meeting={}), close=True)
+    meeting = {"id": "r", "url": "https://m/r", "title": "T", "duration": 30}
+    session.deliver(Admitted(mode="admit", meeting=meeting), close=True)
     assert rec.frames == []
     rec.send({"type": "waiting"})
     session.set_place(score=10, position=1, since=10)
