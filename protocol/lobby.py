@@ -125,7 +125,6 @@ LEFT_REASON: dict[GuestState, LeftReason] = {
 }
 
 # The events a host's reply causes, and what the guest is sent for each.
-REPLIES: tuple[LobbyEvent, ...] = (E.ADMIT, E.MERGE, E.NEW_MEETING, E.BUSY, E.DENY)
 OUTCOME_FOR_REPLY: dict[LobbyEvent, Outcome] = {
     E.ADMIT: Outcome.ADMITTED,
     E.MERGE: Outcome.ADMITTED,

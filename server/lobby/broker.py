@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
@@ -91,15 +91,6 @@ class Broker:
                 await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
     # -- subscriptions -------------------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def following(self, host: str) -> AsyncIterator[None]:
-        """Hold ``host``'s channel for the block; nothing published after entry is missed."""
-        await self.hold(host)
-        try:
-            yield
-        finally:
-            self.release(host)
 
     async def hold(self, host: str) -> None:
         """Take a reference on ``host``'s channel and wait until Redis confirmed the

@@ -81,17 +81,3 @@ async def test_a_confirmation_that_times_out_releases_the_reference(
         await pauser.execute_command("CLIENT", "UNPAUSE")
         await pauser.aclose()
         await broker.stop()
-
-
-async def test_following_releases_on_every_path(redis: Redis) -> None:
-    broker = Broker(redis, keys.channel, confirm_timeout=3)
-    await broker.start(Handler())
-    (host,) = _hosts(1)
-    try:
-        with pytest.raises(RuntimeError):
-            async with broker.following(host):
-                assert broker.holders(host) == 1
-                raise RuntimeError("the socket failed")
-        assert broker.holders(host) == 0
-    finally:
-        await broker.stop()
