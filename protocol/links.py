@@ -101,6 +101,10 @@ def slug_with_suffix(base: str, suffix: str) -> str:
     return f"{base[: SLUG_MAX - len(suffix) - 1].rstrip('-')}-{suffix}"
 
 
+# Control characters and lone surrogates (see protocol.messages.safe_text).
+_UNSAFE_NAME = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def clean_title(raw: str) -> str:
     """The title with the forbidden characters removed (may come out empty)."""
     kept = "".join(ch for ch in raw if ch not in TITLE_STRIP and ch.isprintable())
@@ -140,6 +144,9 @@ def sanitise_options(
     region_set = set(regions)
     for name, value in raw.items():
         name = str(name)[:40]
+        if _UNSAFE_NAME.search(name):
+            ignored.append("(unreadable name)")  # never echo control characters back
+            continue
         kept: Any = None
         if name == "title" and isinstance(value, str):
             kept = clean_title(value) or None

@@ -60,8 +60,30 @@ HOST_STATES = ("available", "in_meeting", "away")
 # -- rules ---------------------------------------------------------------------------
 
 
-def text(max_len: int, *, strip: bool = True, allow_empty: bool = False) -> Check:
-    """A string a peer sent: stripped, not empty, at most ``max_len`` long."""
+# Control characters (C0, DEL, C1) and lone surrogates: a name with CR/LF would
+# break an email header, a lone surrogate cannot be encoded as UTF-8 at all.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# Multi-line text (a host's note or line to a guest) may hold LF and TAB.
+_UNSAFE_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def unsafe(value: str) -> bool:
+    """True if ``value`` holds a control character or a lone surrogate."""
+    return _UNSAFE.search(value) is not None
+
+
+def safe_text(name: str, value: str, *, lines: bool = False) -> str:
+    """``value`` if it holds no control character or lone surrogate, else BadMessage."""
+    if (_UNSAFE_LINES if lines else _UNSAFE).search(value):
+        raise BadMessage(f"'{name}' holds a control character or an invalid one")
+    return value
+
+
+def text(
+    max_len: int, *, strip: bool = True, allow_empty: bool = False, lines: bool = False
+) -> Check:
+    """A string a peer sent: stripped, not empty, at most ``max_len`` long, without
+    control characters (``lines``: LF and TAB allowed) or lone surrogates."""
 
     def check(name: str, value: Any) -> str:
         if not isinstance(value, str):
@@ -72,6 +94,7 @@ def text(max_len: int, *, strip: bool = True, allow_empty: bool = False) -> Chec
             raise BadMessage(f"'{name}' must not be empty")
         if len(value) > max_len:
             raise BadMessage(f"'{name}' is longer than {max_len} characters")
+        safe_text(name, value, lines=lines)
         return str(value)  # a plain str, also for a StrEnum member
 
     return check
@@ -117,6 +140,23 @@ def mapping(name: str, value: Any) -> dict[str, Any]:
     """A map, kept as it is (not copied)."""
     if not isinstance(value, dict):
         raise BadMessage(f"'{name}' must be a map")
+    return value
+
+
+def link_options(name: str, value: Any) -> dict[str, Any]:
+    """A knock's link options: a map of clean names (at most 40 characters) to
+    scalars; text values hold no control character or lone surrogate. Which
+    names and values count is ``protocol.links.sanitise_options``'s business."""
+    if not isinstance(value, dict):
+        raise BadMessage(f"'{name}' must be a map")
+    for key, item in value.items():
+        if not isinstance(key, str) or not key or len(key) > 40:
+            raise BadMessage(f"'{name}' has a name that is not 1..40 characters")
+        safe_text(f"{name} name", key)
+        if isinstance(item, str):
+            safe_text(f"{name}.{key}", item)
+        elif item is not None and not isinstance(item, bool | int | float):
+            raise BadMessage(f"'{name}.{key}' must be a string, a number or a boolean")
     return value
 
 
@@ -210,10 +250,11 @@ ResumeKey = Annotated[str, text(256)]
 Name = Annotated[str, text(100)]
 Email = Annotated[str, text(254)]
 Title = Annotated[str, text(200)]
-Note = Annotated[str, text(500)]  # busy/deny message: host -> server -> guest
-Line = Annotated[str, text(1000)]  # a line of text: host -> server -> guest
+Note = Annotated[str, text(500, lines=True)]  # busy/deny message: host -> server -> guest
+Line = Annotated[str, text(1000, lines=True)]  # a line of text: host -> server -> guest
 SessionId = Annotated[str, text(128)]
 Map = Annotated[dict[str, Any], mapping]
+LinkOptions = Annotated[dict[str, Any], link_options]
 Flag = Annotated[bool, boolean]
 Text = Annotated[str, string]
 Place = Annotated[int, integer(1)]  # a place in the queue, 1 is next
@@ -422,7 +463,7 @@ class Knock(Message):
     name: Name
     email: Email | None = None
     token: Token | None = None
-    options: Map | None = None
+    options: LinkOptions | None = None
     session: SessionId | None = None
     ref: Ref = None
 

@@ -11,7 +11,7 @@ from typing import Any
 import jwt
 
 from protocol.errors import Unauthorized
-from protocol.messages import HOST_ID_RE
+from protocol.messages import HOST_ID_RE, unsafe
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +91,9 @@ class Tokens:
             raise Unauthorized("not a guest token")
         email = claims.get("email")
         name = claims.get("name")
+        for value in (email, name):
+            if isinstance(value, str) and unsafe(value):
+                raise Unauthorized("the token's name or email holds a control character")
         return GuestClaims(
             name if isinstance(name, str) else None,
             email.lower() if isinstance(email, str) else None,

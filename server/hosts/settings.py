@@ -9,13 +9,19 @@ result from the same script.
 from __future__ import annotations
 
 import copy
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from protocol.errors import BadMessage
 from server.hosts.directory import Directory
 from server.storage.hosts import HostStore
+
+# Names and addresses end up in email headers: no control characters (CR/LF).
+PLAIN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+EMAIL = r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f]+$"
+DisplayName = Annotated[str, Field(min_length=1, max_length=100, pattern=PLAIN)]
+EmailAddress = Annotated[str, Field(min_length=3, max_length=254, pattern=EMAIL)]
 
 
 class MeetingDefaultsPatch(BaseModel):
@@ -41,8 +47,8 @@ class PolicyPatch(BaseModel):
 
 class SettingsPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(default=None, min_length=1, max_length=100)
-    email: str | None = Field(default=None, max_length=254)
+    name: DisplayName | None = None
+    email: EmailAddress | None = None
     email_notifications: bool | None = None
     meeting_defaults: MeetingDefaultsPatch | None = None
     policy: PolicyPatch | None = None

@@ -22,6 +22,7 @@ import aiosmtplib
 
 from server.storage.hosts import HostRecord, HostStore
 from server.storage.store import Store
+from server.storage.values import now_ms
 
 log = logging.getLogger("foyer.email")
 
@@ -56,7 +57,7 @@ class Mailer:
         if not self.enabled:
             return 0
         # A claim outlasts the gathering delay, so a knock meanwhile re-schedules.
-        retry_ms = int(max(60.0, 2 * self.config.delay_s) * 1000)
+        retry_ms = int(max(1.0, 2 * self.config.delay_s) * 1000)
         claimed = await self._store.claim_mail(retry_ms)
         sent = 0
         done: list[tuple[str, str]] = []
@@ -80,13 +81,18 @@ class Mailer:
             return 0  # the host's devices showed the knocks
         if not snapshot.queue:
             return 0
-        later = await self._store.mail_cooldown(host, int(self.config.cooldown_s * 1000))
-        if later:
-            self._store.schedule_mail(host, later)  # try again after the cool-down
+        left = await self._store.mail_cooldown_left(host)
+        if left:
+            self._store.schedule_mail(host, now_ms() + max(left, 1000))  # after the cool-down
             return 0
-        await self.deliver(
-            compose(record, snapshot.queue, self.config.sender, self.config.console_url)
-        )
+        try:
+            message = compose(record, snapshot.queue, self.config.sender, self.config.console_url)
+        except ValueError as exc:  # data no header can carry: retrying will not help
+            log.warning("cannot compose an email to host %s: %s", host, type(exc).__name__)
+            return 0
+        await self.deliver(message)
+        # The cool-down starts only once the email went out: a failed send is retried.
+        await self._store.start_mail_cooldown(host, int(self.config.cooldown_s * 1000))
         return 1
 
     async def deliver(self, message: EmailMessage) -> None:

@@ -408,14 +408,15 @@ class Store:
     async def mail_done(self, claimed: list[tuple[str, str]]) -> None:
         await self._done(keys.MAIL_DUE, claimed)
 
-    async def mail_cooldown(self, host: str, cooldown_ms: int) -> int:
-        """0 if the host may be emailed now (and starts its cool-down), else the
-        time in ms when it may be."""
-        key = f"{keys.tag(host)}:mailed"
-        if await self.batch.call("SET", key, "1", "NX", "PX", max(cooldown_ms, 1)):
-            return 0
-        left = int(await self.batch.call("PTTL", key))
-        return now_ms() + max(left, 1000)
+    async def mail_cooldown_left(self, host: str) -> int:
+        """Milliseconds until the host may be emailed again (0: now). The claim on
+        the host's schedule entry makes this process the only one asking."""
+        left = int(await self.batch.call("PTTL", f"{keys.tag(host)}:mailed"))
+        return max(left, 0)
+
+    async def start_mail_cooldown(self, host: str, cooldown_ms: int) -> None:
+        """An email went out: no other for ``cooldown_ms``."""
+        await self.batch.call("SET", f"{keys.tag(host)}:mailed", "1", "PX", max(cooldown_ms, 1))
 
     async def waiting(self, host: str) -> list[dict[str, Any]]:
         """Every guest still in the queue, oldest first."""

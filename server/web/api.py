@@ -20,7 +20,7 @@ from starlette.routing import Route
 from protocol.errors import ApiUnauthorized, BadRequest, InvalidBody, UnknownHost, UnknownLink
 from protocol.messages import HOST_ID_RE
 from server.access.tokens import same_secret
-from server.hosts.settings import SettingsPatch, validation_message
+from server.hosts.settings import DisplayName, EmailAddress, SettingsPatch, validation_message
 from server.storage.hosts import HostRecord
 from server.web.context import web
 from server.web.errors import error_response
@@ -34,8 +34,8 @@ log = logging.getLogger("foyer.api")
 class HostCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(pattern=HOST_ID_RE.pattern, description="the host id (JWT sub)")
-    name: str = Field(min_length=1, max_length=100)
-    email: str | None = Field(default=None, max_length=254)
+    name: DisplayName
+    email: EmailAddress | None = None
 
 
 class SlugChange(BaseModel):
@@ -57,8 +57,8 @@ class TokenRequest(BaseModel):
 
 class GuestTokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
-    name: str | None = Field(default=None, min_length=1, max_length=100)
+    email: EmailAddress
+    name: DisplayName | None = None
     ttl: int = Field(default=3600, ge=60, le=7 * 24 * 3600, description="seconds")
 
 

@@ -194,3 +194,34 @@ async def test_a_host_token_without_exp_closes_4001(
     err = await _recv_json(ws)
     assert err["code"] == "unauthorized" and "exp" in err["message"]
     assert await _closed(ws) == 4001
+
+
+@pytest.mark.parametrize(
+    "knock",
+    [
+        {"type": "knock", "name": "Eve\r\nBcc: evil@example.com"},
+        {"type": "knock", "name": "Eve\x00"},
+        {"type": "knock", "name": "Eve", "email": "eve@example.com\nBcc: x@example.com"},
+        {"type": "knock", "name": "Eve", "options": {"title": "Hi\u0007"}},
+    ],
+)
+async def test_control_characters_are_refused_at_decode(
+    foyer: FoyerProcess, host: dict[str, Any], knock: dict[str, Any]
+) -> None:
+    """A name with CR/LF used to break the away email (and burn its cool-down)."""
+    ws = await _open(foyer.ws_url + f"/ws/guest/{host['slug']}")
+    await ws.send(json.dumps(knock))
+    err = await _recv_json(ws)
+    assert err["type"] == "error" and err["code"] == "bad_message"
+    assert await _closed(ws) == 1008
+
+
+async def test_a_lone_surrogate_in_an_option_name_is_refused(
+    foyer: FoyerProcess, host: dict[str, Any]
+) -> None:
+    """It used to be stored, and the guest's writer died on it: no answer, ever."""
+    ws = await _open(foyer.ws_url + f"/ws/guest/{host['slug']}")
+    await ws.send('{"type": "knock", "name": "Eve", "options": {"\\ud800x": "1"}}')
+    err = await _recv_json(ws)
+    assert err["type"] == "error" and err["code"] == "bad_message"
+    assert await _closed(ws) == 1008
