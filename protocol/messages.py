@@ -440,6 +440,16 @@ class AdmitAll(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class Refresh(Message):
+    """Addition: swap in a new token for this device before the old one expires,
+    without reconnecting (the new token must name the same host)."""
+
+    TYPE = "refresh"
+    token: Token
+    ref: Ref = None
+
+
+@dataclass(frozen=True, slots=True)
 class UpdateSettings(Message):
     """Addition: a partial settings update from a host device."""
 
@@ -635,6 +645,7 @@ HOST_FRAMES = _table(
     SendMessage,
     AdmitAll,
     UpdateSettings,
+    Refresh,
     Ping,
 )
 GUEST_FRAMES = _table(Knock, Resume, Cancel, Ping)

@@ -40,6 +40,7 @@ from protocol.messages import (
     Message,
     Ping,
     Pong,
+    Refresh,
     Resume,
     parse,
 )
@@ -163,13 +164,13 @@ async def host_endpoint(ws: WebSocket, lobby: Lobby) -> None:
         return
     conn.start()
     session: HostSession | None = None
-    timer: asyncio.TimerHandle | None = None
+    expiry = TokenExpiry(conn)
     try:
         hello = await _first(ws, conn, lobby.config, HOST_FRAMES, (Hello,), CloseCode.UNAUTHORIZED)
         if not isinstance(hello, Hello):
             return
         try:
-            claims = lobby.room.authenticate(hello)
+            claims = lobby.room.authenticate(hello.token)
         except Unauthorized as exc:
             conn.send(error_for(exc, hello.ref))
             conn.close(CloseCode.UNAUTHORIZED)
@@ -182,10 +183,16 @@ async def host_endpoint(ws: WebSocket, lobby: Lobby) -> None:
             conn.send(error_for(err, hello.ref))
             conn.close(CloseCode.UNAUTHORIZED)
             return
-        timer = _expire_at(conn, claims.expires_at)
+        expiry.at(claims.expires_at)
         device = session
 
         async def handle(message: Message) -> None:
+            if isinstance(message, Refresh):  # the token is the transport's business
+                fresh = lobby.room.authenticate(message.token)
+                if fresh.host != device.host:
+                    raise Unauthorized("not this host's token")
+                expiry.at(fresh.expires_at)
+                return
             await lobby.room.handle_host(device, message)
 
         await _read_loop(ws, conn, HOST_FRAMES, handle, ack=True)
@@ -193,8 +200,7 @@ async def host_endpoint(ws: WebSocket, lobby: Lobby) -> None:
         conn.send(error_for(exc))
         conn.close(CloseCode.INTERNAL)
     finally:
-        if timer is not None:
-            timer.cancel()
+        expiry.cancel()
         if session is not None:
             try:
                 await lobby.room.close_device(session)
@@ -203,15 +209,27 @@ async def host_endpoint(ws: WebSocket, lobby: Lobby) -> None:
         await conn.stop()
 
 
-def _expire_at(conn: Connection, expires_at: float) -> asyncio.TimerHandle:
-    """Close the device with 4001 when its token expires mid-connection."""
-    loop = asyncio.get_running_loop()
+class TokenExpiry:
+    """Closes a device with 4001 when its token expires mid-connection; a
+    ``refresh`` frame moves the deadline."""
 
-    def expire() -> None:
-        conn.send(error_for(Unauthorized("token expired")))
-        conn.close(CloseCode.UNAUTHORIZED)
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._timer: asyncio.TimerHandle | None = None
 
-    return loop.call_later(max(0.0, expires_at - time.time()), expire)
+    def at(self, expires_at: float) -> None:
+        self.cancel()
+        delay = max(0.0, expires_at - time.time())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._expire)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        self._conn.send(error_for(Unauthorized("token expired")))
+        self._conn.close(CloseCode.UNAUTHORIZED)
 
 
 async def _read_loop(

@@ -306,9 +306,9 @@ class WaitingRoom:
 
     # -- host devices ------------------------------------------------------------------
 
-    def authenticate(self, hello: Hello) -> HostClaims:
-        """The host a device's ``hello`` proves it belongs to (``Unauthorized``)."""
-        return self._tokens.host(hello.token)
+    def authenticate(self, token: str) -> HostClaims:
+        """The host a device's token (``hello``, ``refresh``) proves it belongs to."""
+        return self._tokens.host(token)
 
     async def open_device(self, session: HostSession) -> None:
         """Follow the host, register the device, send the ``welcome`` (built from

@@ -53,6 +53,7 @@ from protocol.messages import (
     Ping,
     Pong,
     Presence,
+    Refresh,
     Resume,
     SendMessage,
     UpdateSettings,
@@ -369,6 +370,12 @@ class HostClient(_Client):
 
     async def settings(self, **patch: Any) -> Ack:
         return _expect(await self.request(UpdateSettings(settings=patch)), Ack)
+
+    async def refresh(self, token: str) -> Ack:
+        """Swap in a new token before the current one expires (no reconnect)."""
+        ack = _expect(await self.request(Refresh(token=token)), Ack)
+        self.token = token
+        return ack
 
     async def ping(self) -> Pong:
         return _expect(await self.request(Ping()), Pong)
