@@ -85,6 +85,7 @@ class Node:
                 resume_window_ms=int(settings.resume_window * 1000),
                 knock_limit=settings.knock_limit,
                 link_knock_limit=settings.link_knock_limit,
+                resume_limit=settings.resume_limit,
             ),
         )
         self.lobby = Lobby(
@@ -108,6 +109,8 @@ class Node:
             tokens=self.tokens,
             api_key=settings.api_key,
             public_url=settings.public_url,
+            trusted_proxies=settings.proxy_list,
+            link_info_limit=settings.link_info_limit,
         )
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -75,6 +75,7 @@ class RoomConfig:
     resume_window_ms: int
     knock_limit: int  # per client address per link per minute (0 = off)
     link_knock_limit: int  # per link per minute (0 = off)
+    resume_limit: int = 10  # failed resumes per client address per minute (0 = off)
 
 
 def _resume_guest(secret: str) -> str:
@@ -124,7 +125,7 @@ class WaitingRoom:
         if isinstance(first, Knock):
             await self._knock(session, first, address, query)
         else:
-            await self._resume(session, first)
+            await self._resume(session, first, address)
 
     async def _knock(
         self, session: GuestSession, knock: Knock, address: str, query: dict[str, str]
@@ -233,8 +234,11 @@ class WaitingRoom:
             info["email"] = email
         return info, sorted(set(ignored))
 
-    async def _resume(self, session: GuestSession, resume: Resume) -> None:
+    async def _resume(self, session: GuestSession, resume: Resume, address: str) -> None:
         host = session.host
+        limit, bucket = self._config.resume_limit, f"resume:{address}"
+        if limit and await self._store.hits(bucket) >= limit:
+            raise RateLimited("too many failed resumes; try again in a minute")
         session.guest = _resume_guest(resume.resume)
         older = self._hub.guest(host, session.guest)
         self._hub.add_guest(session)
@@ -270,6 +274,8 @@ class WaitingRoom:
             self._hub.finish(session, outcome_message(step.outcome))
         else:
             self._forget_guest(session)
+            if limit:
+                await self._store.hit(bucket)  # a wrong or stale secret: count it
             raise UnknownGuest("this place in the waiting room is gone; knock again")
 
     async def handle_guest(self, session: GuestSession, message: Message) -> None:
@@ -368,9 +374,11 @@ class WaitingRoom:
                 await self.reply(host, lobby.LobbyEvent.DENY, guest, message=text)
                 if block:  # only once the deny has won
                     found = await self._store.guest_info(host, guest)
-                    email = found[1].get("email") if found else None
-                    if email:
-                        await self._host_settings.block_email(host, str(email))
+                    info = found[1] if found else {}
+                    if info.get("email"):
+                        await self._host_settings.block_email(
+                            host, str(info["email"]), verified=info.get("verified") is True
+                        )
             case SendMessage(guest=guest, text=text):
                 await self._store.say(host, guest, text)
             case AdmitAll():

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     allowed_origins: str = ""  # comma-separated; same origin always passes
     trusted_proxies: str = ""  # comma-separated client addresses whose X-Forwarded-For counts
     knock_limit: int = Field(default=30, ge=0)  # knocks per client address per minute
+    resume_limit: int = Field(default=10, ge=0)  # failed resumes per address per minute
+    link_info_limit: int = Field(default=120, ge=0)  # GET /api/links/{slug} per address/min
     link_knock_limit: int = Field(default=600, ge=0)  # knocks per link per minute
     regions: str = ",".join(DEFAULT_REGIONS)
     resume_window: float = Field(default=30.0, gt=0)  # seconds a dropped guest keeps its place

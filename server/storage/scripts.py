@@ -23,6 +23,7 @@ NAMES = (
     "create_host",
     "due",
     "done",
+    "hit",
 )
 _PLACEHOLDER = re.compile(r"__[A-Z_]+__")
 

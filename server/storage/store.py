@@ -154,6 +154,7 @@ class Store:
                 f"{t}:block",
                 f"{t}:allow",
                 f"{t}:rl:ip:{address}:{minute}",
+                f"{t}:block-unverified",
             ],
             [
                 guest,
@@ -402,6 +403,11 @@ class Store:
         further ahead than ``at_ms``) schedules the next one."""
         self.batch.fire("ZADD", keys.MAIL_DUE, "LT", at_ms, host)
 
+    def reschedule_mail(self, host: str, at_ms: int) -> None:
+        """Move a claimed entry to ``at_ms`` (later or earlier): ``done`` then
+        leaves it, since it is no longer at its claim."""
+        self.batch.fire("ZADD", keys.MAIL_DUE, at_ms, host)
+
     async def claim_mail(self, retry_ms: int, limit: int = 50) -> list[tuple[str, str]]:
         return await self._claim(keys.MAIL_DUE, limit, retry_ms)
 
@@ -421,6 +427,20 @@ class Store:
     async def waiting(self, host: str) -> list[dict[str, Any]]:
         """Every guest still in the queue, oldest first."""
         return (await self.snapshot(host)).queue
+
+    # -- per-address limits (fixed one-minute windows) --------------------------
+
+    @staticmethod
+    def _window_key(bucket: str) -> str:
+        return f"foyer:rl:{bucket}:{now_ms() // 60_000}"
+
+    async def hit(self, bucket: str) -> int:
+        """Count one hit of ``bucket`` in this minute; returns the count."""
+        return int(await self.batch.script("hit", [self._window_key(bucket)], [61_000]))
+
+    async def hits(self, bucket: str) -> int:
+        """The hits of ``bucket`` in this minute so far."""
+        return int(await self.batch.call("GET", self._window_key(bucket)) or 0)
 
     # -- schedules ------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
@@ -23,6 +23,8 @@ class WebContext:
     tokens: Tokens
     api_key: str
     public_url: str | None
+    trusted_proxies: list[str] = field(default_factory=list)
+    link_info_limit: int = 0  # GET /api/links/{slug} per client address per minute
 
 
 def web(request: Request) -> WebContext:

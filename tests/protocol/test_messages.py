@@ -34,6 +34,7 @@ from protocol.messages import (
     Position,
     Presence,
     PresenceChanged,
+    Refresh,
     Resolved,
     Resume,
     SendMessage,
@@ -237,6 +238,7 @@ def _valid_map(cls: type[Message]) -> dict[str, Any]:
         Resume: {"resume": "g~s"},
         SendMessage: {"guest": "g", "text": "hi"},
         UpdateSettings: {"settings": {}},
+        Refresh: {"token": "t"},
     }.get(cls, {"guest": "g"} if "guest" in {f.name for f in fields(cls)} else {})
     return {"type": cls.TYPE, **required}
 
