@@ -55,7 +55,7 @@ class Node:
             unsubscribe_after=settings.unsubscribe_after,
             confirm_timeout=settings.subscribe_timeout,
         )
-        self.hub = Hub()
+        self.hub = Hub(settings.position_interval)
         self.tokens = Tokens(settings.secret, settings.token_max_lifetime)
         self.meetings = MeetingProvider(settings.meeting_url)
         self.host_settings = HostSettings(self.hosts, self.directory, settings.region_list)
@@ -133,6 +133,7 @@ class Node:
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
         await self.room.stop()
+        self.hub.stop()
         await self.broker.stop()
         await self.batch.stop()
         await self.redis.aclose()
