@@ -186,14 +186,14 @@ async def host_endpoint(ws: WebSocket, lobby: Lobby) -> None:
         expiry.at(claims.expires_at)
         device = session
 
-        async def handle(message: Message) -> None:
+        async def handle(message: Message) -> Message | None:
             if isinstance(message, Refresh):  # the token is the transport's business
                 fresh = lobby.room.authenticate(message.token)
                 if fresh.host != device.host:
                     raise Unauthorized("not this host's token")
                 expiry.at(fresh.expires_at)
-                return
-            await lobby.room.handle_host(device, message)
+                return None
+            return await lobby.room.handle_host(device, message)
 
         await _read_loop(ws, conn, HOST_FRAMES, handle, ack=True)
     except Exception as exc:  # the store is unreachable, or a bug: no detail leaves
@@ -236,7 +236,7 @@ async def _read_loop(
     ws: WebSocket,
     conn: Connection,
     table: dict[str, type[Message]],
-    handle: Callable[[Message], Awaitable[None]],
+    handle: Callable[[Message], Awaitable[Message | None]],
     *,
     ack: bool,
     done: Callable[[], bool] = lambda: False,
@@ -257,8 +257,10 @@ async def _read_loop(
             if isinstance(message, Ping):
                 conn.send(_pong(message))
                 continue
-            await handle(message)
-            if ack and message.reference is not None:
+            answer = await handle(message)
+            if answer is not None:
+                conn.send(answer)
+            elif ack and message.reference is not None:
                 conn.send(Ack(ref=message.reference))
         except Exception as exc:
             conn.send(error_for(exc, ref))
@@ -296,8 +298,9 @@ async def guest_endpoint(ws: WebSocket, lobby: Lobby, slug: str) -> None:
             return
         guest = session
 
-        async def handle_guest(message: Message) -> None:
+        async def handle_guest(message: Message) -> Message | None:
             await lobby.room.handle_guest(guest, message)
+            return None
 
         if not guest.finished:
             await _read_loop(

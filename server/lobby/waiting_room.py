@@ -42,9 +42,11 @@ from protocol.messages import (
     Hello,
     JoinRequest,
     Knock,
+    LobbyPage,
     Merge,
     Message,
     NewMeeting,
+    Page,
     Presence,
     Resume,
     SendMessage,
@@ -106,8 +108,9 @@ class WaitingRoom:
         self._mailer = mailer
         self._config = config
         # Guests this process's devices of each host were told about, with their
-        # options (a reply needs them to build the meeting: no extra read).
-        self._announced: dict[str, dict[str, dict[str, Any]]] = {}
+        # options (a reply needs them to build the meeting: no extra read), or
+        # None for guests a welcome only counted (the reply reads them).
+        self._announced: dict[str, dict[str, dict[str, Any] | None]] = {}
         self._recoveries: dict[str, asyncio.Task[None]] = {}
 
     async def stop(self) -> None:
@@ -323,14 +326,15 @@ class WaitingRoom:
         session.holding = True
         self._hub.add_host(session)
         self._store.device_up(session.host, session.device)
-        snapshot = await self._store.snapshot(session.host)
+        snapshot = await self._store.snapshot(session.host, limit=lobby.WELCOME_GUESTS)
         record = snapshot.record
         if record is None:
             raise Unauthorized("unknown host")
         self._directory.remember(record)
-        self._announced.setdefault(session.host, {}).update(
-            (g["id"], g.get("options") or {}) for g in snapshot.queue
-        )
+        announced = self._announced.setdefault(session.host, {})
+        for gid in snapshot.ids:  # the device knows of every guest (it may page them)
+            announced.setdefault(gid, None)
+        announced.update((g["id"], g.get("options") or {}) for g in snapshot.queue)
         policy = record["settings"].get("policy", {})
         welcome = Welcome(
             host=session.host,
@@ -340,6 +344,7 @@ class WaitingRoom:
             name=record["name"],
             meeting=snapshot.meeting,
             settings=record["settings"],
+            waiting_total=len(snapshot.ids),
         )
         session.welcomed(welcome, snapshot.counter)
 
@@ -354,10 +359,17 @@ class WaitingRoom:
                 session.holding = False
                 self._broker.release(session.host)
 
-    async def handle_host(self, session: HostSession, message: Message) -> None:
-        """Apply one host frame; an error raises (the endpoint answers it)."""
+    async def handle_host(self, session: HostSession, message: Message) -> Message | None:
+        """Apply one host frame; returns its answer if it has one (else the
+        endpoint acks it); an error raises (the endpoint answers it)."""
         host = session.host
         match message:
+            case Page(after=after, limit=limit, ref=ref):
+                size = min(limit or lobby.PAGE_GUESTS, lobby.PAGE_GUESTS)
+                guests, more = await self._store.page(host, after, size)
+                announced = self._announced.setdefault(host, {})
+                announced.update((g["id"], g.get("options") or {}) for g in guests)
+                return LobbyPage(guests=guests, more=more, ref=ref)
             case Hello():
                 raise BadMessage("hello was already said")
             case Presence(state=state, meeting=meeting):
@@ -387,6 +399,7 @@ class WaitingRoom:
                 await self._host_settings.update(host, patch)
             case _:
                 raise BadMessage(f"'{message.TYPE}' is not a host frame")
+        return None
 
     # -- replies -----------------------------------------------------------------------
 
@@ -503,7 +516,7 @@ class WaitingRoom:
         self._recover_guests(snapshot, local)
 
     def _recover_devices(
-        self, host: str, snapshot: Snapshot, announced: dict[str, dict[str, Any]]
+        self, host: str, snapshot: Snapshot, announced: dict[str, dict[str, Any] | None]
     ) -> None:
         if not self._hub.has_devices(host):
             return

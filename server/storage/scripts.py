@@ -24,6 +24,7 @@ NAMES = (
     "due",
     "done",
     "hit",
+    "page",
 )
 _PLACEHOLDER = re.compile(r"__[A-Z_]+__")
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from foyer_client import GuestClient, HostClient
 from protocol.errors import ConnectionClosed
+from protocol.lobby import WELCOME_GUESTS
 from protocol.messages import Admitted, Position
 from tests.support import FoyerProcess
 
@@ -17,9 +18,12 @@ WAITING = 600  # more than a socket's queue of 256 frames
 
 
 async def _knock_many(foyer: FoyerProcess, slug: str, n: int) -> list[GuestClient]:
+    """``n`` guests knocking, 100 at a time."""
     guests: list[GuestClient] = []
     for start in range(0, n, 100):
-        batch = [GuestClient(foyer.ws_url, slug, name=f"G{i}") for i in range(start, start + 100)]
+        batch = [
+            GuestClient(foyer.ws_url, slug, name=f"G{i}") for i in range(start, min(n, start + 100))
+        ]
         await asyncio.gather(*(g.__aenter__() for g in batch))
         guests += batch
     return guests
@@ -52,6 +56,7 @@ async def test_departures_are_coalesced_into_few_position_frames(
     try:
         async with HostClient(foyer.ws_url, host["token"]) as device:
             guests = await _knock_many(foyer, host["slug"], n)
+            guests.sort(key=lambda g: g.waiting.position)  # the queue's order
             last = guests[-1]
             ahead = [g.waiting.guest for g in guests[:-1]]
             for gid in ahead[:200]:  # 200 departures ahead of the last guest, one by one
@@ -65,5 +70,26 @@ async def test_departures_are_coalesced_into_few_position_frames(
             assert frames < 50, frames
     except ConnectionClosed as exc:  # a slow-consumer close would land here
         raise AssertionError(f"the last guest was closed ({exc.close_code})") from exc
+    finally:
+        await asyncio.gather(*(g.close() for g in guests), return_exceptions=True)
+
+
+async def test_the_welcome_is_bounded_and_the_rest_is_paged(
+    foyer: FoyerProcess, host: dict[str, Any]
+) -> None:
+    guests = await _knock_many(foyer, host["slug"], WELCOME_GUESTS * 2 + 7)
+    guests.sort(key=lambda g: g.waiting.position)  # the queue's order: knocks ran concurrently
+    try:
+        async with HostClient(foyer.ws_url, host["token"]) as device:
+            welcome = device.welcome
+            assert welcome.waiting_total == len(guests)
+            assert [g["id"] for g in welcome.waiting] == [
+                g.waiting.guest for g in guests[:WELCOME_GUESTS]
+            ]
+            everyone = await device.all_waiting()
+            assert [g["id"] for g in everyone] == [g.waiting.guest for g in guests]
+            last = guests[-1]  # never listed in the welcome: a reply still works
+            await device.admit(last.waiting.guest)
+            assert (await last.wait_for(Admitted)).meeting["title"]
     finally:
         await asyncio.gather(*(g.close() for g in guests), return_exceptions=True)
