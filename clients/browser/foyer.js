@@ -472,7 +472,9 @@ export class HostClient extends Connection {
         if (frame.policy) this.policy = frame.policy;
         if (frame.settings) this.settings = frame.settings;
         this.waiting = new Map((frame.waiting || []).map((guest) => [guest.id, guest]));
+        this.waitingTotal = frame.waiting_total ?? this.waiting.size;
         this.emit("welcome", frame);
+        if (this.waitingTotal > this.waiting.size) this._pageRest(frame.waiting);
         if (frame.policy) this.emit("settings", { policy: frame.policy });
         this._changed();
         break;
@@ -515,7 +517,8 @@ export class HostClient extends Connection {
         this.emit("settings", { policy: this.policy, settings: this.settings });
         break;
       }
-      case "ack": {
+      case "ack":
+      case "lobby_page": {
         this._settle(frame.ref, null, frame);
         break;
       }
@@ -542,6 +545,23 @@ export class HostClient extends Connection {
 
   _changed() {
     this.emit("change", this.list());
+  }
+
+  /** A big lobby's welcome lists the oldest guests only: fetch the rest, page by page. */
+  async _pageRest(first) {
+    let after = first.length ? first[first.length - 1].id : undefined;
+    for (let pages = 0; pages < 10000; pages++) {
+      let page;
+      try {
+        page = await this.request(after ? { type: "page", after } : { type: "page" });
+      } catch {
+        return; // disconnected: the next welcome starts over
+      }
+      for (const guest of page.guests) if (!this.waiting.has(guest.id)) this.waiting.set(guest.id, guest);
+      this._changed();
+      if (!page.more || !page.guests.length) return;
+      after = page.guests[page.guests.length - 1].id;
+    }
   }
 
   /** The waiting guests, oldest first. */
