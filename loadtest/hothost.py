@@ -1,0 +1,182 @@
+"""The hot-host curve: one host, N guests waiting on its link (issue 11).
+
+For each N it measures, on one Foyer process with its own Valkey: the size of a
+device's ``welcome``; a drain of ``--drain`` guests one by one (server CPU per
+departure, and how many ``position`` frames the last guest got); ``admit_all``
+of the rest (time until every guest has its outcome, server CPU, guests closed
+instead of answered); and the worst event-loop stall another host's device on
+that process saw meanwhile (its ping round trips, every 10 ms).
+
+    python -m loadtest.hothost --waiting 1000 5000 10000
+
+Loopback only; every loop is bounded in count and time. Not a test: figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+from foyer_client import GuestClient, HostClient
+from loadtest.runner import _api, mint_token
+from loadtest.spawn import spawn
+from protocol.errors import ConnectionClosed
+from protocol.messages import Admitted, Position
+
+CONNECT_AT_ONCE = 200
+
+
+@dataclass
+class Point:
+    waiting: int
+    welcome_bytes: int
+    drain: int
+    cpu_per_departure_ms: float
+    positions_to_last: int
+    admit_all_s: float
+    admit_all_cpu_s: float
+    answered: int
+    closed_instead: int
+    worst_stall_ms: float
+
+
+def _cpu(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+async def _probe(url: str, token: str) -> None:
+    """Another host's device on the same server, in a process of its own (so the
+    guests' client work does not count): pings every 10 ms until stdin closes,
+    then prints its worst round trip in ms."""
+    worst = 0.0
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(sys.stdin.fileno(), lambda: done.set() if not sys.stdin.read(1) else None)
+    async with HostClient(url, token) as probe:
+        while not done.is_set():
+            start = time.monotonic()
+            await probe.ping()
+            worst = max(worst, time.monotonic() - start)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), 0.01)
+    print(round(1000 * worst, 1), flush=True)
+
+
+async def _prober(url: str, token: str) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "loadtest.hothost",
+        "--probe",
+        url,
+        token,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    await asyncio.sleep(1.0)  # connected and pinging before the work starts
+    return proc
+
+
+async def _guests(url: str, slug: str, n: int) -> list[GuestClient]:
+    guests: list[GuestClient] = []
+    for start in range(0, n, CONNECT_AT_ONCE):
+        batch = [
+            GuestClient(url, slug, name=f"G{i}", queue_size=64)
+            for i in range(start, min(n, start + CONNECT_AT_ONCE))
+        ]
+        await asyncio.gather(*(g.__aenter__() for g in batch))
+        guests += batch
+    guests.sort(key=lambda g: g.waiting.position)
+    return guests
+
+
+async def measure(http: str, api_key: str, secret: str, pid: int, n: int, drain: int) -> Point:
+    url = http.replace("http://", "ws://")
+    tag = f"hot{n}-{int(time.time())}"
+    created = _api(f"{http}/api/hosts", api_key, "POST", {"id": tag, "name": "Hot Host"})
+    _api(f"{http}/api/hosts", api_key, "POST", {"id": tag + "-probe", "name": "Probe"})
+    token = mint_token(secret, tag, 3600)
+    guests = await _guests(url, str(created["slug"]), n)
+    probe = await _prober(url, mint_token(secret, tag + "-probe", 3600))
+    worst_ms = -1.0
+    try:
+        async with HostClient(url, token) as device:
+            welcome_bytes = len(json.dumps(device.welcome.to_map()))
+            last = guests[-1]
+            cpu = _cpu(pid)
+            for guest in guests[:drain]:
+                await device.admit(guest.waiting.guest)
+            cpu_drain = _cpu(pid) - cpu
+            positions = 0
+            with contextlib.suppress(TimeoutError):
+                while True:  # until the last guest stops hearing positions
+                    await last.wait_for(Position, timeout=2.5)
+                    positions += 1
+            rest = guests[drain:]
+            cpu, start = _cpu(pid), time.monotonic()
+            await device.admit_all()
+            outcomes = await asyncio.gather(
+                *(g.wait_for(Admitted, timeout=120) for g in rest), return_exceptions=True
+            )
+            took = time.monotonic() - start
+            cpu_all = _cpu(pid) - cpu
+        out, _ = await asyncio.wait_for(probe.communicate(b""), 30)
+        worst_ms = float(out.strip() or -1)
+    finally:
+        if probe.returncode is None:
+            probe.kill()
+        await asyncio.gather(*(g.close() for g in guests), return_exceptions=True)
+    return Point(
+        waiting=n,
+        welcome_bytes=welcome_bytes,
+        drain=drain,
+        cpu_per_departure_ms=round(1000 * cpu_drain / max(drain, 1), 2),
+        positions_to_last=positions,
+        admit_all_s=round(took, 3),
+        admit_all_cpu_s=round(cpu_all, 3),
+        answered=sum(isinstance(o, Admitted) for o in outcomes),
+        closed_instead=sum(isinstance(o, ConnectionClosed) for o in outcomes),
+        worst_stall_ms=worst_ms,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.hothost", description=__doc__)
+    parser.add_argument("--waiting", type=int, nargs="+", default=[1000, 2000])
+    parser.add_argument("--drain", type=int, default=200, help="guests admitted one by one")
+    parser.add_argument("--json", type=Path, help="write the points here")
+    parser.add_argument("--probe", nargs=2, metavar=("URL", "TOKEN"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.probe:
+        asyncio.run(_probe(*args.probe))
+        return 0
+    if any(n > 15_000 or n <= args.drain for n in args.waiting):
+        parser.error("--waiting must be above --drain and at most 15000 (fd limits)")
+    points: list[Point] = []
+    with tempfile.TemporaryDirectory(prefix="foyer-hothost-") as tmp:
+        stack = spawn("foyer", 1, Path(tmp))
+        try:
+            for n in args.waiting:
+                where = (stack.urls[0], stack.api_key, stack.secret, stack.server_pids[0])
+                point = asyncio.run(measure(*where, n, args.drain))
+                points.append(point)
+                print(json.dumps(asdict(point)), flush=True)
+        finally:
+            stack.stop()
+    if args.json:
+        args.json.write_text(json.dumps([asdict(p) for p in points], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
