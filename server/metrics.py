@@ -111,8 +111,17 @@ class Metrics:
     def _build(self) -> None:
         # Imported here: prometheus-client picks its storage (memory or files)
         # from PROMETHEUS_MULTIPROC_DIR when first imported.
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client import (
+            CollectorRegistry,
+            Counter,
+            Gauge,
+            Histogram,
+            disable_created_metrics,
+        )
         from prometheus_client.process_collector import ProcessCollector
+
+        # No ``*_created`` series: they double the scrape and say nothing here.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
 
         self._registry = CollectorRegistry(auto_describe=True)
         reg = self._registry
