@@ -130,6 +130,10 @@ async def test_two_workers_are_added_up(redis_url: str) -> None:
     (folder / "counter_1.db").write_bytes(b"left over from an earlier run")
     with proc:
         assert not (folder / "counter_1.db").exists()  # emptied before the workers started
+        for _ in range(300):  # both workers built their metrics (bounded: 30 s)
+            if len(list(folder.glob("gauge_livesum_*.db"))) == 2:
+                break
+            await asyncio.sleep(0.1)
         host = proc.create_host("Two Workers")
         before = scrape(proc)[QUEUED]
         knocks = 0
@@ -139,8 +143,8 @@ async def test_two_workers_are_added_up(redis_url: str) -> None:
                 assert guest.waiting.position >= 1
 
         for _ in range(6):  # until both workers took some knocks (the kernel picks)
-            await asyncio.gather(*(knock(knocks + i) for i in range(10)))
-            knocks += 10
+            await asyncio.gather(*(knock(knocks + i) for i in range(20)))
+            knocks += 20
             if len(_per_worker(folder)) == 2:
                 break
         per_worker = _per_worker(folder)
