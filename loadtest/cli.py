@@ -83,6 +83,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="what to measure; 'both' runs the floor first, then Foyer",
     )
     where.add_argument("--no-floor", dest="target", action="store_const", const="foyer")
+    where.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a FOYER_* variable for the spawned Foyer processes, e.g. FOYER_METRICS=false "
+        "(repeatable; for A/B runs)",
+    )
 
     load = p.add_argument_group("load")
     load.add_argument("--hosts", type=int, default=200)
@@ -150,6 +158,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("give --url or --spawn, not both")
     if not args.url and args.spawn is None:
         args.spawn = 1 if args.idle else 2
+    for item in args.server_env:
+        name, eq, _ = item.partition("=")
+        if not eq or not name.startswith("FOYER_"):
+            p.error(f"--server-env {item!r}: give FOYER_NAME=VALUE")
     if len(args.url) > 2:
         p.error("at most two --url (hosts, guests)")
     for url in args.url:
@@ -257,7 +269,8 @@ async def run_target(
     stack = None
     if count:
         show(f"starting {kind}: valkey + {count} process(es)...")
-        stack = spawn.spawn(kind, count, workdir / kind, workers=args.workers)
+        extra = dict(item.partition("=")[::2] for item in args.server_env)
+        stack = spawn.spawn(kind, count, workdir / kind, workers=args.workers, extra_env=extra)
     try:
         target = _target(kind, stack, args)
         rate = args.ramp_start if args.ramp and not args.idle else args.rate

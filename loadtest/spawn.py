@@ -156,8 +156,10 @@ def spawn(
     workers: int = 1,
     log_level: str = "warning",
     timeout: float = 30.0,
+    extra_env: dict[str, str] | None = None,
 ) -> Stack:
-    """Valkey + ``count`` servers of ``kind`` ("foyer" or "floor"), all ready to take load."""
+    """Valkey + ``count`` servers of ``kind`` ("foyer" or "floor"), all ready to take load;
+    ``extra_env`` (``--server-env``) goes to the Foyer processes on top of the rest."""
     workdir.mkdir(parents=True, exist_ok=True)
     stack = Stack(kind, workdir, secret=secrets.token_hex(32), api_key=secrets.token_hex(16))
     try:
@@ -179,6 +181,7 @@ def spawn(
                 FOYER_LOG_LEVEL=log_level,
             )
             if kind == "foyer":
+                env.update(extra_env or {})
                 argv = [*_foyer_argv(), "serve", "--host", "127.0.0.1", "--port", str(port)]
                 if workers > 1:
                     argv += ["--workers", str(workers)]

@@ -11,6 +11,7 @@ what it may import. Read it top-down, as a knock travels:
     meetings/   the meeting provider (ids and URLs; Foyer carries no media)
     access/     who may connect: tokens, origins, client addresses
     storage/    Redis: the store, its Lua scripts, the batcher, the client
+    metrics.py  Prometheus metrics; a leaf any layer may record into
 
 Imports go down this list, never up (``protocol`` is below everything), and a
 module never imports a sibling subpackage's internals that its docstring does

@@ -14,7 +14,7 @@ from starlette.websockets import WebSocket
 from server.lobby.endpoints import Lobby, guest_endpoint, host_endpoint
 from server.node import Node
 from server.ops.config import Settings
-from server.web import api, errors, openapi, pages
+from server.web import api, errors, openapi, pages, prometheus
 
 log = logging.getLogger("foyer.app")
 
@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FrontDoor:
             await node.stop()
 
     app = Starlette(
-        routes=[*api.routes, *openapi.routes, *pages.routes],
+        routes=[*api.routes, *openapi.routes, *pages.routes, *prometheus.routes],
         lifespan=lifespan,
         exception_handlers=errors.HANDLERS,
     )

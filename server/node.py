@@ -18,6 +18,7 @@ from server.lobby.endpoints import EndpointConfig, Lobby
 from server.lobby.hub import Hub
 from server.lobby.waiting_room import RoomConfig, WaitingRoom
 from server.meetings.provider import MeetingProvider
+from server.metrics import Metrics, multiprocess_dir
 from server.notify.email import MailConfig, Mailer
 from server.ops.config import Settings
 from server.storage import keys, scripts
@@ -42,8 +43,9 @@ class Node:
         if cluster is None:
             cluster = is_cluster(settings.redis_url)
         self.cluster = cluster
+        self.metrics = Metrics(enabled=settings.metrics, multiprocess_dir=multiprocess_dir())
         self.redis = open_redis(settings.redis_url, cluster, settings.redis_pool_size)
-        self.batch = Batcher(self.redis, scripts.load())
+        self.batch = Batcher(self.redis, scripts.load(), self.metrics)
         publish = "SPUBLISH" if cluster else "PUBLISH"
         self.store = Store(self.batch, sharded=cluster, lease_ms=int(settings.lease * 1000))
         self.hosts = HostStore(self.batch, publish_command=publish)
@@ -54,8 +56,9 @@ class Node:
             sharded=cluster,
             unsubscribe_after=settings.unsubscribe_after,
             confirm_timeout=settings.subscribe_timeout,
+            metrics=self.metrics,
         )
-        self.hub = Hub(settings.position_interval)
+        self.hub = Hub(self.metrics, settings.position_interval)
         self.tokens = Tokens(settings.secret, settings.token_max_lifetime)
         self.meetings = MeetingProvider(settings.meeting_url)
         self.host_settings = HostSettings(self.hosts, self.directory, settings.region_list)
@@ -70,6 +73,7 @@ class Node:
                 cooldown_s=settings.mail_cooldown,
                 console_url=f"{base}/host",
             ),
+            self.metrics,
         )
         self.room = WaitingRoom(
             self.store,
@@ -87,6 +91,7 @@ class Node:
                 link_knock_limit=settings.link_knock_limit,
                 resume_limit=settings.resume_limit,
             ),
+            self.metrics,
         )
         self.lobby = Lobby(
             self.room,
@@ -100,6 +105,7 @@ class Node:
                 drain_timeout=settings.drain_timeout,
                 write_timeout=settings.write_timeout,
             ),
+            self.metrics,
         )
         self.web = WebContext(
             store=self.store,
@@ -111,6 +117,8 @@ class Node:
             public_url=settings.public_url,
             trusted_proxies=settings.proxy_list,
             link_info_limit=settings.link_info_limit,
+            metrics=self.metrics,
+            metrics_token=settings.metrics_token,
         )
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -137,6 +145,7 @@ class Node:
         await self.broker.stop()
         await self.batch.stop()
         await self.redis.aclose()
+        self.metrics.close()
 
     @staticmethod
     async def _every(seconds: float, work: Callable[[], Awaitable[object]]) -> None:

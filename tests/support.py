@@ -123,6 +123,19 @@ class FoyerProcess:
         self.stop()
 
 
+def metric_samples(text: str) -> dict[str, float]:
+    """A Prometheus exposition as ``{'name{label="value",...}': value}`` (labels
+    sorted), for exact before/after comparisons."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return out
+
+
 async def try_reply(device: Any, action: str, guest: str) -> bool:
     """For reply races: True if this host reply won, False if another reply
     won first (``AlreadyResolved``); any other error fails the test."""

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
+from server.metrics import OFF_METRICS, Metrics
 from server.tasks import cancel_and_wait
 
 log = logging.getLogger("foyer.broker")
@@ -52,7 +53,9 @@ class Broker:
         sharded: bool = False,
         unsubscribe_after: float = 30.0,
         confirm_timeout: float = 5.0,
+        metrics: Metrics = OFF_METRICS,
     ) -> None:
+        self._metrics = metrics
         self._redis = redis
         self._channel_of = channel_of
         self._sharded = sharded
@@ -187,6 +190,7 @@ class Broker:
                     message = await pubsub.get_message(timeout=READ_TIMEOUT_S)
             except Exception:
                 log.warning("pub/sub read failed; reconnecting")
+                self._metrics.redis_error("pubsub")
                 await asyncio.sleep(RECONNECT_PAUSE_S)
                 continue
             if message is None:

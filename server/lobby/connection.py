@@ -25,6 +25,7 @@ from starlette.websockets import WebSocket
 from protocol.codec import Codec, Frame
 from protocol.errors import CloseCode
 from protocol.messages import Message
+from server.metrics import OFF_METRICS, Metrics, SlowReason
 
 log = logging.getLogger("foyer.connection")
 
@@ -34,6 +35,7 @@ class Connection:
 
     __slots__ = (
         "_close_code",
+        "_metrics",
         "_queue",
         "_queued_bytes",
         "_wake",
@@ -55,6 +57,7 @@ class Connection:
         limit_bytes: int = 1 << 20,
         drain_timeout: float = 2.0,
         write_timeout: float = 10.0,
+        metrics: Metrics = OFF_METRICS,
     ) -> None:
         self.ws = ws
         self.codec = codec
@@ -68,6 +71,7 @@ class Connection:
         self._wake = asyncio.Event()
         self._close_code: int | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._metrics = metrics
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name="foyer-writer")
@@ -94,14 +98,19 @@ class Connection:
             return
         size = len(frame)
         if len(self._queue) >= self.limit or self._queued_bytes + size > self.limit_bytes:
-            log.info("closing a slow consumer")
-            self._queue.clear()
-            self._queued_bytes = 0
-            self.close(CloseCode.SLOW_CONSUMER)
+            self.slow("frames" if len(self._queue) >= self.limit else "bytes")
             return
         self._queue.append(frame)
         self._queued_bytes += size
         self._wake.set()
+
+    def slow(self, reason: SlowReason) -> None:
+        """The peer does not keep up: drop what is queued and close with 4013."""
+        log.info("closing a slow consumer (%s)", reason)
+        self._metrics.slow_consumer(reason)
+        self._queue.clear()
+        self._queued_bytes = 0
+        self.close(CloseCode.SLOW_CONSUMER)
 
     def close(self, code: int = CloseCode.NORMAL) -> None:
         """Close after what is queued has been sent."""
@@ -131,6 +140,7 @@ class Connection:
                     return
         except TimeoutError:
             log.info("aborting a connection whose peer stopped reading")
+            self._metrics.slow_consumer("write_timeout")
             self.closing = True
             self.abort()
         except Exception:  # the peer went away; the read loop sees it too

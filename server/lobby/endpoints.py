@@ -49,6 +49,7 @@ from server.hosts.directory import Directory
 from server.lobby.connection import Connection
 from server.lobby.hub import GuestSession, HostSession
 from server.lobby.waiting_room import WaitingRoom
+from server.metrics import Metrics
 
 log = logging.getLogger("foyer.endpoints")
 
@@ -66,11 +67,12 @@ class EndpointConfig:
 
 @dataclass(frozen=True, slots=True)
 class Lobby:
-    """What the endpoints need: the room, the slug directory, their config."""
+    """What the endpoints need: the room, the slug directory, their config, metrics."""
 
     room: WaitingRoom
     directory: Directory
     config: EndpointConfig
+    metrics: Metrics
 
 
 def error_for(exc: BaseException, ref: Any = None) -> Error:
@@ -101,9 +103,9 @@ def _pong(message: Ping) -> Pong:
     return Pong(ref=message.ref)
 
 
-async def _open(ws: WebSocket, config: EndpointConfig) -> Connection | None:
-    """Check origin and subprotocol in the handshake (refused: ``None``), accept,
-    and start the socket's writer."""
+async def _open(ws: WebSocket, lobby: Lobby) -> Connection | None:
+    """Check origin and subprotocol in the handshake (refused: ``None``) and accept."""
+    config = lobby.config
     if not origin_allowed(ws.headers, config.origins):
         await ws.close(code=CloseCode.POLICY)  # before accept: HTTP 403
         return None
@@ -121,6 +123,7 @@ async def _open(ws: WebSocket, config: EndpointConfig) -> Connection | None:
         config.send_queue_bytes,
         config.drain_timeout,
         config.write_timeout,
+        lobby.metrics,
     )
 
 
@@ -159,10 +162,11 @@ async def _first(
 
 
 async def host_endpoint(ws: WebSocket, lobby: Lobby) -> None:
-    conn = await _open(ws, lobby.config)
+    conn = await _open(ws, lobby)
     if conn is None:
         return
     conn.start()
+    lobby.metrics.host_devices.inc()
     session: HostSession | None = None
     expiry = TokenExpiry(conn)
     try:
@@ -206,6 +210,7 @@ async def host_endpoint(ws: WebSocket, lobby: Lobby) -> None:
                 await lobby.room.close_device(session)
             except Exception:
                 log.warning("could not drop a device lease")
+        lobby.metrics.host_devices.dec()
         await conn.stop()
 
 
@@ -270,10 +275,11 @@ async def _read_loop(
 
 
 async def guest_endpoint(ws: WebSocket, lobby: Lobby, slug: str) -> None:
-    conn = await _open(ws, lobby.config)
+    conn = await _open(ws, lobby)
     if conn is None:
         return
     conn.start()
+    lobby.metrics.guests_connected.inc()
     session: GuestSession | None = None
     try:
         try:
@@ -315,4 +321,5 @@ async def guest_endpoint(ws: WebSocket, lobby: Lobby, slug: str) -> None:
                 await lobby.room.leave(session)
             except Exception:
                 log.warning("could not mark a guest away; its lease will lapse")
+        lobby.metrics.guests_connected.dec()
         await conn.stop()

@@ -35,6 +35,7 @@ from protocol.messages import (
     parse,
 )
 from server.lobby.connection import Connection
+from server.metrics import Metrics
 
 log = logging.getLogger("foyer.hub")
 
@@ -62,7 +63,7 @@ class HostSession:
     def deliver(self, ev: int, frame: Frame) -> None:
         if self.since is None:
             if len(self.held) >= HELD_LIMIT:
-                self.conn.close(CloseCode.SLOW_CONSUMER)
+                self.conn.slow("held")
                 return
             self.held.append((ev, frame))
         elif ev == 0 or ev > self.since:
@@ -141,7 +142,8 @@ def outcome_message(outcome: dict[str, object]) -> Message:
 
 
 class Hub:
-    def __init__(self, position_interval: float = 1.0) -> None:
+    def __init__(self, metrics: Metrics, position_interval: float = 1.0) -> None:
+        self._metrics = metrics
         self.hosts: dict[str, set[HostSession]] = defaultdict(set)
         self.guests: dict[str, dict[str, GuestSession]] = defaultdict(dict)
         self.position_interval = position_interval
@@ -175,12 +177,16 @@ class Hub:
         return list(self.guests.get(host, {}).values())
 
     def add_guest(self, session: GuestSession) -> None:
-        self.guests[session.host][session.guest] = session
+        local = self.guests[session.host]
+        if session.guest not in local:
+            self._metrics.guests_waiting.inc()
+        local[session.guest] = session
 
     def remove_guest(self, session: GuestSession) -> None:
         local = self.guests.get(session.host)
         if local is not None and local.get(session.guest) is session:
             del local[session.guest]
+            self._metrics.guests_waiting.dec()
             if not local:
                 del self.guests[session.host]
 
@@ -203,7 +209,8 @@ class Hub:
         match event:
             case events.Knocked(ev=ev, position=position, host_state=state, guest=info):
                 message = JoinRequest(guest=info, position=position, host_state=state)
-                self.to_hosts(host, message, ev)
+                if self.to_hosts(host, message, ev):
+                    self._metrics.delivered(info.get("knocked_at"))
             case events.Left(ev=ev, guest=gid, score=score, reason=reason):
                 self.to_hosts(host, GuestLeft(guest=gid, reason=reason), ev)
                 self.guest_gone(host, gid, ev, score, None)
@@ -226,11 +233,12 @@ class Hub:
             case events.SettingsSet(settings=settings):
                 self.to_hosts(host, SettingsChanged(settings=settings))
 
-    def to_hosts(self, host: str, message: Message, ev: int = 0) -> None:
-        """Every device of ``host`` here gets ``message``, encoded once per codec."""
+    def to_hosts(self, host: str, message: Message, ev: int = 0) -> bool:
+        """Every device of ``host`` here gets ``message``, encoded once per codec;
+        False if it has none here."""
         devices = self.hosts.get(host)
         if not devices:
-            return
+            return False
         body = message.to_map()
         frames: dict[str, Frame] = {}
         for session in devices:
@@ -239,6 +247,7 @@ class Hub:
             if frame is None:
                 frame = frames[codec.name] = codec.encode(body)
             session.deliver(ev, frame)
+        return True
 
     def guest_gone(self, host: str, gid: str, ev: int, score: int, outcome: Message | None) -> None:
         """``gid`` left the queue: tell it (if it is here), move the others up."""

@@ -60,6 +60,7 @@ from server.hosts.settings import HostSettings
 from server.lobby.broker import Broker
 from server.lobby.hub import GuestSession, HostSession, Hub, outcome_message, resolved_message
 from server.meetings.provider import PER_GUEST_OPTIONS, MeetingProvider
+from server.metrics import Metrics
 from server.notify.email import Mailer
 from server.storage.store import KnockVerdict, Snapshot, Store, raise_for
 from server.storage.values import now_ms, pack
@@ -97,7 +98,9 @@ class WaitingRoom:
         host_settings: HostSettings,
         mailer: Mailer,
         config: RoomConfig,
+        metrics: Metrics,
     ) -> None:
+        self._metrics = metrics
         self._store = store
         self._directory = directory
         self._broker = broker
@@ -158,6 +161,7 @@ class WaitingRoom:
         except BaseException:
             self._forget_guest(session)
             raise
+        self._metrics.knocked(result.verdict)
         if result.verdict is not KnockVerdict.OK:
             self._forget_guest(session)
             await self._refused(session, result.verdict, info)
@@ -412,6 +416,26 @@ class WaitingRoom:
         title: str | None = None,
         message: str | None = None,
     ) -> None:
+        """Apply a host's reply; exactly one wins (counted: won, already_resolved, error)."""
+        try:
+            await self._reply(host, event, guest, title=title, message=message)
+        except AlreadyResolved:
+            self._metrics.replied(event.value, "already_resolved")
+            raise
+        except Exception:
+            self._metrics.replied(event.value, "error")
+            raise
+        self._metrics.replied(event.value, "won")
+
+    async def _reply(
+        self,
+        host: str,
+        event: lobby.LobbyEvent,
+        guest: str,
+        *,
+        title: str | None = None,
+        message: str | None = None,
+    ) -> None:
         """Build the guest's outcome and apply the reply; exactly one wins."""
         options = self._announced.get(host, {}).get(guest)
         if options is None:  # not announced here: read it (the script checks the state)
@@ -495,11 +519,14 @@ class WaitingRoom:
 
     async def _recover_until_done(self, host: str) -> None:
         attempt = 0
+        self._metrics.recovery("started")
         while self._broker.holders(host) > 0:
             try:
                 await self.recover(host)
+                self._metrics.recovery("succeeded")
                 return
             except Exception as exc:
+                self._metrics.recovery("failed")
                 log.warning("recovery of a host failed (%s); retrying", type(exc).__name__)
             await asyncio.sleep(RECOVERY_BACKOFF_S[min(attempt, len(RECOVERY_BACKOFF_S) - 1)])
             attempt += 1

@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
+from server.metrics import Metrics
 from server.storage.hosts import HostRecord, HostStore
 from server.storage.store import Store
 from server.storage.values import now_ms
@@ -37,7 +38,10 @@ class MailConfig:
 
 
 class Mailer:
-    def __init__(self, store: Store, hosts: HostStore, config: MailConfig) -> None:
+    def __init__(
+        self, store: Store, hosts: HostStore, config: MailConfig, metrics: Metrics
+    ) -> None:
+        self._metrics = metrics
         self._store = store
         self._hosts = hosts
         self.config = config
@@ -67,6 +71,7 @@ class Mailer:
                 done.append((host, claim))
             except Exception as exc:
                 log.warning("email to host %s failed: %s", host, type(exc).__name__)
+                self._metrics.email("failed")
         await self._store.mail_done(done)
         return sent
 
@@ -89,8 +94,10 @@ class Mailer:
             message = compose(record, snapshot.queue, self.config.sender, self.config.console_url)
         except ValueError as exc:  # data no header can carry: retrying will not help
             log.warning("cannot compose an email to host %s: %s", host, type(exc).__name__)
+            self._metrics.email("failed")
             return 0
         await self.deliver(message)
+        self._metrics.email("sent")
         # The cool-down starts only once the email went out: a failed send is retried.
         await self._store.start_mail_cooldown(host, int(self.config.cooldown_s * 1000))
         return 1

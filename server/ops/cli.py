@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from protocol.codec import MAX_FRAME
 from protocol.errors import HostExists
+from server.metrics import prepare_multiprocess_dir
 from server.ops.config import Settings
 from server.ops.embedded import EmbeddedValkey
 from server.storage import scripts
@@ -88,6 +89,8 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     base = f"http://{shown}:{args.port}"
     env["FOYER_LISTEN_URL"] = base  # for emails without PUBLIC_URL
+    if args.workers > 1 and settings.metrics:  # every worker writes, any scrape adds up
+        prepare_multiprocess_dir(settings.data_dir / f"prometheus-{args.port}")
     # uvicorn builds the app in its own process for each worker, and each
     # builds its Settings from the environment (server.app.create_app): so
     # what was decided here reaches them through os.environ. This process

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     mail_from: str = "Foyer <foyer@localhost>"
     mail_delay: float = Field(default=10.0, ge=0)  # seconds to gather knocks into one email
     mail_cooldown: float = Field(default=300.0, ge=0)  # at most one email per host per this
+    metrics: bool = True  # record Prometheus metrics (GET /metrics); false: record nothing
+    metrics_token: str | None = None  # set: GET /metrics needs Authorization: Bearer <token>
     log_level: str = "info"
     demo: bool = True  # create a demo host and print its console URL at start
 

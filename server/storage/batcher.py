@@ -19,6 +19,8 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
+from server.metrics import OFF_METRICS, Metrics
+
 log = logging.getLogger("foyer.batcher")
 
 MAX_BATCH = 512
@@ -34,7 +36,10 @@ def _log_failure(fut: asyncio.Future[Any]) -> None:
 class Batcher:
     """Queues commands; one task flushes them as pipelines, in order."""
 
-    def __init__(self, redis: Redis, scripts: dict[str, str]) -> None:
+    def __init__(
+        self, redis: Redis, scripts: dict[str, str], metrics: Metrics = OFF_METRICS
+    ) -> None:
+        self._metrics = metrics
         self.redis = redis
         self.scripts = scripts  # name -> source
         self.shas: dict[str, str] = {}
@@ -104,6 +109,7 @@ class Batcher:
                     await self._send(batch)
                 except Exception as exc:  # the connection failed: fail this batch only
                     log.warning("redis batch failed: %s", type(exc).__name__)
+                    self._metrics.redis_error("batcher")
                     for _, fut in batch:
                         if not fut.done():
                             fut.set_exception(exc)

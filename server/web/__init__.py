@@ -1,7 +1,7 @@
 """The web: the HTTP API (``api``), its OpenAPI document (``openapi``), the
-browser pages (``pages``) and the one table that maps errors to HTTP
-statuses (``errors``).
+browser pages (``pages``), ``GET /metrics`` (``prometheus``) and the one
+table that maps errors to HTTP statuses (``errors``).
 
 May import: ``lobby`` (nothing yet), ``hosts``, ``access``, ``storage``,
-``protocol``. Handlers reach the parts through ``request.app.state.node``.
+``metrics``, ``protocol``. Handlers reach the parts through ``request.app.state.node``.
 """

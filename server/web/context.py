@@ -10,6 +10,7 @@ from starlette.requests import Request
 from server.access.tokens import Tokens
 from server.hosts.directory import Directory
 from server.hosts.settings import HostSettings
+from server.metrics import Metrics
 from server.storage.hosts import HostStore
 from server.storage.store import Store
 
@@ -23,8 +24,10 @@ class WebContext:
     tokens: Tokens
     api_key: str
     public_url: str | None
+    metrics: Metrics
     trusted_proxies: list[str] = field(default_factory=list)
     link_info_limit: int = 0  # GET /api/links/{slug} per client address per minute
+    metrics_token: str | None = None
 
 
 def web(request: Request) -> WebContext:

@@ -12,6 +12,8 @@ from protocol.codec import CODECS, JSON, MSGPACK, Frame
 from protocol.errors import CloseCode
 from protocol.messages import Ping
 from server.lobby.connection import Connection
+from server.metrics import Metrics
+from tests.support import metric_samples
 
 
 class FakeSocket:
@@ -173,3 +175,31 @@ async def test_the_writer_task_has_a_name() -> None:
     names = {task.get_name() for task in asyncio.all_tasks()}
     await conn.stop()
     assert "foyer-writer" in names
+
+
+async def test_each_slow_consumer_is_counted_by_reason() -> None:
+    """Frames, bytes and a write that timed out: one 4013 each, under its reason."""
+    metrics = Metrics()
+    by_frames, by_bytes, stuck = FakeSocket(), FakeSocket(), FakeSocket()
+    frames = Connection(cast(WebSocket, by_frames), CODECS[MSGPACK], 2, metrics=metrics)
+    size = Connection(cast(WebSocket, by_bytes), CODECS[MSGPACK], 256, 65536, metrics=metrics)
+    slow = Connection(
+        cast(WebSocket, stuck), CODECS[MSGPACK], 256, write_timeout=0.05, metrics=metrics
+    )
+    for conn in (frames, size, slow):
+        conn.start()
+    for ws, conn in ((by_frames, frames), (by_bytes, size), (stuck, slow)):
+        await _stalled(ws, conn, b"first")
+    for _ in range(3):
+        frames.send_frame(b"f")
+    size.send_frame(b"x" * 65537)
+    by_frames.unblock()
+    by_bytes.unblock()
+    slow.close()  # queued behind the stuck write: the close waits, the write times out
+    for conn in (frames, size, slow):
+        await conn.stop()
+    stuck.unblock()
+    counted = metric_samples(metrics.exposition()[0].decode())
+    for reason in ("frames", "bytes", "write_timeout"):
+        assert counted[f'foyer_slow_consumer_disconnects_total{{reason="{reason}"}}'] == 1
+    assert counted['foyer_slow_consumer_disconnects_total{reason="held"}'] == 0
