@@ -96,7 +96,7 @@ class Node:
                 hello_timeout=settings.hello_timeout,
                 send_queue=settings.send_queue,
                 send_queue_bytes=settings.send_queue_bytes,
-                drain_timeout=settings.drain_timeout,
+                close_timeout=settings.close_timeout,
                 write_timeout=settings.write_timeout,
             ),
         )

@@ -59,7 +59,7 @@ class EndpointConfig:
     hello_timeout: float
     send_queue: int
     send_queue_bytes: int
-    drain_timeout: float
+    close_timeout: float
     write_timeout: float
 
 
@@ -118,7 +118,7 @@ async def _open(ws: WebSocket, config: EndpointConfig) -> Connection | None:
         codec,
         config.send_queue,
         config.send_queue_bytes,
-        config.drain_timeout,
+        config.close_timeout,
         config.write_timeout,
     )
 
