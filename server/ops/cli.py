@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import secrets
 import sys
 from pathlib import Path
+from typing import cast
 
 import uvicorn
 from pydantic import ValidationError
@@ -23,6 +25,7 @@ from protocol.codec import MAX_FRAME
 from protocol.errors import HostExists
 from server.ops.config import Settings
 from server.ops.embedded import EmbeddedValkey
+from server.ops.http_protocol import HeaderTimeoutProtocol
 from server.storage import scripts
 from server.storage.batcher import Batcher
 from server.storage.hosts import HostRecord, HostStore
@@ -120,8 +123,12 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
             token = Tokens(settings.secret).host_token(DEMO_HOST)
             print(f"Host console:  {base}/host#token={token}", flush=True)
             print(f"Personal link: {base}/l/{record.get('slug', '')}", flush=True)
+        # The protocol class with its timeout bound: a partial of a module-level
+        # class pickles, so the spawned workers of --workers N get it too.
+        http = functools.partial(HeaderTimeoutProtocol, header_timeout=settings.header_timeout)
         uvicorn.run(
             "server.app:create_app",
+            http=cast("type[asyncio.Protocol]", http),
             factory=True,
             host=args.host,
             port=args.port,

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     unsubscribe_after: float = Field(default=30.0, ge=0)  # idle channel kept subscribed
     subscribe_timeout: float = Field(default=5.0, gt=0)  # wait for Redis to confirm
     redis_pool_size: int = Field(default=50, ge=2)  # pooled connections (pub/sub, start-up)
+    header_timeout: float = Field(default=10.0, gt=0)  # a request's headers, from connect
     close_timeout: float = Field(default=2.0, ge=0)  # a closing socket's last frames
     token_max_lifetime: int = Field(default=30 * 24 * 3600, ge=60)  # seconds; longer: refused
     write_timeout: float = Field(default=10.0, gt=0)  # a peer that stops reading is dropped

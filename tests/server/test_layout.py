@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("server.meetings",),
     ("server.access",),
     ("server.storage",),
-    ("server.ops.config", "server.ops.embedded", "server.tasks"),
+    ("server.ops.config", "server.ops.embedded", "server.ops.http_protocol", "server.tasks"),
     ("server",),  # the package docstring
 ]
 
