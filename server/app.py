@@ -14,6 +14,7 @@ from starlette.websockets import WebSocket
 from server.lobby.endpoints import Lobby, guest_endpoint, host_endpoint
 from server.node import Node
 from server.ops.config import Settings
+from server.ops.process import follow_supervisor
 from server.web import api, errors, openapi, pages
 
 log = logging.getLogger("foyer.app")
@@ -60,6 +61,7 @@ class FrontDoor:
 
 def create_app(settings: Settings | None = None) -> FrontDoor:
     """Build the app; settings come from ``FOYER_*`` env vars unless given."""
+    follow_supervisor()  # a worker of --workers N dies with its supervisor
     settings = settings or Settings()
     _configure_logging(settings.log_level)
     node = Node(settings)

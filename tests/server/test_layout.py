@@ -25,7 +25,13 @@ LAYERS: list[tuple[str, ...]] = [
     ("server.meetings",),
     ("server.access",),
     ("server.storage",),
-    ("server.ops.config", "server.ops.embedded", "server.ops.http_protocol", "server.tasks"),
+    (
+        "server.ops.config",
+        "server.ops.embedded",
+        "server.ops.http_protocol",
+        "server.ops.process",
+        "server.tasks",
+    ),
     ("server",),  # the package docstring
 ]
 
