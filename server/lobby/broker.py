@@ -67,6 +67,7 @@ class Broker:
         self._ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._shard_nodes: set[str] = set()
+        self._failing: set[str] = set()  # readers whose last read failed ("" standalone)
         # One (un)subscribe at a time: redis-py's PubSub opens a connection per
         # concurrent first command and keeps only the last (the others' channels
         # were never read, so their confirmations never came).
@@ -123,6 +124,11 @@ class Broker:
             self.release(host)
             raise
 
+    @property
+    def healthy(self) -> bool:
+        """Every reader's last read worked (``/readyz``)."""
+        return not self._failing
+
     def release(self, host: str) -> None:
         channel = self._channel_of(host)
         self._refs[channel] -= 1
@@ -175,6 +181,7 @@ class Broker:
         await self._ready.wait()
         assert self._pubsub is not None
         pubsub = self._pubsub
+        reader = "" if node is None else str(getattr(node, "name", node))
         while True:
             try:
                 if node is not None:
@@ -185,8 +192,10 @@ class Broker:
                     message = await pubsub.get_message(timeout=READ_TIMEOUT_S)
             except Exception:
                 log.warning("pub/sub read failed; reconnecting")
+                self._failing.add(reader)
                 await asyncio.sleep(RECONNECT_PAUSE_S)
                 continue
+            self._failing.discard(reader)
             if message is None:
                 continue
             try:

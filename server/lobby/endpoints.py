@@ -14,10 +14,11 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import RedisError
+from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
 from protocol.codec import CODECS, Codec, negotiate
@@ -63,13 +64,60 @@ class EndpointConfig:
     write_timeout: float
 
 
+class Sockets:
+    """This process's open sockets, so that a drain (SIGTERM) can refuse new
+    ones, close the open ones with 1012 and wait for their clean-up (a guest
+    marked away, a device's lease dropped) before the process exits."""
+
+    def __init__(self) -> None:
+        self.draining = False
+        self._open: set[Connection] = set()
+        self._empty = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def add(self, conn: Connection) -> None:
+        self._open.add(conn)
+        if self.draining:  # accepted while the drain began
+            conn.close(CloseCode.SERVICE_RESTART)
+
+    def discard(self, conn: Connection) -> None:
+        self._open.discard(conn)
+        if self.draining and not self._open:
+            self._empty.set()
+
+    def drain(self) -> None:
+        """Refuse new sockets from now on, and close every open one with 1012
+        (after what is queued for it): its client resumes elsewhere."""
+        self.draining = True
+        for conn in list(self._open):
+            conn.close(CloseCode.SERVICE_RESTART)
+        if not self._open:
+            self._empty.set()
+
+    async def closed(self) -> None:
+        """Until every socket's clean-up ran, once draining."""
+        await self._empty.wait()
+
+
 @dataclass(frozen=True, slots=True)
 class Lobby:
-    """What the endpoints need: the room, the slug directory, their config."""
+    """What the endpoints need: the room, the slug directory, their config, and
+    the registry of open sockets."""
 
     room: WaitingRoom
     directory: Directory
     config: EndpointConfig
+    sockets: Sockets = field(default_factory=Sockets)
+
+
+# The handshake answer of a draining process (HTTP, so no close code yet).
+_RESTARTING = JSONResponse(
+    {"code": "unavailable", "message": "this server is restarting; connect again"},
+    status_code=503,
+    headers={"Retry-After": "1"},
+)
 
 
 def error_for(exc: BaseException, ref: Any = None) -> Error:
@@ -100,9 +148,16 @@ def _pong(message: Ping) -> Pong:
     return Pong(ref=message.ref)
 
 
-async def _open(ws: WebSocket, config: EndpointConfig) -> Connection | None:
+async def _open(ws: WebSocket, lobby: Lobby) -> Connection | None:
     """Check origin and subprotocol in the handshake (refused: ``None``), accept,
-    and start the socket's writer."""
+    and start the socket's writer. A draining process refuses with HTTP 503."""
+    config = lobby.config
+    if lobby.sockets.draining:
+        if "websocket.http.response" in ws.scope.get("extensions", {}):
+            await ws.send_denial_response(_RESTARTING)
+        else:  # a server without the denial extension: HTTP 403
+            await ws.close(code=CloseCode.SERVICE_RESTART)
+        return None
     if not origin_allowed(ws.headers, config.origins):
         await ws.close(code=CloseCode.POLICY)  # before accept: HTTP 403
         return None
@@ -113,7 +168,7 @@ async def _open(ws: WebSocket, config: EndpointConfig) -> Connection | None:
         return None
     await ws.accept(subprotocol=chosen if offered else None)
     codec: Codec = CODECS[chosen]
-    return Connection(
+    conn = Connection(
         ws,
         codec,
         config.send_queue,
@@ -121,6 +176,8 @@ async def _open(ws: WebSocket, config: EndpointConfig) -> Connection | None:
         config.close_timeout,
         config.write_timeout,
     )
+    lobby.sockets.add(conn)  # the endpoint's ``finally`` discards it
+    return conn
 
 
 async def _first(
@@ -158,7 +215,7 @@ async def _first(
 
 
 async def host_endpoint(ws: WebSocket, lobby: Lobby) -> None:
-    conn = await _open(ws, lobby.config)
+    conn = await _open(ws, lobby)
     if conn is None:
         return
     conn.start()
@@ -200,7 +257,10 @@ async def host_endpoint(ws: WebSocket, lobby: Lobby) -> None:
                 await lobby.room.close_device(session)
             except Exception:
                 log.warning("could not drop a device lease")
-        await conn.stop()
+        try:
+            await conn.stop()
+        finally:
+            lobby.sockets.discard(conn)
 
 
 def _expire_at(conn: Connection, expires_at: float) -> asyncio.TimerHandle:
@@ -250,7 +310,7 @@ async def _read_loop(
 
 
 async def guest_endpoint(ws: WebSocket, lobby: Lobby, slug: str) -> None:
-    conn = await _open(ws, lobby.config)
+    conn = await _open(ws, lobby)
     if conn is None:
         return
     conn.start()
@@ -294,4 +354,7 @@ async def guest_endpoint(ws: WebSocket, lobby: Lobby, slug: str) -> None:
                 await lobby.room.leave(session)
             except Exception:
                 log.warning("could not mark a guest away; its lease will lapse")
-        await conn.stop()
+        try:
+            await conn.stop()
+        finally:
+            lobby.sockets.discard(conn)

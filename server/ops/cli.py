@@ -141,7 +141,8 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
             ws_ping_timeout=20.0,
             log_level=settings.log_level.lower(),
             access_log=args.access_log,
-            timeout_graceful_shutdown=5,
+            # After the drain (server.app.SigtermDrain) little is left to wait for.
+            timeout_graceful_shutdown=1,
             proxy_headers=False,  # FOYER_TRUSTED_PROXIES is the one control (access/origins.py)
         )
     finally:

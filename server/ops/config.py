@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     subscribe_timeout: float = Field(default=5.0, gt=0)  # wait for Redis to confirm
     redis_pool_size: int = Field(default=50, ge=2)  # pooled connections (pub/sub, start-up)
     header_timeout: float = Field(default=10.0, gt=0)  # a request's headers, from connect
+    drain_timeout: float = Field(default=10.0, gt=0)  # SIGTERM -> exit, at the latest
     close_timeout: float = Field(default=2.0, ge=0)  # a closing socket's last frames
     token_max_lifetime: int = Field(default=30 * 24 * 3600, ge=60)  # seconds; longer: refused
     write_timeout: float = Field(default=10.0, gt=0)  # a peer that stops reading is dropped

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -23,6 +24,8 @@ class WebContext:
     tokens: Tokens
     api_key: str
     public_url: str | None
+    # Why this process should get no traffic now (``/readyz``), or None.
+    unready: Callable[[], Awaitable[str | None]]
 
 
 def web(request: Request) -> WebContext:
