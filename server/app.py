@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from server import logs
 from server.lobby.endpoints import Lobby, guest_endpoint, host_endpoint
 from server.node import Node
 from server.ops.config import Settings
@@ -25,17 +26,6 @@ from server.tasks import cancel_and_wait
 from server.web import api, errors, openapi, pages
 
 log = logging.getLogger("foyer.app")
-
-
-def _configure_logging(level: str) -> None:
-    """Foyer's own loggers (``foyer.*``) print like uvicorn's, at its level."""
-    logger = logging.getLogger("foyer")
-    logger.setLevel(level.upper())
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
 
 
 class SigtermDrain:
@@ -145,7 +135,7 @@ def create_app(settings: Settings | None = None) -> FrontDoor:
     """Build the app; settings come from ``FOYER_*`` env vars unless given."""
     follow_supervisor()  # a worker of --workers N dies with its supervisor
     settings = settings or Settings()
-    _configure_logging(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     node = Node(settings)
 
     @asynccontextmanager

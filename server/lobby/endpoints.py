@@ -44,6 +44,7 @@ from protocol.messages import (
     Resume,
     parse,
 )
+from server import logs
 from server.access.origins import client_address, origin_allowed
 from server.hosts.directory import Directory
 from server.lobby.connection import Connection
@@ -232,6 +233,8 @@ async def host_endpoint(ws: WebSocket, lobby: Lobby) -> None:
             conn.close(CloseCode.UNAUTHORIZED)
             return
         session = HostSession(claims.host, secrets.token_hex(8), conn)
+        logs.bind(conn=session.device, host=claims.host)
+        log.debug("device connected")
         try:
             await lobby.room.open_device(session)
         except (Unauthorized, UnknownLink) as exc:
@@ -328,6 +331,7 @@ async def guest_endpoint(ws: WebSocket, lobby: Lobby, slug: str) -> None:
         if not isinstance(first, Knock | Resume):
             return
         session = GuestSession(host, conn, secrets.token_hex(8))
+        logs.bind(conn=session.conn_id, host=host)
         address = client_address(ws.scope, lobby.config.trusted_proxies)
         query = dict(ws.query_params.items())
         try:
@@ -337,6 +341,9 @@ async def guest_endpoint(ws: WebSocket, lobby: Lobby, slug: str) -> None:
             conn.close(_close_code(exc, CloseCode.POLICY))
             return
         guest = session
+        if guest.guest:
+            logs.bind(guest=guest.guest)
+        log.debug("guest entered")
 
         async def handle_guest(message: Message) -> None:
             await lobby.room.handle_guest(guest, message)

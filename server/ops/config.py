@@ -6,6 +6,7 @@ Defaults are written down in the README's configuration table.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,6 +51,7 @@ class Settings(BaseSettings):
     mail_delay: float = Field(default=10.0, ge=0)  # seconds to gather knocks into one email
     mail_cooldown: float = Field(default=300.0, ge=0)  # at most one email per host per this
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per line
     demo: bool = True  # create a demo host and print its console URL at start
 
     @property

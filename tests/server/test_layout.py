@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, ...]] = [
         "server.ops.http_protocol",
         "server.ops.process",
         "server.tasks",
+        "server.logs",
     ),
     ("server",),  # the package docstring
 ]
