@@ -114,6 +114,11 @@ QUEUED: frozenset[GuestState] = frozenset(_IN_QUEUE)
 FINAL: frozenset[GuestState] = frozenset(set(GuestState) - QUEUED)
 # Only a dropped guest expires, once its resume window (its deadline) has passed.
 EXPIRES_FROM = S.AWAY
+# A ``welcome`` lists at most this many guests (the oldest), a ``lobby_page`` at most
+# this many: a big lobby must not make a frame a client cannot take (64 KiB).
+WELCOME_GUESTS = 80
+PAGE_GUESTS = 80
+
 # A guest's record outlives its knock by this much, so that a guest resuming
 # late still gets the outcome that was stored with the winning reply.
 GUEST_RECORD_TTL_MS = 24 * 3600 * 1000

@@ -258,6 +258,8 @@ LinkOptions = Annotated[dict[str, Any], link_options]
 Flag = Annotated[bool, boolean]
 Text = Annotated[str, string]
 Place = Annotated[int, integer(1)]  # a place in the queue, 1 is next
+Count = Annotated[int, integer(0)]
+PageSize = Annotated[int, integer(1)]
 DeclaredMeeting = Annotated[dict[str, Any], declared_meeting]
 Action = Annotated[str, choice("admit", "merge", "new_meeting", "busy", "deny")]
 AdmitMode = Annotated[str, choice("admit", "merge", "new_meeting")]
@@ -440,6 +442,27 @@ class AdmitAll(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class Page(Message):
+    """Addition: ask for waiting guests after the guest ``after`` (none: from the
+    oldest), at most ``limit`` (capped by the server); answered by ``lobby_page``."""
+
+    TYPE = "page"
+    after: GuestId | None = None
+    limit: PageSize | None = None
+    ref: Ref = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refresh(Message):
+    """Addition: swap in a new token for this device before the old one expires,
+    without reconnecting (the new token must name the same host)."""
+
+    TYPE = "refresh"
+    token: Token
+    ref: Ref = None
+
+
+@dataclass(frozen=True, slots=True)
 class UpdateSettings(Message):
     """Addition: a partial settings update from a host device."""
 
@@ -494,6 +517,19 @@ class Welcome(Message):
     name: Text | None = None  # addition: the host's display name
     meeting: DeclaredMeeting | None = None  # addition: the declared meeting
     settings: Map | None = None  # addition: the host's settings
+    # addition: how many guests wait in all; ``waiting`` holds the oldest
+    # ``WELCOME_GUESTS`` of them, the rest come with ``page`` requests.
+    waiting_total: Count | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LobbyPage(Message):
+    """Addition: the answer to ``page``: waiting guests after ``after``, oldest first."""
+
+    TYPE = "lobby_page"
+    guests: Guests
+    more: Flag
+    ref: Ref = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -635,6 +671,8 @@ HOST_FRAMES = _table(
     SendMessage,
     AdmitAll,
     UpdateSettings,
+    Refresh,
+    Page,
     Ping,
 )
 GUEST_FRAMES = _table(Knock, Resume, Cancel, Ping)
@@ -647,6 +685,7 @@ TO_HOST = _table(
     GuestBack,
     PresenceChanged,
     SettingsChanged,
+    LobbyPage,
     Ack,
     Error,
     Pong,

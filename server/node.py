@@ -56,7 +56,7 @@ class Node:
             unsubscribe_after=settings.unsubscribe_after,
             confirm_timeout=settings.subscribe_timeout,
         )
-        self.hub = Hub()
+        self.hub = Hub(settings.position_interval)
         self.tokens = Tokens(settings.secret, settings.token_max_lifetime)
         self.meetings = MeetingProvider(settings.meeting_url)
         self.host_settings = HostSettings(self.hosts, self.directory, settings.region_list)
@@ -86,6 +86,7 @@ class Node:
                 resume_window_ms=int(settings.resume_window * 1000),
                 knock_limit=settings.knock_limit,
                 link_knock_limit=settings.link_knock_limit,
+                resume_limit=settings.resume_limit,
             ),
         )
         self.lobby = Lobby(
@@ -110,6 +111,8 @@ class Node:
             api_key=settings.api_key,
             public_url=settings.public_url,
             unready=self.unready,
+            trusted_proxies=settings.proxy_list,
+            link_info_limit=settings.link_info_limit,
         )
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -165,6 +168,7 @@ class Node:
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
         await self.room.stop()
+        self.hub.stop()
         await self.broker.stop()
         await self.batch.stop()
         await self.redis.aclose()

@@ -42,6 +42,7 @@ class FoyerProcess:
             "FOYER_DATA_DIR": str(self.data_dir),
             "FOYER_DEMO": "false",
             "FOYER_KNOCK_LIMIT": "0",
+            "FOYER_LINK_INFO_LIMIT": "0",  # every test shares 127.0.0.1 and one Valkey
             "FOYER_LOG_LEVEL": "warning",
             **(env or {}),
         }

@@ -244,11 +244,28 @@ function fillCard(li, guest, index) {
   merge.title = inMeeting ? "Add to your current meeting" : "Set your status to “In a meeting” to merge";
 }
 
+// A big lobby: only the first cards are in the page (the oldest, who are answered
+// first); the rest are counted. Renders are coalesced to one per frame.
+const SHOWN = 100;
+let renderQueued = false;
+
+function scheduleRender() {
+  if (renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(() => {
+    renderQueued = false;
+    render();
+  });
+}
+
 function render() {
   const list = client ? client.list() : [];
   const queue = $("queue");
   const seen = new Set();
-  list.forEach((guest, index) => {
+  const hidden = Math.max(0, list.length - SHOWN);
+  $("more").hidden = hidden === 0;
+  $("more").textContent = hidden ? `and ${hidden} more waiting` : "";
+  list.slice(0, SHOWN).forEach((guest, index) => {
     seen.add(guest.id);
     let li = cards.get(guest.id);
     if (!li) {
@@ -447,7 +464,7 @@ function connect(token) {
   });
   client.on("presence", showPresence);
   client.on("settings", ({ policy }) => showPolicy(policy));
-  client.on("change", render);
+  client.on("change", scheduleRender);
   client.on("join_request", (frame, isNew) => {
     if (isNew) alertKnock(frame.guest);
   });

@@ -393,10 +393,50 @@ export class HostClient extends Connection {
     this._nextRef = 1;
     this._expired = false;
     this._refreshed = false;
+    this._refreshTimer = null;
+    // Ask getToken for a fresh token this long before the current one expires.
+    this.refreshBefore = options.refreshBefore ?? 60000;
   }
 
   _url() {
     return `${websocketBase(this.server)}/ws/host`;
+  }
+
+  /** When the token expires (ms since the epoch), or null if it does not say. */
+  static tokenExpiry(token) {
+    try {
+      const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const claims = JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), "=")));
+      return typeof claims.exp === "number" ? claims.exp * 1000 : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * Swap in a new token without reconnecting (server frame `refresh`); the
+   * connection then outlives the old token.
+   */
+  async refresh(token) {
+    await this.request({ type: "refresh", token });
+    this.token = token;
+    this._scheduleRefresh();
+  }
+
+  _scheduleRefresh() {
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+    const expires = this.token && HostClient.tokenExpiry(this.token);
+    if (!this.getToken || !expires) return;
+    const wait = Math.max(1000, expires - Date.now() - this.refreshBefore);
+    this._refreshTimer = setTimeout(async () => {
+      try {
+        const fresh = await this.getToken({ expired: false, refresh: true });
+        if (fresh && fresh !== this.token) await this.refresh(fresh);
+      } catch (err) {
+        this.emit("error", err);  // the expiry then closes with 4001 and getToken runs again
+      }
+    }, wait);
   }
 
   async _opening() {
@@ -410,6 +450,8 @@ export class HostClient extends Connection {
   }
 
   _closed(event) {
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
     this._failPending(new FoyerError("disconnected", "connection closed"));
     if (event.code === CloseCode.UNAUTHORIZED) {
       // Try once with a refreshed token; a second refusal in a row is final.
@@ -430,11 +472,14 @@ export class HostClient extends Connection {
         this.attempt = 0;
         this._refreshed = false;
         this.host = frame.host;
+        this._scheduleRefresh();
         this._applyPresence(frame.state, frame.meeting);
         if (frame.policy) this.policy = frame.policy;
         if (frame.settings) this.settings = frame.settings;
         this.waiting = new Map((frame.waiting || []).map((guest) => [guest.id, guest]));
+        this.waitingTotal = frame.waiting_total ?? this.waiting.size;
         this.emit("welcome", frame);
+        if (this.waitingTotal > this.waiting.size) this._pageRest(frame.waiting);
         if (frame.policy) this.emit("settings", { policy: frame.policy });
         this._changed();
         break;
@@ -477,7 +522,8 @@ export class HostClient extends Connection {
         this.emit("settings", { policy: this.policy, settings: this.settings });
         break;
       }
-      case "ack": {
+      case "ack":
+      case "lobby_page": {
         this._settle(frame.ref, null, frame);
         break;
       }
@@ -504,6 +550,23 @@ export class HostClient extends Connection {
 
   _changed() {
     this.emit("change", this.list());
+  }
+
+  /** A big lobby's welcome lists the oldest guests only: fetch the rest, page by page. */
+  async _pageRest(first) {
+    let after = first.length ? first[first.length - 1].id : undefined;
+    for (let pages = 0; pages < 10000; pages++) {
+      let page;
+      try {
+        page = await this.request(after ? { type: "page", after } : { type: "page" });
+      } catch {
+        return; // disconnected: the next welcome starts over
+      }
+      for (const guest of page.guests) if (!this.waiting.has(guest.id)) this.waiting.set(guest.id, guest);
+      this._changed();
+      if (!page.more || !page.guests.length) return;
+      after = page.guests[page.guests.length - 1].id;
+    }
   }
 
   /** The waiting guests, oldest first. */

@@ -33,6 +33,9 @@ class MeetingDefaultsPatch(BaseModel):
     recording: Literal["automatic", "manual", "disabled"] | None = None
 
 
+LISTS = ("allow", "block", "block_unverified")  # replaced whole by a patch
+
+
 class PolicyPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     bypass: Literal["nobody", "verified", "everyone"] | None = None
@@ -42,6 +45,12 @@ class PolicyPatch(BaseModel):
     )
     block: list[str] | None = Field(
         default=None, max_length=500, description="emails or domains refused quietly"
+    )
+    block_unverified: list[str] | None = Field(
+        default=None,
+        max_length=500,
+        description="emails refused quietly when typed by a guest who is not signed in "
+        "(a verified guest with that address still knocks)",
     )
 
 
@@ -91,8 +100,11 @@ class HostSettings:
         if defaults and defaults.region and defaults.region.lower() not in self._regions:
             raise BadMessage("meeting_defaults.region: not one of the configured regions")
         policy = body.policy
-        allow = _clean_list(policy.allow) if policy and policy.allow is not None else None
-        block = _clean_list(policy.block) if policy and policy.block is not None else None
+        lists = {
+            name: _clean_list(value)
+            for name in LISTS
+            if policy is not None and (value := getattr(policy, name)) is not None
+        }
 
         def merge(current: dict[str, Any]) -> dict[str, Any]:
             new = copy.deepcopy(current)
@@ -105,25 +117,25 @@ class HostSettings:
             if policy is not None:
                 pol = new.setdefault("policy", {})
                 for key, value in policy.model_dump(exclude_unset=True).items():
-                    if key not in ("allow", "block"):
+                    if key not in LISTS:
                         pol[key] = value
-                if allow is not None:
-                    pol["allow"] = allow
-                if block is not None:
-                    pol["block"] = block
+                pol.update(lists)
             return new
 
         settings = await self._hosts.patch_settings(host, merge, name=body.name, email=body.email)
         self._directory.forget(host)
         return settings
 
-    async def block_email(self, host: str, email: str) -> None:
-        """Deny-and-block: later knocks from this email are refused quietly."""
+    async def block_email(self, host: str, email: str, *, verified: bool) -> None:
+        """Deny-and-block: later knocks from this email are refused quietly. An
+        address only typed in (not ``verified``) blocks only unverified knocks:
+        anyone can type someone else's address."""
         address = email.lower()
+        name = "block" if verified else "block_unverified"
 
         def merge(current: dict[str, Any]) -> dict[str, Any]:
             new = copy.deepcopy(current)
-            block = new.setdefault("policy", {}).setdefault("block", [])
+            block = new.setdefault("policy", {}).setdefault(name, [])
             if address not in block:
                 block.append(address)
             return new

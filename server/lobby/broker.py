@@ -29,6 +29,7 @@ log = logging.getLogger("foyer.broker")
 
 READ_TIMEOUT_S = 1.0
 RECONNECT_PAUSE_S = 0.2
+YIELD_EVERY = 32  # events handled between two yields to the loop
 
 
 class BrokerHandler(Protocol):
@@ -181,6 +182,7 @@ class Broker:
         await self._ready.wait()
         assert self._pubsub is not None
         pubsub = self._pubsub
+        handled = 0
         reader = "" if node is None else str(getattr(node, "name", node))
         while True:
             try:
@@ -202,6 +204,11 @@ class Broker:
                 self._on_message(message)
             except Exception:
                 log.exception("bad event on pub/sub")
+            handled += 1
+            if handled % YIELD_EVERY == 0:
+                # A burst (admit all of a big lobby) arrives already buffered, and
+                # reading it never suspends: let the socket writers drain meanwhile.
+                await asyncio.sleep(0)
 
     def _on_message(self, message: dict[str, Any]) -> None:
         assert self._handler is not None

@@ -41,6 +41,7 @@ from protocol.messages import (
     Message,
     Ping,
     Pong,
+    Refresh,
     Resume,
     parse,
 )
@@ -221,13 +222,13 @@ async def host_endpoint(ws: WebSocket, lobby: Lobby) -> None:
         return
     conn.start()
     session: HostSession | None = None
-    timer: asyncio.TimerHandle | None = None
+    expiry = TokenExpiry(conn)
     try:
         hello = await _first(ws, conn, lobby.config, HOST_FRAMES, (Hello,), CloseCode.UNAUTHORIZED)
         if not isinstance(hello, Hello):
             return
         try:
-            claims = lobby.room.authenticate(hello)
+            claims = lobby.room.authenticate(hello.token)
         except Unauthorized as exc:
             conn.send(error_for(exc, hello.ref))
             conn.close(CloseCode.UNAUTHORIZED)
@@ -242,19 +243,24 @@ async def host_endpoint(ws: WebSocket, lobby: Lobby) -> None:
             conn.send(error_for(err, hello.ref))
             conn.close(CloseCode.UNAUTHORIZED)
             return
-        timer = _expire_at(conn, claims.expires_at)
+        expiry.at(claims.expires_at)
         device = session
 
-        async def handle(message: Message) -> None:
-            await lobby.room.handle_host(device, message)
+        async def handle(message: Message) -> Message | None:
+            if isinstance(message, Refresh):  # the token is the transport's business
+                fresh = lobby.room.authenticate(message.token)
+                if fresh.host != device.host:
+                    raise Unauthorized("not this host's token")
+                expiry.at(fresh.expires_at)
+                return None
+            return await lobby.room.handle_host(device, message)
 
         await _read_loop(ws, conn, HOST_FRAMES, handle, ack=True)
     except Exception as exc:  # the store is unreachable, or a bug: no detail leaves
         conn.send(error_for(exc))
         conn.close(CloseCode.INTERNAL)
     finally:
-        if timer is not None:
-            timer.cancel()
+        expiry.cancel()
         if session is not None:
             try:
                 await lobby.room.close_device(session)
@@ -266,22 +272,34 @@ async def host_endpoint(ws: WebSocket, lobby: Lobby) -> None:
             lobby.sockets.discard(conn)
 
 
-def _expire_at(conn: Connection, expires_at: float) -> asyncio.TimerHandle:
-    """Close the device with 4001 when its token expires mid-connection."""
-    loop = asyncio.get_running_loop()
+class TokenExpiry:
+    """Closes a device with 4001 when its token expires mid-connection; a
+    ``refresh`` frame moves the deadline."""
 
-    def expire() -> None:
-        conn.send(error_for(Unauthorized("token expired")))
-        conn.close(CloseCode.UNAUTHORIZED)
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._timer: asyncio.TimerHandle | None = None
 
-    return loop.call_later(max(0.0, expires_at - time.time()), expire)
+    def at(self, expires_at: float) -> None:
+        self.cancel()
+        delay = max(0.0, expires_at - time.time())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._expire)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        self._conn.send(error_for(Unauthorized("token expired")))
+        self._conn.close(CloseCode.UNAUTHORIZED)
 
 
 async def _read_loop(
     ws: WebSocket,
     conn: Connection,
     table: dict[str, type[Message]],
-    handle: Callable[[Message], Awaitable[None]],
+    handle: Callable[[Message], Awaitable[Message | None]],
     *,
     ack: bool,
     done: Callable[[], bool] = lambda: False,
@@ -302,8 +320,10 @@ async def _read_loop(
             if isinstance(message, Ping):
                 conn.send(_pong(message))
                 continue
-            await handle(message)
-            if ack and message.reference is not None:
+            answer = await handle(message)
+            if answer is not None:
+                conn.send(answer)
+            elif ack and message.reference is not None:
                 conn.send(Ack(ref=message.reference))
         except Exception as exc:
             conn.send(error_for(exc, ref))
@@ -345,8 +365,9 @@ async def guest_endpoint(ws: WebSocket, lobby: Lobby, slug: str) -> None:
             logs.bind(guest=guest.guest)
         log.debug("guest entered")
 
-        async def handle_guest(message: Message) -> None:
+        async def handle_guest(message: Message) -> Message | None:
             await lobby.room.handle_guest(guest, message)
+            return None
 
         if not guest.finished:
             await _read_loop(

@@ -10,7 +10,9 @@ for a guest.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from bisect import bisect_left
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -87,8 +89,7 @@ class GuestSession:
         before it (PROTOCOL: ``waiting`` comes first), in order."""
         self.score, self.position, self.since = score, position, since
         pending, self.pending = self.pending, []
-        for ev, removed in pending:
-            self.removed(ev, removed)
+        self.departed(sorted(pending, key=lambda d: d[1]))
         held, self.held = self.held, []
         for message in held:
             self.conn.send(message)
@@ -106,16 +107,25 @@ class GuestSession:
         if close:
             self.conn.close(CloseCode.NORMAL)
 
-    def removed(self, ev: int, removed_score: int) -> None:
-        """Someone left the queue: move up if they were ahead (PROTOCOL: position)."""
-        if self.score is None:
-            if len(self.pending) < HELD_LIMIT:
-                self.pending.append((ev, removed_score))
+    def departed(self, departures: list[tuple[int, int]], scores: list[int] | None = None) -> None:
+        """Guests left the queue: (event, score) pairs sorted by score. Move up by
+        the number that were ahead and left after our place was computed, with at
+        most one ``position`` frame (PROTOCOL: position)."""
+        if not departures:
             return
-        if ev > self.since and removed_score < self.score and self.position > 1:
-            self.position -= 1
-            self.since = ev
-            self.conn.send(Position(position=self.position))
+        if self.score is None:
+            room = HELD_LIMIT - len(self.pending)
+            self.pending.extend(departures[:room])
+            return
+        if self.since < min(ev for ev, _ in departures):  # all are news: count by score
+            ahead = bisect_left(scores or [s for _, s in departures], self.score)
+        else:
+            ahead = sum(1 for ev, s in departures if ev > self.since and s < self.score)
+        self.since = max(self.since, max(ev for ev, _ in departures))
+        moved = max(1, self.position - ahead)
+        if moved != self.position:
+            self.position = moved
+            self.conn.send(Position(position=moved))
 
     def move_to(self, position: int, counter: int) -> None:
         """The store says the guest's place is ``position`` as of ``counter``."""
@@ -131,9 +141,13 @@ def outcome_message(outcome: dict[str, object]) -> Message:
 
 
 class Hub:
-    def __init__(self) -> None:
+    def __init__(self, position_interval: float = 1.0) -> None:
         self.hosts: dict[str, set[HostSession]] = defaultdict(set)
         self.guests: dict[str, dict[str, GuestSession]] = defaultdict(dict)
+        self.position_interval = position_interval
+        self._departures: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        self._position_rounds: dict[str, asyncio.TimerHandle] = {}
+        self._last_round: dict[str, float] = {}
 
     # -- local sessions ------------------------------------------------------------
 
@@ -241,8 +255,34 @@ class Hub:
                 leaving.close_when_placed = True
             else:
                 leaving.conn.close(CloseCode.NORMAL)
-        for session in list(local.values()):
-            session.removed(ev, score)
+        self._departures[host].append((ev, score))
+        self._schedule_positions(host)
+
+    def _schedule_positions(self, host: str) -> None:
+        """Coalesce departures: the first after a quiet spell moves everyone at
+        once, then at most one round per ``position_interval`` (a drain of N
+        guests costs O(N) per round, not O(N) per departure); the last round
+        leaves every place exact."""
+        if host in self._position_rounds:
+            return
+        loop = asyncio.get_running_loop()
+        wait = max(0.0, self._last_round.get(host, 0.0) + self.position_interval - loop.time())
+        self._position_rounds[host] = loop.call_later(wait, self._position_round, host)
+
+    def _position_round(self, host: str) -> None:
+        self._position_rounds.pop(host, None)
+        self._last_round[host] = asyncio.get_running_loop().time()
+        departures = sorted(self._departures.pop(host, ()), key=lambda d: d[1])
+        scores = [s for _, s in departures]
+        for session in list(self.guests.get(host, {}).values()):
+            session.departed(departures, scores)
+        if len(self._last_round) > 10_000:  # only recent rounds matter
+            self._last_round.clear()
+
+    def stop(self) -> None:
+        for handle in self._position_rounds.values():
+            handle.cancel()
+        self._position_rounds.clear()
 
 
 def resolved_message(guest: str, action: str, outcome: dict[str, object]) -> Resolved:

@@ -42,9 +42,11 @@ from protocol.messages import (
     Hello,
     JoinRequest,
     Knock,
+    LobbyPage,
     Merge,
     Message,
     NewMeeting,
+    Page,
     Presence,
     Resume,
     SendMessage,
@@ -75,6 +77,7 @@ class RoomConfig:
     resume_window_ms: int
     knock_limit: int  # per client address per link per minute (0 = off)
     link_knock_limit: int  # per link per minute (0 = off)
+    resume_limit: int = 10  # failed resumes per client address per minute (0 = off)
 
 
 def _resume_guest(secret: str) -> str:
@@ -105,8 +108,9 @@ class WaitingRoom:
         self._mailer = mailer
         self._config = config
         # Guests this process's devices of each host were told about, with their
-        # options (a reply needs them to build the meeting: no extra read).
-        self._announced: dict[str, dict[str, dict[str, Any]]] = {}
+        # options (a reply needs them to build the meeting: no extra read), or
+        # None for guests a welcome only counted (the reply reads them).
+        self._announced: dict[str, dict[str, dict[str, Any] | None]] = {}
         self._recoveries: dict[str, asyncio.Task[None]] = {}
 
     async def stop(self) -> None:
@@ -124,7 +128,7 @@ class WaitingRoom:
         if isinstance(first, Knock):
             await self._knock(session, first, address, query)
         else:
-            await self._resume(session, first)
+            await self._resume(session, first, address)
 
     async def _knock(
         self, session: GuestSession, knock: Knock, address: str, query: dict[str, str]
@@ -233,8 +237,11 @@ class WaitingRoom:
             info["email"] = email
         return info, sorted(set(ignored))
 
-    async def _resume(self, session: GuestSession, resume: Resume) -> None:
+    async def _resume(self, session: GuestSession, resume: Resume, address: str) -> None:
         host = session.host
+        limit, bucket = self._config.resume_limit, f"resume:{address}"
+        if limit and await self._store.hits(bucket) >= limit:
+            raise RateLimited("too many failed resumes; try again in a minute")
         session.guest = _resume_guest(resume.resume)
         older = self._hub.guest(host, session.guest)
         self._hub.add_guest(session)
@@ -270,6 +277,8 @@ class WaitingRoom:
             self._hub.finish(session, outcome_message(step.outcome))
         else:
             self._forget_guest(session)
+            if limit:
+                await self._store.hit(bucket)  # a wrong or stale secret: count it
             raise UnknownGuest("this place in the waiting room is gone; knock again")
 
     async def handle_guest(self, session: GuestSession, message: Message) -> None:
@@ -306,9 +315,9 @@ class WaitingRoom:
 
     # -- host devices ------------------------------------------------------------------
 
-    def authenticate(self, hello: Hello) -> HostClaims:
-        """The host a device's ``hello`` proves it belongs to (``Unauthorized``)."""
-        return self._tokens.host(hello.token)
+    def authenticate(self, token: str) -> HostClaims:
+        """The host a device's token (``hello``, ``refresh``) proves it belongs to."""
+        return self._tokens.host(token)
 
     async def open_device(self, session: HostSession) -> None:
         """Follow the host, register the device, send the ``welcome`` (built from
@@ -317,14 +326,15 @@ class WaitingRoom:
         session.holding = True
         self._hub.add_host(session)
         self._store.device_up(session.host, session.device)
-        snapshot = await self._store.snapshot(session.host)
+        snapshot = await self._store.snapshot(session.host, limit=lobby.WELCOME_GUESTS)
         record = snapshot.record
         if record is None:
             raise Unauthorized("unknown host")
         self._directory.remember(record)
-        self._announced.setdefault(session.host, {}).update(
-            (g["id"], g.get("options") or {}) for g in snapshot.queue
-        )
+        announced = self._announced.setdefault(session.host, {})
+        for gid in snapshot.ids:  # the device knows of every guest (it may page them)
+            announced.setdefault(gid, None)
+        announced.update((g["id"], g.get("options") or {}) for g in snapshot.queue)
         policy = record["settings"].get("policy", {})
         welcome = Welcome(
             host=session.host,
@@ -334,6 +344,7 @@ class WaitingRoom:
             name=record["name"],
             meeting=snapshot.meeting,
             settings=record["settings"],
+            waiting_total=len(snapshot.ids),
         )
         session.welcomed(welcome, snapshot.counter)
 
@@ -348,10 +359,17 @@ class WaitingRoom:
                 session.holding = False
                 self._broker.release(session.host)
 
-    async def handle_host(self, session: HostSession, message: Message) -> None:
-        """Apply one host frame; an error raises (the endpoint answers it)."""
+    async def handle_host(self, session: HostSession, message: Message) -> Message | None:
+        """Apply one host frame; returns its answer if it has one (else the
+        endpoint acks it); an error raises (the endpoint answers it)."""
         host = session.host
         match message:
+            case Page(after=after, limit=limit, ref=ref):
+                size = min(limit or lobby.PAGE_GUESTS, lobby.PAGE_GUESTS)
+                guests, more = await self._store.page(host, after, size)
+                announced = self._announced.setdefault(host, {})
+                announced.update((g["id"], g.get("options") or {}) for g in guests)
+                return LobbyPage(guests=guests, more=more, ref=ref)
             case Hello():
                 raise BadMessage("hello was already said")
             case Presence(state=state, meeting=meeting):
@@ -368,9 +386,11 @@ class WaitingRoom:
                 await self.reply(host, lobby.LobbyEvent.DENY, guest, message=text)
                 if block:  # only once the deny has won
                     found = await self._store.guest_info(host, guest)
-                    email = found[1].get("email") if found else None
-                    if email:
-                        await self._host_settings.block_email(host, str(email))
+                    info = found[1] if found else {}
+                    if info.get("email"):
+                        await self._host_settings.block_email(
+                            host, str(info["email"]), verified=info.get("verified") is True
+                        )
             case SendMessage(guest=guest, text=text):
                 await self._store.say(host, guest, text)
             case AdmitAll():
@@ -379,6 +399,7 @@ class WaitingRoom:
                 await self._host_settings.update(host, patch)
             case _:
                 raise BadMessage(f"'{message.TYPE}' is not a host frame")
+        return None
 
     # -- replies -----------------------------------------------------------------------
 
@@ -495,7 +516,7 @@ class WaitingRoom:
         self._recover_guests(snapshot, local)
 
     def _recover_devices(
-        self, host: str, snapshot: Snapshot, announced: dict[str, dict[str, Any]]
+        self, host: str, snapshot: Snapshot, announced: dict[str, dict[str, Any] | None]
     ) -> None:
         if not self._hub.has_devices(host):
             return

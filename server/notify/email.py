@@ -83,7 +83,7 @@ class Mailer:
             return 0
         left = await self._store.mail_cooldown_left(host)
         if left:
-            self._store.schedule_mail(host, now_ms() + max(left, 1000))  # after the cool-down
+            self._store.reschedule_mail(host, now_ms() + max(left, 1000))  # after the cool-down
             return 0
         try:
             message = compose(record, snapshot.queue, self.config.sender, self.config.console_url)

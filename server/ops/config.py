@@ -28,15 +28,18 @@ class Settings(BaseSettings):
     allowed_origins: str = ""  # comma-separated; same origin always passes
     trusted_proxies: str = ""  # comma-separated client addresses whose X-Forwarded-For counts
     knock_limit: int = Field(default=30, ge=0)  # knocks per client address per minute
+    resume_limit: int = Field(default=10, ge=0)  # failed resumes per address per minute
+    link_info_limit: int = Field(default=120, ge=0)  # GET /api/links/{slug} per address/min
     link_knock_limit: int = Field(default=600, ge=0)  # knocks per link per minute
     regions: str = ",".join(DEFAULT_REGIONS)
     resume_window: float = Field(default=30.0, gt=0)  # seconds a dropped guest keeps its place
     hello_timeout: float = Field(default=5.0, gt=0)
     lease: float = Field(default=30.0, ge=1)  # seconds a crashed process's sockets count as live
-    send_queue: int = Field(default=256, ge=8)  # frames buffered per socket before "slow"
+    send_queue: int = Field(default=4096, ge=8)  # frames buffered per socket before "slow"
     send_queue_bytes: int = Field(default=1 << 20, ge=64 * 1024)  # bytes, likewise
     host: str = "127.0.0.1"  # where ``foyer serve`` listens (``--host`` wins)
     port: int = Field(default=8000, ge=0, le=65535)  # likewise (``--port`` wins)
+    position_interval: float = Field(default=1.0, ge=0)  # guests hear of departures this often
     sweep_interval: float = Field(default=0.5, gt=0)  # seconds between expiry/lease sweeps
     unsubscribe_after: float = Field(default=30.0, ge=0)  # idle channel kept subscribed
     subscribe_timeout: float = Field(default=5.0, gt=0)  # wait for Redis to confirm

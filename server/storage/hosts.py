@@ -23,7 +23,13 @@ DEFAULT_SETTINGS: dict[str, Any] = {
         "autodelete": False,
         "recording": "manual",
     },
-    "policy": {"bypass": "nobody", "locked": False, "allow": [], "block": []},
+    "policy": {
+        "bypass": "nobody",
+        "locked": False,
+        "allow": [],
+        "block": [],
+        "block_unverified": [],
+    },
 }
 CAS_ATTEMPTS = 100
 
@@ -55,7 +61,7 @@ def record_from_hash(raw: dict[str, str]) -> HostRecord | None:
 
 def _policy_keys(host: str) -> list[str]:
     t = keys.tag(host)
-    return [keys.host(host), f"{t}:block", f"{t}:allow"]
+    return [keys.host(host), f"{t}:block", f"{t}:allow", f"{t}:block-unverified"]
 
 
 class HostStore:

@@ -23,6 +23,8 @@ NAMES = (
     "create_host",
     "due",
     "done",
+    "hit",
+    "page",
 )
 _PLACEHOLDER = re.compile(r"__[A-Z_]+__")
 

@@ -81,6 +81,7 @@ class Snapshot:
     online: bool
     queue: list[dict[str, Any]] = field(default_factory=list)  # guests, oldest first
     known: dict[str, Known] = field(default_factory=dict)
+    ids: list[str] = field(default_factory=list)  # every queued guest, oldest first
 
 
 def _step(reply: list[Any]) -> Step:
@@ -92,6 +93,17 @@ def _step(reply: list[Any]) -> Step:
     if verdict is lobby.Verdict.OK and len(reply) > 2:
         return Step(verdict, state, None, int(reply[2]), int(reply[3]), int(reply[4]))
     return Step(verdict, state)
+
+
+def _guests(flat: list[Any]) -> list[dict[str, Any]]:
+    """Guest cards from ``info, state, info, state, ...`` (away ones marked)."""
+    guests: list[dict[str, Any]] = []
+    for i in range(0, len(flat), 2):
+        guest: dict[str, Any] = unpack(flat[i])
+        if text(flat[i + 1]) == lobby.GuestState.AWAY:
+            guest["away"] = True  # dropped, within its resume window
+        guests.append(guest)
+    return guests
 
 
 async def _steps(replies: Awaitable[list[Any]]) -> list[Step]:
@@ -154,6 +166,7 @@ class Store:
                 f"{t}:block",
                 f"{t}:allow",
                 f"{t}:rl:ip:{address}:{minute}",
+                f"{t}:block-unverified",
             ],
             [
                 guest,
@@ -227,22 +240,21 @@ class Store:
         )
         return [_step(r) for r in replies]
 
-    async def snapshot(self, host: str, known: list[str] | None = None) -> Snapshot:
+    async def snapshot(
+        self, host: str, known: list[str] | None = None, *, limit: int = 0
+    ) -> Snapshot:
+        """The host's lobby; ``queue`` holds the infos of the oldest ``limit``
+        guests (0: all), ``ids`` every queued guest."""
         t = keys.tag(host)
         known = known or []
         reply = await self.batch.script(
             "snapshot",
             [keys.host(host), f"{t}:q", f"{t}:ev", f"{t}:presence", f"{t}:devices"],
-            [now_ms(), keys.guest_prefix(host), *known],
+            [now_ms(), keys.guest_prefix(host), limit, *known],
         )
-        raw_host, counter, state, meeting, online, queue, found = reply
+        raw_host, counter, state, meeting, online, queue, found, ids = reply
         fields = {text(raw_host[i]): text(raw_host[i + 1]) for i in range(0, len(raw_host), 2)}
-        guests: list[dict[str, Any]] = []
-        for i in range(0, len(queue), 2):
-            guest: dict[str, Any] = unpack(queue[i])
-            if text(queue[i + 1]) == lobby.GuestState.AWAY:
-                guest["away"] = True  # dropped, within its resume window
-            guests.append(guest)
+        guests = _guests(queue)
         outcomes: dict[str, Known] = {}
         for gid, i in zip(known, range(0, len(found), 2), strict=True):
             state_of = lobby.GuestState(text(found[i]) or lobby.GuestState.EXPIRED)
@@ -255,7 +267,18 @@ class Store:
             int(online) > 0,
             guests,
             outcomes,
+            [text(g) for g in ids],
         )
+
+    async def page(
+        self, host: str, after: str | None, limit: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Up to ``limit`` queued guests after ``after`` (oldest first), and whether
+        more follow."""
+        infos, more = await self.batch.script(
+            "page", [f"{keys.tag(host)}:q"], [keys.guest_prefix(host), after or "", limit]
+        )
+        return _guests(infos), bool(int(more))
 
     async def guest_info(self, host: str, guest: str) -> tuple[str, dict[str, Any]] | None:
         state, info = await self.batch.call("HMGET", keys.guest(host, guest), "state", "info")
@@ -402,6 +425,11 @@ class Store:
         further ahead than ``at_ms``) schedules the next one."""
         self.batch.fire("ZADD", keys.MAIL_DUE, "LT", at_ms, host)
 
+    def reschedule_mail(self, host: str, at_ms: int) -> None:
+        """Move a claimed entry to ``at_ms`` (later or earlier): ``done`` then
+        leaves it, since it is no longer at its claim."""
+        self.batch.fire("ZADD", keys.MAIL_DUE, at_ms, host)
+
     async def claim_mail(self, retry_ms: int, limit: int = 50) -> list[tuple[str, str]]:
         return await self._claim(keys.MAIL_DUE, limit, retry_ms)
 
@@ -421,6 +449,20 @@ class Store:
     async def waiting(self, host: str) -> list[dict[str, Any]]:
         """Every guest still in the queue, oldest first."""
         return (await self.snapshot(host)).queue
+
+    # -- per-address limits (fixed one-minute windows) --------------------------
+
+    @staticmethod
+    def _window_key(bucket: str) -> str:
+        return f"foyer:rl:{bucket}:{now_ms() // 60_000}"
+
+    async def hit(self, bucket: str) -> int:
+        """Count one hit of ``bucket`` in this minute; returns the count."""
+        return int(await self.batch.script("hit", [self._window_key(bucket)], [61_000]))
+
+    async def hits(self, bucket: str) -> int:
+        """The hits of ``bucket`` in this minute so far."""
+        return int(await self.batch.call("GET", self._window_key(bucket)) or 0)
 
     # -- schedules ------------------------------------------------------------
 

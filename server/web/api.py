@@ -17,8 +17,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from protocol.errors import ApiUnauthorized, BadRequest, InvalidBody, UnknownHost, UnknownLink
+from protocol.errors import (
+    ApiUnauthorized,
+    BadRequest,
+    InvalidBody,
+    RateLimited,
+    UnknownHost,
+    UnknownLink,
+)
 from protocol.messages import HOST_ID_RE
+from server.access.origins import client_address
 from server.access.tokens import same_secret
 from server.hosts.settings import DisplayName, EmailAddress, SettingsPatch, validation_message
 from server.storage.hosts import HostRecord
@@ -169,6 +177,10 @@ async def guest_token(request: Request) -> Response:
 
 async def link_info(request: Request) -> Response:
     context = web(request)
+    if context.link_info_limit:
+        address = client_address(request.scope, context.trusted_proxies)
+        if await context.store.hit(f"links:{address}") > context.link_info_limit:
+            raise RateLimited("too many link lookups from this address; try again in a minute")
     host = await context.directory.host_for_slug(str(request.path_params["slug"]))
     record = await context.hosts.get_host(host)  # fresh: names and slugs change
     if record is None:

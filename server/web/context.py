@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
@@ -26,6 +26,8 @@ class WebContext:
     public_url: str | None
     # Why this process should get no traffic now (``/readyz``), or None.
     unready: Callable[[], Awaitable[str | None]]
+    trusted_proxies: list[str] = field(default_factory=list)
+    link_info_limit: int = 0  # GET /api/links/{slug} per client address per minute
 
 
 def web(request: Request) -> WebContext:

@@ -18,6 +18,7 @@ from protocol.errors import (
     HostExists,
     InvalidBody,
     InvalidSlug,
+    RateLimited,
     SlugTaken,
     StoreUnavailable,
     UnknownHost,
@@ -37,6 +38,7 @@ HTTP_ERRORS: dict[type[Exception], tuple[int, str]] = {
     InvalidSlug: (422, "invalid_slug"),
     InvalidBody: (422, "invalid"),
     BadMessage: (422, "invalid"),
+    RateLimited: (429, "rate_limited"),
     StoreUnavailable: (503, "unavailable"),
 }
 _STARLETTE = {

@@ -52,6 +52,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         404: "not found",
         409: "conflict",
         422: "invalid body (the message says which rule failed)",
+        429: "too many requests from this address in this minute",
         503: "the store does not answer",
     }
     return {str(s): _json(ERROR, text[s]) for s in statuses}
@@ -215,7 +216,7 @@ def document() -> dict[str, Any]:
                 "get": _op(
                     "Public: who is behind a personal link",
                     (200, link, "the link"),
-                    errors=(404,),
+                    errors=(404, 429),
                     params=[SLUG],
                     secure=False,
                 )

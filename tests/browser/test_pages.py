@@ -417,3 +417,30 @@ def test_scheduled_session_link_carries_its_topic(
     row = card(console, guest_id)
     expect(row.locator(".opts")).to_contain_text("Quarterly review")
     expect(row.locator(".opts")).to_contain_text("90 min")
+
+
+def test_a_big_lobby_pages_in_and_shows_the_oldest(
+    foyer_web: FoyerProcess, host: dict[str, Any], context: BrowserContext
+) -> None:
+    """More guests than a welcome lists: the console pages the rest in, shows the
+    oldest hundred as cards and counts everyone."""
+    import contextlib
+
+    from websockets.sync.client import connect
+
+    total = 230
+    with contextlib.ExitStack() as sockets:
+        for n in range(total):
+            ws = sockets.enter_context(
+                connect(
+                    f"{foyer_web.ws_url}/ws/guest/{host['slug']}",
+                    subprotocols=["foyer.v1.json"],  # type: ignore[list-item]
+                )
+            )
+            ws.send(f'{{"type": "knock", "name": "Guest {n}"}}')
+            assert '"waiting"' in str(ws.recv(timeout=10))
+        console = open_console(context, foyer_web, host["token"])
+        expect(console.locator("#count")).to_have_text(str(total))
+        expect(console.locator(".guest-card")).to_have_count(100)
+        expect(console.locator("#more")).to_have_text(f"and {total - 100} more waiting")
+        expect(console.locator(".guest-card").first).to_contain_text("Guest 0")

@@ -28,12 +28,14 @@ from protocol.messages import (
     HostMessage,
     JoinRequest,
     Knock,
+    LobbyPage,
     Message,
     NewMeeting,
     Pong,
     Position,
     Presence,
     PresenceChanged,
+    Refresh,
     Resolved,
     Resume,
     SendMessage,
@@ -197,7 +199,9 @@ SAMPLES: dict[type[Message], Message] = {
             name="Ada Lovelace",
             meeting={"id": "m1", "url": "https://x.test/m1", "title": "Weekly"},
             settings={"policy": {"locked": False}},
+            waiting_total=2,
         ),
+        LobbyPage(guests=[GUEST], more=True, ref=3),
         JoinRequest(guest=GUEST, position=1, host_state="in_meeting"),
         GuestLeft(guest="g1", reason="expired"),
         Resolved(guest="g1", action="new_meeting", meeting=MEETING),
@@ -237,6 +241,7 @@ def _valid_map(cls: type[Message]) -> dict[str, Any]:
         Resume: {"resume": "g~s"},
         SendMessage: {"guest": "g", "text": "hi"},
         UpdateSettings: {"settings": {}},
+        Refresh: {"token": "t"},
     }.get(cls, {"guest": "g"} if "guest" in {f.name for f in fields(cls)} else {})
     return {"type": cls.TYPE, **required}
 
@@ -380,7 +385,16 @@ def test_hot_path_messages_keep_their_payload() -> None:
 def test_field_order_and_keywords_unchanged() -> None:
     """The server builds these by keyword with today's names; positions stay too."""
     expected = {
-        Welcome: ["host", "state", "waiting", "policy", "name", "meeting", "settings"],
+        Welcome: [
+            "host",
+            "state",
+            "waiting",
+            "policy",
+            "name",
+            "meeting",
+            "settings",
+            "waiting_total",
+        ],
         JoinRequest: ["guest", "position", "host_state"],
         Waiting: ["guest", "resume", "position", "host_online", "ignored", "host_name"],
         Resolved: ["guest", "action", "meeting"],

@@ -89,4 +89,5 @@ def test_host_view_has_settings(foyer: FoyerProcess, host: dict[str, Any]) -> No
         "locked": False,
         "allow": [],
         "block": [],
+        "block_unverified": [],
     }

@@ -84,7 +84,13 @@ def test_settings_patch_is_partial(foyer: FoyerProcess, host: dict[str, Any]) ->
     r = _patch(foyer, host["id"], {"policy": {"locked": True}})
     assert r.status_code == 200
     s = r.json()["settings"]
-    assert s["policy"] == {"bypass": "nobody", "locked": True, "allow": [], "block": []}
+    assert s["policy"] == {
+        "bypass": "nobody",
+        "locked": True,
+        "allow": [],
+        "block": [],
+        "block_unverified": [],
+    }
     r = _patch(foyer, host["id"], {"name": "Ada King", "email_notifications": False})
     s = r.json()["settings"]
     assert r.json()["name"] == "Ada King" and s["policy"]["locked"] is True
@@ -207,9 +213,29 @@ async def test_block_list_and_deny_block(foyer: FoyerProcess, host: dict[str, An
             assert out.message is None
         await device.ping()
         assert not [m for m in device.pending() if isinstance(m, JoinRequest)]
+        # The troll only typed that address: its real owner, signed in, still knocks.
+        token = _guest_token(foyer, "troll@example.com", "The real one")
+        async with GuestClient(foyer.ws_url, host["slug"], name="R", token=token) as real:
+            assert real.waiting.position == 1
     with foyer.api() as api:
-        block = api.get(f"/api/hosts/{host['id']}").json()["settings"]["policy"]["block"]
-    assert block == ["spam.example", "troll@example.com"]
+        policy = api.get(f"/api/hosts/{host['id']}").json()["settings"]["policy"]
+    assert policy["block"] == ["spam.example"]
+    assert policy["block_unverified"] == ["troll@example.com"]
+
+
+async def test_deny_block_of_a_verified_guest_blocks_the_identity(
+    foyer: FoyerProcess, host: dict[str, Any]
+) -> None:
+    token = _guest_token(foyer, "mallory@example.com", "Mallory")
+    async with HostClient(foyer.ws_url, host["token"]) as device:
+        async with GuestClient(foyer.ws_url, host["slug"], name="M", token=token) as first:
+            await device.wait_for(JoinRequest)
+            await device.deny(first.waiting.guest, block=True)
+        async with GuestClient(foyer.ws_url, host["slug"], name="M", token=token) as again:
+            assert (await again.wait_for(Denied)).type == "denied"
+    with foyer.api() as api:
+        policy = api.get(f"/api/hosts/{host['id']}").json()["settings"]["policy"]
+    assert policy["block"] == ["mallory@example.com"]
 
 
 async def test_admit_all_in_order(foyer: FoyerProcess, host: dict[str, Any]) -> None:

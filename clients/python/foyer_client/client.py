@@ -47,12 +47,15 @@ from protocol.messages import (
     Error,
     Hello,
     Knock,
+    LobbyPage,
     Merge,
     Message,
     NewMeeting,
+    Page,
     Ping,
     Pong,
     Presence,
+    Refresh,
     Resume,
     SendMessage,
     UpdateSettings,
@@ -369,6 +372,28 @@ class HostClient(_Client):
 
     async def settings(self, **patch: Any) -> Ack:
         return _expect(await self.request(UpdateSettings(settings=patch)), Ack)
+
+    async def page(self, after: str | None = None, limit: int | None = None) -> LobbyPage:
+        """Waiting guests after ``after`` (oldest first): the ``welcome`` lists only
+        the oldest few of a big lobby (``welcome.waiting_total`` counts them all)."""
+        return _expect(await self.request(Page(after=after, limit=limit)), LobbyPage)
+
+    async def all_waiting(self) -> list[dict[str, Any]]:
+        """Every guest waiting now, oldest first, paged (bounded by the lobby's size)."""
+        guests: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            page = await self.page(after)
+            guests += page.guests
+            if not page.more or not page.guests:
+                return guests
+            after = page.guests[-1]["id"]
+
+    async def refresh(self, token: str) -> Ack:
+        """Swap in a new token before the current one expires (no reconnect)."""
+        ack = _expect(await self.request(Refresh(token=token)), Ack)
+        self.token = token
+        return ack
 
     async def ping(self) -> Pong:
         return _expect(await self.request(Ping()), Pong)

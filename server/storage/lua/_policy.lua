@@ -1,9 +1,11 @@
 -- A shared chunk: rendered into knock.lua and cas.lua where WRITE_POLICY stands.
 -- Keep what the knock script reads in step with a settings policy: the host's
--- lock and bypass fields and its block and allow sets (lowercase entries).
-local function write_policy(host_key, block_key, allow_key, policy)
+-- lock and bypass fields and its block, allow and block-unverified sets
+-- (lowercase entries).
+local function write_policy(host_key, block_key, allow_key, unverified_key, policy)
   if type(policy) ~= 'table' then policy = {} end
-  for key, name in pairs({[block_key] = 'block', [allow_key] = 'allow'}) do
+  local sets = {[block_key] = 'block', [allow_key] = 'allow', [unverified_key] = 'block_unverified'}
+  for key, name in pairs(sets) do
     redis.call('DEL', key)
     if type(policy[name]) == 'table' then
       for _, v in ipairs(policy[name]) do

@@ -1,7 +1,8 @@
 -- Store a knock, then announce it: one atomic step (DESIGN.md, Data and scale).
 -- KEYS: 1 host hash, 2 queue zset, 3 guest hash, 4 event counter, 5 presence hash,
 --       6 devices zset, 7 this minute's knock counter of the link, 8 block set,
---       9 allow set, 10 this minute's knock counter of the client address on the link
+--       9 allow set, 10 this minute's knock counter of the client address on the link,
+--       11 block-unverified set
 -- ARGV: 1 guest id, 2 guest info (msgpack map), 3 resume secret, 4 now ms,
 --       5 channel, 6 publish command, 7 connection id, 8 email (lowercase or ""),
 --       9 email domain, 10 verified "1"/"0", 11 guest ttl ms, 12 per-link limit/min,
@@ -22,7 +23,7 @@ local p = redis.call('HMGET', KEYS[1], 'policy_v', 'locked', 'bypass')
 if not p[1] then
   -- A host written before the policy fields existed: derive them once.
   local ok, s = pcall(cjson.decode, redis.call('HGET', KEYS[1], 'settings') or '{}')
-  p = write_policy(KEYS[1], KEYS[8], KEYS[9], ok and type(s) == 'table' and s.policy or {})
+  p = write_policy(KEYS[1], KEYS[8], KEYS[9], KEYS[11], ok and type(s) == 'table' and s.policy or {})
 end
 local email, domain = ARGV[8], ARGV[9]
 local function listed(key)
@@ -30,10 +31,12 @@ local function listed(key)
   return redis.call('SISMEMBER', key, email) == 1 or redis.call('SISMEMBER', key, domain) == 1
     or redis.call('SISMEMBER', key, '@' .. domain) == 1
 end
-if listed(KEYS[8]) then return {'blocked'} end
+local verified = ARGV[10] == '1'
+-- A block made on an unverified guest stops only unverified knocks: anyone can
+-- type someone else's address, and that must not lock the real owner out.
+if listed(KEYS[8]) or (not verified and listed(KEYS[11])) then return {'blocked'} end
 if p[2] == '1' then return {'locked'} end
 if over(KEYS[7], tonumber(ARGV[12])) then return {'rate_limited'} end
-local verified = ARGV[10] == '1'
 if p[3] == 'everyone' or (p[3] == 'verified' and verified) or (verified and listed(KEYS[9])) then
   return {'bypass'}
 end

@@ -43,13 +43,28 @@ def test_outcome_before_waiting_is_held_until_placed() -> None:
 
 def test_removals_before_placement_apply_after_waiting() -> None:
     session, rec = _session()
-    session.removed(ev=11, removed_score=5)  # someone ahead left after our knock
-    session.removed(ev=9, removed_score=4)  # before our knock: already counted
+    session.departed([(11, 5)])  # someone ahead left after our knock
+    session.departed([(9, 4)])  # before our knock: already counted
     rec.send({"type": "waiting"})
     session.set_place(score=10, position=3, since=10)
     assert rec.frames == ["waiting", ("position", 2)]
-    session.removed(ev=12, removed_score=20)  # someone behind: no change
+    session.departed([(12, 20)])  # someone behind: no change
     assert rec.frames[-1] == ("position", 2)
+
+
+def test_many_departures_make_one_position_frame() -> None:
+    session, rec = _session()
+    session.set_place(score=100, position=60, since=100)
+    departures = sorted([(101 + i, i) for i in range(50)] + [(160, 150)], key=lambda d: d[1])
+    session.departed(departures)
+    assert rec.frames == [("position", 10)]  # 50 ahead left, one behind did not count
+
+
+def test_a_position_never_drops_below_one() -> None:
+    session, rec = _session()
+    session.set_place(score=10, position=2, since=10)
+    session.departed([(11 + i, i) for i in range(5)])
+    assert rec.frames == [("position", 1)]
 
 
 def test_after_placement_frames_go_straight_out() -> None:
