@@ -2,19 +2,30 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+STAMP  := $(VENV)/.installed        # the project and the dev tools (make install, make test)
+RUN    := $(VENV)/.installed-run    # the project and what running it needs (make run)
+# setuptools prints a note that an editable install works through an import
+# finder: information about editable mode, not about the package (a wheel
+# build prints nothing; tests/server/ops/test_wheel.py checks it).
+EDITABLE := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install --quiet -e
 
 .PHONY: install run test lint typecheck unit clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(EDITABLE) '.[dev]'
+	touch $(STAMP) $(RUN)
+
+$(RUN): pyproject.toml | $(BIN)/python
+	$(EDITABLE) .
+	touch $(RUN)
 
 install: $(STAMP)
 
-run: $(STAMP)
+run: $(RUN)
 	$(BIN)/foyer serve
 
 lint: $(STAMP)

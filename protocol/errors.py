@@ -61,6 +61,7 @@ class CloseCode(IntEnum):
     POLICY = 1008
     TOO_LARGE = 1009
     INTERNAL = 1011
+    SERVICE_RESTART = 1012  # the process is draining: reconnect (elsewhere) and resume
     UNAUTHORIZED = 4001
     UNKNOWN_LINK = 4004
     HANDSHAKE_TIMEOUT = 4008

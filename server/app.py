@@ -2,32 +2,105 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
+import os
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from types import FrameType
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from server import logs
 from server.lobby.endpoints import Lobby, guest_endpoint, host_endpoint
 from server.node import Node
 from server.ops.config import Settings
+from server.ops.process import follow_supervisor
+from server.tasks import cancel_and_wait
 from server.web import api, errors, openapi, pages, prometheus
 
 log = logging.getLogger("foyer.app")
 
 
-def _configure_logging(level: str) -> None:
-    """Foyer's own loggers (``foyer.*``) print like uvicorn's, at its level."""
-    logger = logging.getLogger("foyer")
-    logger.setLevel(level.upper())
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
+class SigtermDrain:
+    """SIGTERM drains before uvicorn shuts down (Kubernetes, systemd and
+    ``--workers N`` supervisors all stop a process with it).
+
+    uvicorn's own SIGTERM handling stops listening at once and closes every
+    socket abruptly (1012, without the frames queued for it), then waits
+    ``timeout_graceful_shutdown`` for the app. So this takes SIGTERM first:
+    ``/readyz`` goes 503 and new sockets get HTTP 503 at once, every socket is
+    closed with 1012 after its queued frames, and the drain waits for their
+    clean-up; then it hands the signal to uvicorn's handler, which shuts down
+    as before (what is left is closed by it). A watchdog ends the process at
+    ``FOYER_DRAIN_TIMEOUT`` after the signal whatever is still running. A
+    second SIGTERM goes straight to uvicorn. Outside uvicorn (no Python
+    handler to hand over to) nothing is installed."""
+
+    def __init__(self, node: Node, timeout: float) -> None:
+        self.node = node
+        self.timeout = timeout
+        # The sockets' share; the rest is uvicorn's shutdown and the Node's stop.
+        self.sockets_timeout = timeout - min(1.0, timeout / 2)
+        self._previous: Callable[[int, FrameType | None], Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._signalled = False
+        self._watchdog = threading.Timer(timeout, self._overdue)
+        self._watchdog.daemon = True
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        previous = signal.getsignal(signal.SIGTERM)
+        if not callable(previous):
+            return
+        self._previous = previous
+        self._loop = asyncio.get_running_loop()
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, sig: int, frame: FrameType | None) -> None:
+        assert self._previous is not None and self._loop is not None
+        if self._signalled:
+            self._previous(sig, frame)  # a second SIGTERM: stop now
+            return
+        self._signalled = True
+        self._watchdog.start()
+        self._loop.call_soon_threadsafe(self._start)
+
+    def _start(self) -> None:
+        assert self._loop is not None
+        self._task = self._loop.create_task(self._drain(), name="foyer-drain")
+
+    async def _drain(self) -> None:
+        try:
+            await self.node.drain(self.sockets_timeout)
+        except Exception:
+            log.exception("drain failed")
+        assert self._previous is not None
+        self._previous(signal.SIGTERM, None)  # uvicorn: stop listening, shut down
+
+    def _overdue(self) -> None:
+        log.error("still running %.1f s after SIGTERM (FOYER_DRAIN_TIMEOUT): exiting", self.timeout)
+        logging.shutdown()
+        os._exit(1)
+
+    async def cancel(self) -> None:
+        """The lifespan ends (SIGINT, or after the drain): the drain task goes."""
+        if self._task is not None:
+            await cancel_and_wait([self._task])
+
+    def disarm(self) -> None:
+        """The Node stopped in time: no watchdog, and the handler given back."""
+        self._watchdog.cancel()
+        if self._previous is not None and signal.getsignal(signal.SIGTERM) == self._on_sigterm:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 HOST_PATH = "/ws/host"
@@ -60,8 +133,9 @@ class FrontDoor:
 
 def create_app(settings: Settings | None = None) -> FrontDoor:
     """Build the app; settings come from ``FOYER_*`` env vars unless given."""
+    follow_supervisor()  # a worker of --workers N dies with its supervisor
     settings = settings or Settings()
-    _configure_logging(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     node = Node(settings)
 
     @asynccontextmanager
@@ -71,10 +145,14 @@ def create_app(settings: Settings | None = None) -> FrontDoor:
         # every full collection, which otherwise stalled the loop ~50 ms.
         gc.collect()
         gc.freeze()
+        drain = SigtermDrain(node, settings.drain_timeout)
+        drain.install()
         try:
             yield
         finally:
+            await drain.cancel()
             await node.stop()
+            drain.disarm()
 
     app = Starlette(
         routes=[*api.routes, *openapi.routes, *pages.routes, *prometheus.routes],

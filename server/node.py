@@ -32,6 +32,7 @@ from server.web.context import WebContext
 log = logging.getLogger("foyer.node")
 
 GUEST_LEASE_CHUNK = 1000
+READY_PING_TIMEOUT = 2.0  # seconds /readyz waits for Redis
 
 
 class Node:
@@ -102,7 +103,7 @@ class Node:
                 hello_timeout=settings.hello_timeout,
                 send_queue=settings.send_queue,
                 send_queue_bytes=settings.send_queue_bytes,
-                drain_timeout=settings.drain_timeout,
+                close_timeout=settings.close_timeout,
                 write_timeout=settings.write_timeout,
             ),
             self.metrics,
@@ -115,6 +116,7 @@ class Node:
             tokens=self.tokens,
             api_key=settings.api_key,
             public_url=settings.public_url,
+            unready=self.unready,
             trusted_proxies=settings.proxy_list,
             link_info_limit=settings.link_info_limit,
             metrics=self.metrics,
@@ -137,6 +139,39 @@ class Node:
             self._tasks.append(
                 asyncio.create_task(self._every(every, self.mailer.send_due), name="foyer-mail")
             )
+
+    @property
+    def draining(self) -> bool:
+        return self.lobby.sockets.draining
+
+    async def unready(self) -> str | None:
+        """Why this process should get no new traffic, or None (``/readyz``)."""
+        if self.draining:
+            return "draining"
+        if not self.broker.healthy:
+            return "the pub/sub reader cannot read"
+        try:
+            async with asyncio.timeout(READY_PING_TIMEOUT):
+                if await self.store.ping():
+                    return None
+        except Exception:  # RedisError, OSError, TimeoutError: all mean the same here
+            pass
+        return "the store does not answer"
+
+    async def drain(self, timeout: float) -> int:
+        """SIGTERM: refuse new sockets (HTTP 503) and say so on ``/readyz``, close
+        every open socket with 1012 and wait, at most ``timeout`` seconds, for
+        their clean-up (guests away, with their place kept for a resume on
+        another process; devices' leases dropped). Returns the sockets left."""
+        sockets = self.lobby.sockets
+        log.info("draining: closing %d sockets with 1012", len(sockets))
+        sockets.drain()
+        try:
+            async with asyncio.timeout(timeout):
+                await sockets.closed()
+        except TimeoutError:
+            log.warning("drain deadline: %d sockets still closing", len(sockets))
+        return len(sockets)
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)

@@ -48,6 +48,7 @@ class FoyerProcess:
         }
         self.env.pop("PYTHONASYNCIODEBUG", None)  # the server under test runs as in production
         self.workers = workers
+        self.command = FOYER_BIN  # another install's ``foyer`` (the wheel test)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -61,7 +62,7 @@ class FoyerProcess:
     def start(self, timeout: float = 30.0) -> FoyerProcess:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [FOYER_BIN, "serve", "--port", str(self.port), "--workers", str(self.workers)],
+                [self.command, "serve", "--port", str(self.port), "--workers", str(self.workers)],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -33,6 +33,7 @@ export const CloseCode = Object.freeze({
   POLICY: 1008,
   TOO_LARGE: 1009,
   INTERNAL: 1011,
+  SERVICE_RESTART: 1012,
   UNAUTHORIZED: 4001,
   UNKNOWN_LINK: 4004,
   HANDSHAKE_TIMEOUT: 4008,
@@ -304,6 +305,10 @@ class Connection extends Emitter {
     const again = !this._stopped && this._closed(event);
     let delay = null;
     if (again) {
+      // 1012: the server is draining (a restart or deploy), not failing: come
+      // back at once, jittered so its clients do not all arrive together; a
+      // guest resumes its place on whichever process takes it.
+      if (code === CloseCode.SERVICE_RESTART) this.attempt = 0;
       delay = backoffDelay(this.attempt, this.backoff);
       if (code === CloseCode.RATE_LIMITED) delay = Math.max(delay, this.backoff.cap / 2);
       this.attempt += 1;

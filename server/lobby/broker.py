@@ -71,6 +71,7 @@ class Broker:
         self._ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._shard_nodes: set[str] = set()
+        self._failing: set[str] = set()  # readers whose last read failed ("" standalone)
         # One (un)subscribe at a time: redis-py's PubSub opens a connection per
         # concurrent first command and keeps only the last (the others' channels
         # were never read, so their confirmations never came).
@@ -127,6 +128,11 @@ class Broker:
             self.release(host)
             raise
 
+    @property
+    def healthy(self) -> bool:
+        """Every reader's last read worked (``/readyz``)."""
+        return not self._failing
+
     def release(self, host: str) -> None:
         channel = self._channel_of(host)
         self._refs[channel] -= 1
@@ -180,6 +186,7 @@ class Broker:
         assert self._pubsub is not None
         pubsub = self._pubsub
         handled = 0
+        reader = "" if node is None else str(getattr(node, "name", node))
         while True:
             try:
                 if node is not None:
@@ -191,8 +198,10 @@ class Broker:
             except Exception:
                 log.warning("pub/sub read failed; reconnecting")
                 self._metrics.redis_error("pubsub")
+                self._failing.add(reader)
                 await asyncio.sleep(RECONNECT_PAUSE_S)
                 continue
+            self._failing.discard(reader)
             if message is None:
                 continue
             try:

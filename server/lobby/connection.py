@@ -40,9 +40,9 @@ class Connection:
         "_queued_bytes",
         "_wake",
         "_writer",
+        "close_timeout",
         "closing",
         "codec",
-        "drain_timeout",
         "limit",
         "limit_bytes",
         "write_timeout",
@@ -55,7 +55,7 @@ class Connection:
         codec: Codec,
         limit: int,
         limit_bytes: int = 1 << 20,
-        drain_timeout: float = 2.0,
+        close_timeout: float = 2.0,
         write_timeout: float = 10.0,
         metrics: Metrics = OFF_METRICS,
     ) -> None:
@@ -63,7 +63,7 @@ class Connection:
         self.codec = codec
         self.limit = limit  # frames queued at most
         self.limit_bytes = limit_bytes  # and bytes (len() of the frames) queued at most
-        self.drain_timeout = drain_timeout  # seconds a close waits for the queue to go out
+        self.close_timeout = close_timeout  # seconds a close waits for the queue to go out
         self.write_timeout = write_timeout  # seconds one write may wait for the peer
         self.closing = False
         self._queue: deque[Frame] = deque()
@@ -84,7 +84,7 @@ class Connection:
             return
         if self.closing:
             with contextlib.suppress(Exception):  # TimeoutError included
-                async with asyncio.timeout(self.drain_timeout):
+                async with asyncio.timeout(self.close_timeout):
                     await asyncio.shield(writer)
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

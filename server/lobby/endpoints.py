@@ -14,10 +14,11 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import RedisError
+from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
 from protocol.codec import CODECS, Codec, negotiate
@@ -44,6 +45,7 @@ from protocol.messages import (
     Resume,
     parse,
 )
+from server import logs
 from server.access.origins import client_address, origin_allowed
 from server.hosts.directory import Directory
 from server.lobby.connection import Connection
@@ -61,18 +63,65 @@ class EndpointConfig:
     hello_timeout: float
     send_queue: int
     send_queue_bytes: int
-    drain_timeout: float
+    close_timeout: float
     write_timeout: float
+
+
+class Sockets:
+    """This process's open sockets, so that a drain (SIGTERM) can refuse new
+    ones, close the open ones with 1012 and wait for their clean-up (a guest
+    marked away, a device's lease dropped) before the process exits."""
+
+    def __init__(self) -> None:
+        self.draining = False
+        self._open: set[Connection] = set()
+        self._empty = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def add(self, conn: Connection) -> None:
+        self._open.add(conn)
+        if self.draining:  # accepted while the drain began
+            conn.close(CloseCode.SERVICE_RESTART)
+
+    def discard(self, conn: Connection) -> None:
+        self._open.discard(conn)
+        if self.draining and not self._open:
+            self._empty.set()
+
+    def drain(self) -> None:
+        """Refuse new sockets from now on, and close every open one with 1012
+        (after what is queued for it): its client resumes elsewhere."""
+        self.draining = True
+        for conn in list(self._open):
+            conn.close(CloseCode.SERVICE_RESTART)
+        if not self._open:
+            self._empty.set()
+
+    async def closed(self) -> None:
+        """Until every socket's clean-up ran, once draining."""
+        await self._empty.wait()
 
 
 @dataclass(frozen=True, slots=True)
 class Lobby:
-    """What the endpoints need: the room, the slug directory, their config, metrics."""
+    """What the endpoints need: the room, the slug directory, their config,
+    metrics, and the registry of open sockets."""
 
     room: WaitingRoom
     directory: Directory
     config: EndpointConfig
     metrics: Metrics
+    sockets: Sockets = field(default_factory=Sockets)
+
+
+# The handshake answer of a draining process (HTTP, so no close code yet).
+_RESTARTING = JSONResponse(
+    {"code": "unavailable", "message": "this server is restarting; connect again"},
+    status_code=503,
+    headers={"Retry-After": "1"},
+)
 
 
 def error_for(exc: BaseException, ref: Any = None) -> Error:
@@ -104,8 +153,15 @@ def _pong(message: Ping) -> Pong:
 
 
 async def _open(ws: WebSocket, lobby: Lobby) -> Connection | None:
-    """Check origin and subprotocol in the handshake (refused: ``None``) and accept."""
+    """Check origin and subprotocol in the handshake (refused: ``None``), accept,
+    and start the socket's writer. A draining process refuses with HTTP 503."""
     config = lobby.config
+    if lobby.sockets.draining:
+        if "websocket.http.response" in ws.scope.get("extensions", {}):
+            await ws.send_denial_response(_RESTARTING)
+        else:  # a server without the denial extension: HTTP 403
+            await ws.close(code=CloseCode.SERVICE_RESTART)
+        return None
     if not origin_allowed(ws.headers, config.origins):
         await ws.close(code=CloseCode.POLICY)  # before accept: HTTP 403
         return None
@@ -116,15 +172,17 @@ async def _open(ws: WebSocket, lobby: Lobby) -> Connection | None:
         return None
     await ws.accept(subprotocol=chosen if offered else None)
     codec: Codec = CODECS[chosen]
-    return Connection(
+    conn = Connection(
         ws,
         codec,
         config.send_queue,
         config.send_queue_bytes,
-        config.drain_timeout,
+        config.close_timeout,
         config.write_timeout,
         lobby.metrics,
     )
+    lobby.sockets.add(conn)  # the endpoint's ``finally`` discards it
+    return conn
 
 
 async def _first(
@@ -180,6 +238,8 @@ async def host_endpoint(ws: WebSocket, lobby: Lobby) -> None:
             conn.close(CloseCode.UNAUTHORIZED)
             return
         session = HostSession(claims.host, secrets.token_hex(8), conn)
+        logs.bind(conn=session.device, host=claims.host)
+        log.debug("device connected")
         try:
             await lobby.room.open_device(session)
         except (Unauthorized, UnknownLink) as exc:
@@ -211,7 +271,10 @@ async def host_endpoint(ws: WebSocket, lobby: Lobby) -> None:
             except Exception:
                 log.warning("could not drop a device lease")
         lobby.metrics.host_devices.dec()
-        await conn.stop()
+        try:
+            await conn.stop()
+        finally:
+            lobby.sockets.discard(conn)
 
 
 class TokenExpiry:
@@ -294,6 +357,7 @@ async def guest_endpoint(ws: WebSocket, lobby: Lobby, slug: str) -> None:
         if not isinstance(first, Knock | Resume):
             return
         session = GuestSession(host, conn, secrets.token_hex(8))
+        logs.bind(conn=session.conn_id, host=host)
         address = client_address(ws.scope, lobby.config.trusted_proxies)
         query = dict(ws.query_params.items())
         try:
@@ -303,6 +367,9 @@ async def guest_endpoint(ws: WebSocket, lobby: Lobby, slug: str) -> None:
             conn.close(_close_code(exc, CloseCode.POLICY))
             return
         guest = session
+        if guest.guest:
+            logs.bind(guest=guest.guest)
+        log.debug("guest entered")
 
         async def handle_guest(message: Message) -> Message | None:
             await lobby.room.handle_guest(guest, message)
@@ -322,4 +389,7 @@ async def guest_endpoint(ws: WebSocket, lobby: Lobby, slug: str) -> None:
             except Exception:
                 log.warning("could not mark a guest away; its lease will lapse")
         lobby.metrics.guests_connected.dec()
-        await conn.stop()
+        try:
+            await conn.stop()
+        finally:
+            lobby.sockets.discard(conn)

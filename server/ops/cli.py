@@ -10,24 +10,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
+import logging
 import os
 import secrets
 import sys
 from pathlib import Path
+from typing import cast
 
 import uvicorn
 from pydantic import ValidationError
 
 from protocol.codec import MAX_FRAME
 from protocol.errors import HostExists
+from server import logs
 from server.metrics import prepare_multiprocess_dir
 from server.ops.config import Settings
 from server.ops.embedded import EmbeddedValkey
+from server.ops.http_protocol import HeaderTimeoutProtocol
 from server.storage import scripts
 from server.storage.batcher import Batcher
 from server.storage.hosts import HostRecord, HostStore
 from server.storage.redis_client import is_cluster, open_redis
+
+log = logging.getLogger("foyer.cli")
 
 DEMO_HOST = "demo"
 DEMO_NAME = "Demo Host"
@@ -104,27 +111,42 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
             "listen_url": base,
         }
     )
+    logs.configure(settings.log_level, settings.log_format)
     try:
         where = f"embedded Valkey, data in {settings.data_dir}" if valkey else "FOYER_REDIS_URL"
-        print(f"Foyer on {base}  (store: {where})", flush=True)
-        if generated:
-            print(
-                f"Dev secrets generated and kept in {settings.data_dir / 'dev-secrets.json'}:",
-                flush=True,
-            )
-            for name in generated:  # dev values only; real ones are never printed
-                value = settings.secret if name == "FOYER_SECRET" else settings.api_key
-                print(f"  {name}={value}", flush=True)
+        kept = settings.data_dir / "dev-secrets.json"
+        if settings.log_format == "json":
+            # Log lines only, and never a secret: the dev values stay in their file.
+            log.info("Foyer on %s (store: %s)", base, where)
+            if generated:
+                log.info("dev secrets (%s) generated and kept in %s", ", ".join(generated), kept)
+        else:
+            print(f"Foyer on {base}  (store: {where})", flush=True)
+            if generated:
+                print(f"Dev secrets generated and kept in {kept}:", flush=True)
+                for name in generated:  # dev values only; real ones are never printed
+                    value = settings.secret if name == "FOYER_SECRET" else settings.api_key
+                    print(f"  {name}={value}", flush=True)
         if settings.demo:
             from server.access.tokens import Tokens
 
             record = asyncio.run(_demo(settings))
-            assert settings.secret
-            token = Tokens(settings.secret).host_token(DEMO_HOST)
-            print(f"Host console:  {base}/host#token={token}", flush=True)
-            print(f"Personal link: {base}/l/{record.get('slug', '')}", flush=True)
+            link = f"{base}/l/{record.get('slug', '')}"
+            if settings.log_format == "json":
+                log.info(
+                    "demo host: personal link %s (POST /api/hosts/demo/token for a token)", link
+                )
+            else:
+                assert settings.secret
+                token = Tokens(settings.secret).host_token(DEMO_HOST)
+                print(f"Host console:  {base}/host#token={token}", flush=True)
+                print(f"Personal link: {link}", flush=True)
+        # The protocol class with its timeout bound: a partial of a module-level
+        # class pickles, so the spawned workers of --workers N get it too.
+        http = functools.partial(HeaderTimeoutProtocol, header_timeout=settings.header_timeout)
         uvicorn.run(
             "server.app:create_app",
+            http=cast("type[asyncio.Protocol]", http),
             factory=True,
             host=args.host,
             port=args.port,
@@ -136,8 +158,10 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
             ws_ping_interval=20.0,
             ws_ping_timeout=20.0,
             log_level=settings.log_level.lower(),
+            log_config=logs.uvicorn_config(settings.log_format),
             access_log=args.access_log,
-            timeout_graceful_shutdown=5,
+            # After the drain (server.app.SigtermDrain) little is left to wait for.
+            timeout_graceful_shutdown=1,
             proxy_headers=False,  # FOYER_TRUSTED_PROXIES is the one control (access/origins.py)
         )
     finally:

@@ -6,6 +6,7 @@ Defaults are written down in the README's configuration table.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,7 +44,9 @@ class Settings(BaseSettings):
     unsubscribe_after: float = Field(default=30.0, ge=0)  # idle channel kept subscribed
     subscribe_timeout: float = Field(default=5.0, gt=0)  # wait for Redis to confirm
     redis_pool_size: int = Field(default=50, ge=2)  # pooled connections (pub/sub, start-up)
-    drain_timeout: float = Field(default=2.0, ge=0)  # a closing socket's last frames
+    header_timeout: float = Field(default=10.0, gt=0)  # a request's headers, from connect
+    drain_timeout: float = Field(default=10.0, gt=0)  # SIGTERM -> exit, at the latest
+    close_timeout: float = Field(default=2.0, ge=0)  # a closing socket's last frames
     token_max_lifetime: int = Field(default=30 * 24 * 3600, ge=60)  # seconds; longer: refused
     write_timeout: float = Field(default=10.0, gt=0)  # a peer that stops reading is dropped
     smtp_url: str | None = None  # smtp://user:pass@host:port[?starttls=true] or smtps://
@@ -53,6 +56,7 @@ class Settings(BaseSettings):
     metrics: bool = True  # record Prometheus metrics (GET /metrics); false: record nothing
     metrics_token: str | None = None  # set: GET /metrics needs Authorization: Bearer <token>
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per line
     demo: bool = True  # create a demo host and print its console URL at start
 
     @property

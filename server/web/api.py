@@ -2,7 +2,7 @@
 
 Bodies are validated by pydantic models, which also describe the API in
 ``/openapi.json``. Integrator endpoints need ``Authorization: Bearer
-<FOYER_API_KEY>``; ``/api/links/{slug}`` and ``/healthz`` are public.
+<FOYER_API_KEY>``; ``/api/links/{slug}``, ``/healthz`` and ``/readyz`` are public.
 """
 
 from __future__ import annotations
@@ -197,17 +197,23 @@ async def link_info(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    try:
-        ok = await web(request).store.ping()
-    except Exception:
-        ok = False
-    if ok:
-        return JSONResponse({"status": "ok"})
-    return error_response(503, "unavailable", "the store does not answer")
+    """Liveness: the process answers. Nothing else is checked, on purpose: a
+    restart cannot bring Redis back (``/readyz`` says whether to send traffic)."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Readiness: Redis answers, the pub/sub readers work, and the process is
+    not draining (SIGTERM). 503 ``unavailable`` with the reason otherwise."""
+    reason = await web(request).unready()
+    if reason is None:
+        return JSONResponse({"status": "ready"})
+    return error_response(503, "unavailable", reason)
 
 
 routes = [
     Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
     Route("/api/hosts", create_host, methods=["POST"]),
     Route("/api/hosts/{host}", get_host, methods=["GET"]),
     Route("/api/hosts/{host}/token", host_token, methods=["POST"]),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
@@ -25,6 +26,8 @@ class WebContext:
     api_key: str
     public_url: str | None
     metrics: Metrics
+    # Why this process should get no traffic now (``/readyz``), or None.
+    unready: Callable[[], Awaitable[str | None]]
     trusted_proxies: list[str] = field(default_factory=list)
     link_info_limit: int = 0  # GET /api/links/{slug} per client address per minute
     metrics_token: str | None = None

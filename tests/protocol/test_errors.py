@@ -81,6 +81,7 @@ def test_close_codes() -> None:
         "POLICY": 1008,
         "TOO_LARGE": 1009,
         "INTERNAL": 1011,
+        "SERVICE_RESTART": 1012,
         "UNAUTHORIZED": 4001,
         "UNKNOWN_LINK": 4004,
         "HANDSHAKE_TIMEOUT": 4008,

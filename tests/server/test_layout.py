@@ -25,7 +25,15 @@ LAYERS: list[tuple[str, ...]] = [
     ("server.meetings",),
     ("server.access",),
     ("server.storage",),
-    ("server.ops.config", "server.ops.embedded", "server.tasks", "server.metrics"),
+    (
+        "server.ops.config",
+        "server.ops.embedded",
+        "server.ops.http_protocol",
+        "server.ops.process",
+        "server.tasks",
+        "server.logs",
+        "server.metrics",
+    ),
     ("server",),  # the package docstring
 ]
 

@@ -62,11 +62,11 @@ def _conn(
     ws: FakeSocket,
     limit: int = 256,
     limit_bytes: int = 1 << 20,
-    drain_timeout: float = 2.0,
+    close_timeout: float = 2.0,
     codec: str = MSGPACK,
 ) -> Connection:
     conn = Connection(
-        cast(WebSocket, ws), CODECS[codec], limit, limit_bytes, drain_timeout=drain_timeout
+        cast(WebSocket, ws), CODECS[codec], limit, limit_bytes, close_timeout=close_timeout
     )
     conn.start()
     return conn
@@ -157,10 +157,10 @@ async def test_sent_frames_free_their_bytes() -> None:
     assert ws.closed == [CloseCode.NORMAL]
 
 
-async def test_stop_drains_for_drain_timeout_only() -> None:
-    """A close waits for a stuck peer for ``drain_timeout`` (Settings), not a fixed 2 s."""
+async def test_stop_waits_for_close_timeout_only() -> None:
+    """A close waits for a stuck peer for ``close_timeout`` (Settings), not a fixed 2 s."""
     ws = FakeSocket()
-    conn = _conn(ws, drain_timeout=0.05)
+    conn = _conn(ws, close_timeout=0.05)
     await _stalled(ws, conn, b"stuck")
     conn.close()
     async with asyncio.timeout(1.5):  # well under the old hard-coded 2 s

@@ -1,0 +1,72 @@
+"""uvicorn's HTTP/1.1 protocol (h11, the one ``foyer serve`` runs) with a
+header timeout, which uvicorn lacks.
+
+Without it a connection that never finishes its request line and headers is
+kept forever: a few hundred of them, from one client, use up the process's
+file descriptors (nginx's ``client_header_timeout``). The timer starts when
+the connection is made, and again when a kept-alive connection starts its next
+request; it stops once the request's headers are in (a WebSocket upgrade
+included). When it fires the connection is closed without an answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger("foyer.http")
+
+DEFAULT_HEADER_TIMEOUT = 10.0
+
+
+class HeaderTimeoutProtocol(H11Protocol):
+    """``H11Protocol`` plus a deadline for each request's headers. uvicorn takes
+    the class through its ``http=`` option; ``foyer serve`` passes it with the
+    timeout bound by ``functools.partial`` (picklable, so spawned workers get
+    it too)."""
+
+    def __init__(
+        self,
+        *args: Any,
+        header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout = header_timeout
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._watch_headers()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        super().connection_lost(exc)
+
+    def _watch_headers(self) -> None:
+        """Run the timer while the peer owes us a request's headers: h11 says
+        ``IDLE`` until a whole request line and header block are parsed."""
+        waiting = self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+        if not waiting:
+            self._stop_header_timer()
+        elif self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            log.debug("closing a connection whose request headers did not arrive in time")
+            self.transport.close()
