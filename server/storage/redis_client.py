@@ -22,11 +22,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 # What a redis-py 8 client gets by default, and what a pool built by hand does not:
 # retries on connection and timeout errors, exponential backoff with full jitter
 # (so processes that lost Redis together do not come back in lockstep). 10 tries
-# from 50 ms, capped at 1 s: about 5 s in all, the time a socket waits for its
+# from 50 ms, capped at 0.5 s: a few seconds in all, the time a socket waits for its
 # subscription (FOYER_SUBSCRIBE_TIMEOUT), then the error reaches the caller.
 RETRIES = 10
 BACKOFF_BASE_S = 0.05
-BACKOFF_CAP_S = 1.0
+BACKOFF_CAP_S = 0.5
 
 
 def retry_policy() -> Retry:

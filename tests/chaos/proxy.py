@@ -51,6 +51,7 @@ class FaultProxy:
         self._open = {UP: asyncio.Event(), DOWN: asyncio.Event()}  # set = flowing
         self._links: set[_Link] = set()
         self._reset_after: tuple[bytes, asyncio.Future[None]] | None = None
+        self._hold: tuple[bytes, asyncio.Future[None], asyncio.Event] | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
@@ -147,6 +148,30 @@ class FaultProxy:
 
         return self._run(arm())
 
+    def hold_reply_to(self, marker: bytes) -> tuple[asyncio.Future[None], asyncio.Event]:
+        """Arm a one-shot fault: the next command whose bytes contain ``marker``
+        goes to Redis, but what Redis answers on that connection waits in the
+        proxy until ``release`` (other connections flow). The future completes
+        when the command went by."""
+
+        async def arm() -> tuple[asyncio.Future[None], asyncio.Event]:
+            hold = (marker, self._loop.create_future(), asyncio.Event())
+            self._hold = hold
+            return hold[1], hold[2]
+
+        return self._run(arm())
+
+    def release(self, gate: asyncio.Event) -> None:
+        self._call(gate.set)
+
+    async def until(self, fut: asyncio.Future[None], timeout: float = 30.0) -> None:
+        """Wait, from any event loop, until the proxy's ``fut`` completes."""
+
+        async def wait() -> None:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(wait(), self._loop))
+
     def fired(self, fut: asyncio.Future[None]) -> bool:
         return self._run(self._done(fut))
 
@@ -165,9 +190,10 @@ class FaultProxy:
         link = _Link(writer, up_writer)
         self._links.add(link)
         armed: list[asyncio.Future[None]] = []  # set when this link carried the marker
+        gates: list[asyncio.Event] = []  # answers on this link wait for these
         pumps = [
-            asyncio.create_task(self._pump(reader, up_writer, UP, link, armed)),
-            asyncio.create_task(self._pump(up_reader, writer, DOWN, link, armed)),
+            asyncio.create_task(self._pump(reader, up_writer, UP, link, armed, gates)),
+            asyncio.create_task(self._pump(up_reader, writer, DOWN, link, armed, gates)),
         ]
         await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
         for task in pumps:
@@ -185,6 +211,7 @@ class FaultProxy:
         direction: str,
         link: _Link,
         armed: list[asyncio.Future[None]],
+        gates: list[asyncio.Event],
     ) -> None:
         with contextlib.suppress(OSError, ConnectionError):
             while True:
@@ -198,6 +225,14 @@ class FaultProxy:
                 if direction == UP and self._reset_after and self._reset_after[0] in data:
                     armed.append(self._reset_after[1])
                     self._reset_after = None
+                if direction == UP and self._hold and self._hold[0] in data:
+                    gates.append(self._hold[2])
+                    if not self._hold[1].done():
+                        self._hold[1].set_result(None)
+                    self._hold = None
+                if direction == DOWN:
+                    for gate in gates:
+                        await gate.wait()
                 if direction == DOWN and armed:
                     # Redis answered the marked command: lose the answer, reset both ends.
                     self._links.discard(link)

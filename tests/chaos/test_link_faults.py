@@ -6,6 +6,7 @@ ran (the ambiguous case: sent again, it must apply once)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 
 from foyer_client import Admitted, GuestClient, HostClient
 from server.ops.embedded import EmbeddedValkey
+from server.storage import keys
 from tests.chaos.harness import (
     DeviceView,
     KnockStream,
@@ -115,3 +117,31 @@ async def test_a_reply_whose_answer_is_lost_wins_once(rig: Rig) -> None:
         admitted = await guest.wait_for(Admitted)
         assert admitted.type == "admitted"
         await assert_views_match(rig.views, rig.valkey.url, rig.host["id"])
+
+
+async def test_a_knock_during_a_recovery_is_not_taken_back(valkey: EmbeddedValkey) -> None:
+    """Regression: a knock announced live while the recovery's snapshot was in
+    flight (taken before the knock) was taken for a guest that left unseen, and
+    devices were sent ``guest_left`` for a guest still waiting."""
+    with FaultProxy(valkey.port) as proxy, spawn_foyer(valkey.url) as b:
+        env = {"FOYER_SECRET": b.secret, "FOYER_API_KEY": b.api_key, "FOYER_REDIS_CLUSTER": "false"}
+        with spawn_foyer(proxy.url, env) as a:  # the devices' process, behind the proxy
+            host = b.create_host("Recovery Host")
+            async with HostClient(a.ws_url, host["token"]) as device:
+                view = DeviceView(device)
+                seen, gate = proxy.hold_reply_to(f"{keys.tag(host['id'])}:g:\r\n".encode())
+                proxy.reset_all()  # pub/sub drops and re-subscribes: a recovery starts
+                try:
+                    await proxy.until(seen)  # its snapshot went to Redis
+                    async with GuestClient(b.ws_url, host["slug"], name="Live") as guest:
+                        async with asyncio.timeout(30):  # shown live, by pub/sub
+                            while guest.waiting.guest not in view.waiting:
+                                await view.next(1.0)
+                        proxy.release(gate)  # now the recovery reads its older snapshot
+                        # Queued behind the snapshot on a's one Redis connection: once it
+                        # is acked, whatever the recovery sent is in the device's inbox.
+                        await device.presence("available")
+                        await assert_views_match([view], valkey.url, host["id"])
+                        assert guest.waiting.guest in view.waiting
+                finally:
+                    proxy.release(gate)
