@@ -554,7 +554,9 @@ class WaitingRoom:
                 announced[info["id"]] = info.get("options") or {}
                 message = JoinRequest(guest=info, position=position, host_state=state)
                 self._hub.to_hosts(host, message)
-        for gid in [g for g in announced if g not in queued]:
+        # Only the guests the snapshot was asked about: one announced while it was
+        # in flight is newer than it, and still waiting.
+        for gid in [g for g in announced if g not in queued and g in snapshot.known]:
             announced.pop(gid, None)
             known = snapshot.known.get(gid)
             outcome = known.outcome if known else None

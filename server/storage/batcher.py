@@ -5,27 +5,64 @@ redis-py 8 caps a pool at 100 connections (raising, not waiting) and sets a
 flusher task sends whatever accumulated while the previous batch was in
 flight as one pipeline on one long-lived connection. Scripts are loaded once
 and called by SHA; after a Redis restart (NOSCRIPT) they are loaded again.
+
+What is retried after a connection or timeout error (with the client's
+backoff and jitter, ``redis_client.retry_policy``'s budget):
+
+- a batch that never left: the connection failed to open, or was found dead
+  before anything was written (Redis restarted: the idle connection read its
+  EOF): every command goes again;
+- a batch that was sent and whose replies were lost (reset mid-command, a
+  timeout while Redis was paused): the command may have run. Only commands
+  whose second run changes nothing the first did not go again: reads, plain
+  writes of a value, and the scripts in ``REPLAYABLE``, which are idempotent
+  by construction (``knock.lua``: a knock whose guest already exists with the
+  same resume secret answers its place again and publishes nothing;
+  ``transition.lua``: a step whose operation id is already stored on the guest
+  answers ``ok`` again). The others (a line said to a guest, a compare-and-set,
+  ``SET NX``) fail with the error, as in any outage: never applied twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server.metrics import OFF_METRICS, Metrics
+from server.storage.redis_client import BACKOFF_BASE_S, BACKOFF_CAP_S, RETRIES
 
 log = logging.getLogger("foyer.batcher")
 
+RETRY_WINDOW_S = 5.0  # a batch is retried this long at most, then its callers get the error
+
 MAX_BATCH = 512
 
-Batch = list[tuple[tuple[Any, ...], asyncio.Future[Any]]]
+# Scripts a second run of leaves as the first left them (see the module docstring).
+REPLAYABLE = frozenset({"knock", "transition", "snapshot", "presence", "due", "done"})
+
+LINK_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
+
+Item = tuple[tuple[Any, ...], asyncio.Future[Any], bool]  # command, its future, replayable
+Batch = list[Item]
+
+
+class _Unsent(Exception):
+    """The batch's connection failed before anything was written."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _log_failure(fut: asyncio.Future[Any]) -> None:
@@ -43,12 +80,13 @@ class Batcher:
         self.redis = redis
         self.scripts = scripts  # name -> source
         self.shas: dict[str, str] = {}
-        self._queue: deque[tuple[tuple[Any, ...], asyncio.Future[Any]]] = deque()
+        self._queue: deque[Item] = deque()
         self._in_flight: Batch = []  # popped from the queue, replies not all in yet
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
         self._conn: Connection | None = None  # the batcher's own, standalone Redis only
+        self._link_down = False  # the last batch used up its retries: try once until one works
 
     async def start(self) -> None:
         self._stopped = False
@@ -69,11 +107,11 @@ class Batcher:
             self._task = None
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            await self.redis.connection_pool.release(conn)
+            await conn.disconnect()
         owned, self._in_flight = self._in_flight, []
         owned.extend(self._queue)
         self._queue.clear()
-        for _, fut in owned:
+        for _, fut, _ in owned:
             if not fut.done():
                 fut.set_exception(RedisConnectionError("the batcher stopped"))
 
@@ -81,13 +119,14 @@ class Batcher:
         for name, source in self.scripts.items():
             self.shas[name] = await self.redis.script_load(source)
 
-    def call(self, *args: Any) -> asyncio.Future[Any]:
-        """Queue one command; the future gets its reply or its exception."""
+    def call(self, *args: Any, replayable: bool = True) -> asyncio.Future[Any]:
+        """Queue one command; the future gets its reply or its exception.
+        ``replayable=False``: never send it again once it may have run."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self._stopped:
             fut.set_exception(RedisConnectionError("the batcher stopped"))
             return fut
-        self._queue.append((args, fut))
+        self._queue.append((args, fut, replayable))
         self._wake.set()
         return fut
 
@@ -96,7 +135,9 @@ class Batcher:
         self.call(*args).add_done_callback(_log_failure)
 
     def script(self, name: str, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
-        return self.call("EVALSHA", self.shas[name], len(keys), *keys, *args)
+        return self.call(
+            "EVALSHA", self.shas[name], len(keys), *keys, *args, replayable=name in REPLAYABLE
+        )
 
     async def _run(self) -> None:
         while True:
@@ -105,25 +146,51 @@ class Batcher:
             while self._queue:
                 batch = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH))]
                 self._in_flight = batch  # ``stop`` resolves it if it cancels us here
-                try:
-                    await self._send(batch)
-                except Exception as exc:  # the connection failed: fail this batch only
-                    log.warning("redis batch failed: %s", type(exc).__name__)
-                    self._metrics.redis_error("batcher")
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(exc)
+                await self._deliver(batch)
                 self._in_flight = []
 
+    async def _deliver(self, batch: Batch) -> None:
+        """Send ``batch``, retrying what may be retried (module docstring) with
+        backoff and jitter; every future ends with a reply or an error."""
+        backoff = ExponentialWithJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S)
+        deadline = time.monotonic() + RETRY_WINDOW_S
+        failures = 0
+        while batch:
+            try:
+                await self._send(batch)
+                self._link_down = False
+                return
+            except _Unsent as unsent:  # nothing went out: all of it may go again
+                error: Exception = unsent.error
+            except LINK_ERRORS as exc:  # sent, replies lost: some of it may have run
+                error = exc
+                _fail([item for item in batch if not item[2]], exc)
+                batch = [item for item in batch if item[2]]
+            except Exception as exc:  # not the link: fail this batch only
+                log.warning("redis batch failed: %s", type(exc).__name__)
+                self._metrics.redis_error("batcher")
+                _fail(batch, exc)
+                return
+            failures += 1
+            self._metrics.redis_error("batcher")
+            if self._link_down or failures > RETRIES or time.monotonic() > deadline:
+                # During a long outage each batch tries once: callers hear of it at once.
+                self._link_down = True
+                log.warning("redis batch failed after %d tries: %s", failures, error)
+                _fail(batch, error)
+                return
+            log.info("redis link failed (%s); retry %d", type(error).__name__, failures)
+            await asyncio.sleep(backoff.compute(failures))
+
     async def _send(self, batch: Batch) -> None:
-        results = await self._pipeline([args for args, _ in batch])
+        results = await self._pipeline([args for args, _, _ in batch])
         if any(isinstance(r, NoScriptError) for r in results):
             await self.load_scripts()
             retry = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
             again = await self._pipeline([batch[i][0] for i in retry])
             for i, r in zip(retry, again, strict=True):
                 results[i] = r
-        for (_, fut), result in zip(batch, results, strict=True):
+        for (_, fut, _), result in zip(batch, results, strict=True):
             if fut.done():
                 continue
             if isinstance(result, Exception):
@@ -150,25 +217,50 @@ class Batcher:
         """What ``pipeline(transaction=False).execute(raise_on_error=False)`` does on a
         standalone Redis, on the batcher's own long-lived connection, without building a
         Pipeline per batch (redis-py 8's costs ~50 µs of CPU per batch more). Same wire
-        bytes, same reply callbacks, same retry-after-disconnect on connection errors."""
-        conn = self._conn
-        if conn is None:
-            pool = self.redis.connection_pool
-            conn = self._conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-        redis = self.redis
-
-        async def execute() -> list[Any]:
-            await conn.send_packed_command(conn.pack_commands(commands))
+        bytes, same reply callbacks. No retry here: ``_deliver`` decides."""
+        conn = await self._connection()
+        try:
+            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
             results: list[Any] = []
             for args in commands:
                 try:
-                    results.append(await redis.parse_response(conn, args[0]))
+                    results.append(await self.redis.parse_response(conn, args[0]))
                 except ResponseError as exc:
                     results.append(exc)
             return results
+        except BaseException:
+            await conn.disconnect(nowait=True)  # its replies are out of step now
+            raise
 
-        async def disconnect(_error: Exception) -> None:
-            await conn.disconnect()
+    async def _connection(self) -> Connection:
+        """The batcher's connection, open and not known dead, or ``_Unsent``."""
+        conn = self._conn
+        try:
+            if conn is None:  # its own, not the pool's: the retries are ``_deliver``'s
+                pool = self.redis.connection_pool
+                conn = self._conn = pool.make_connection()  # type: ignore[no-untyped-call]
+                conn.retry = Retry(NoBackoff(), 0)
+            elif _closed_by_peer(conn):  # Redis went away since: find out before sending
+                await conn.disconnect(nowait=True)
+            await conn.connect()  # a no-op when connected; else the pool's retry policy
+        except LINK_ERRORS as exc:
+            if conn is not None:
+                await conn.disconnect(nowait=True)
+            raise _Unsent(exc) from exc
+        return conn
 
-        done: list[Any] = await conn.retry.call_with_retry(execute, disconnect)
-        return done
+
+def _closed_by_peer(conn: Connection) -> bool:
+    """An idle connection whose peer closed or reset it has its EOF or its error
+    read already (the event loop feeds them to the stream): free to check, and
+    it catches every stale connection after a Redis restart before a byte goes."""
+    reader = getattr(conn, "_reader", None)
+    if not isinstance(reader, asyncio.StreamReader):
+        return reader is None
+    return reader.at_eof() or reader.exception() is not None
+
+
+def _fail(items: Batch, error: Exception) -> None:
+    for _, fut, _ in items:
+        if not fut.done():
+            fut.set_exception(error)

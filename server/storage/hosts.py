@@ -95,7 +95,7 @@ class HostStore:
         base = slug_base(name)
         for attempt in range(12):
             slug = base if attempt == 0 else slug_with_suffix(base, secrets.token_hex(2))
-            if await self.batch.call("SET", keys.slug(slug), host, "NX"):
+            if await self.batch.call("SET", keys.slug(slug), host, "NX", replayable=False):
                 return slug
         return slug_with_suffix(base, secrets.token_hex(6))
 
@@ -123,7 +123,9 @@ class HostStore:
         owner = text(await self.batch.call("GET", keys.slug(slug)))
         if owner and owner != host:
             raise SlugTaken("this slug belongs to another host")
-        if not owner and not await self.batch.call("SET", keys.slug(slug), host, "NX"):
+        if not owner and not await self.batch.call(
+            "SET", keys.slug(slug), host, "NX", replayable=False
+        ):
             raise SlugTaken("this slug belongs to another host")  # lost the race
         await self.batch.call("HSET", keys.host(host), "slug", slug)
         return slug

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -203,7 +204,28 @@ class Store:
         keys_ = [f"{t}:q", f"{t}:presence", f"{t}:ev"]
         when = now_ms() if now is None else now
         args: list[Any] = [event.value, when, keys.channel(host), self.publish_command]
-        args += [conn, resume, window_ms, merge, keys.guest_prefix(host)]
+        # The operation id makes the call idempotent: sent twice, it applies once.
+        args += [conn, resume, window_ms, merge, keys.guest_prefix(host), secrets.token_hex(8)]
+        return keys_, args
+
+    def transition_command(
+        self,
+        host: str,
+        event: lobby.LobbyEvent,
+        guests: list[tuple[str, bytes]],
+        *,
+        conn: str = "",
+        resume: str = "",
+        window_ms: int = 30_000,
+        merge_id: str = "",
+        now: int | None = None,
+    ) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of ``transition.lua`` for one call."""
+        keys_, args = self._transition_args(host, event, conn, resume, window_ms, merge_id, now)
+        args.append("")
+        for gid, payload in guests:
+            keys_.append(keys.guest(host, gid))
+            args += [gid, payload]
         return keys_, args
 
     def transition(
@@ -221,11 +243,16 @@ class Store:
         """Apply ``event`` to each (guest, payload); one ``Step`` per guest. The
         script is queued at once (it joins this loop pass's pipeline, behind
         whatever was queued before it); await the result."""
-        keys_, args = self._transition_args(host, event, conn, resume, window_ms, merge_id, now)
-        args.append("")
-        for gid, payload in guests:
-            keys_.append(keys.guest(host, gid))
-            args += [gid, payload]
+        keys_, args = self.transition_command(
+            host,
+            event,
+            guests,
+            conn=conn,
+            resume=resume,
+            window_ms=window_ms,
+            merge_id=merge_id,
+            now=now,
+        )
         return _steps(self.batch.script("transition", keys_, args))
 
     async def transition_all(

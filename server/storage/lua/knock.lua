@@ -8,6 +8,9 @@
 --       9 email domain, 10 verified "1"/"0", 11 guest ttl ms, 12 per-link limit/min,
 --       13 per-address limit/min (0 = off)
 -- Publishes: knock (ev, position, host_state, info)
+-- Idempotent: a knock whose guest exists with the same resume secret ran already
+-- (its reply was lost and the Batcher sent it again): it answers that guest's place
+-- and changes and publishes nothing.
 local K = __KIND__
 __WRITE_POLICY__
 local INITIAL = __INITIAL__
@@ -18,6 +21,12 @@ local function over(key, limit)
   return n > limit
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown_link'} end
+local seen = redis.call('HMGET', KEYS[3], 'resume', 'score')
+if seen[1] == ARGV[3] then
+  local rank = redis.call('ZRANK', KEYS[2], ARGV[1])
+  local online = redis.call('ZCOUNT', KEYS[6], ARGV[4], '+inf')
+  return {'ok', rank and rank + 1 or 1, tonumber(seen[2]), online}
+end
 if over(KEYS[10], tonumber(ARGV[13])) then return {'rate_limited'} end
 local p = redis.call('HMGET', KEYS[1], 'policy_v', 'locked', 'bypass')
 if not p[1] then

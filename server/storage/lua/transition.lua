@@ -4,10 +4,14 @@
 -- KEYS: 1 queue zset, 2 presence hash, 3 event counter, 4.. guest hashes
 -- ARGV: 1 event, 2 now ms, 3 channel, 4 publish command, 5 connection id,
 --       6 resume secret, 7 resume window ms, 8 merge meeting id,
---       9 guest key prefix, 10 "*" to apply the event to every queued guest
---       (then ARGV 11 is the outcome template and 12.. the option names copied
+--       9 guest key prefix, 10 operation id (unique per call, or ""),
+--       11 "*" to apply the event to every queued guest
+--       (then ARGV 12 is the outcome template and 13.. the option names copied
 --       from each guest's options into the template's meeting), else
---       11.. per guest: guest id, payload (msgpack; the outcome map for replies)
+--       12.. per guest: guest id, payload (msgpack; the outcome map for replies)
+-- Idempotent: a guest a step changed keeps its operation id, so the same call
+-- sent again (its reply was lost, the Batcher cannot know whether it ran) answers
+-- {ok, state} and changes and publishes nothing. A resume is idempotent as it is.
 -- Returns per guest: {verdict, state[, ...]}: ok -> {ok, new state[, position, score,
 --   counter]} (the last three on resume); already_resolved -> {.., state, outcome}
 -- Publishes: left (ev, guest, score, reason) | resolved (ev, guest, score, action,
@@ -15,14 +19,15 @@
 local T, FINAL, LEFT, QUEUED = __TRANSITIONS__, __FINAL__, __LEFT__, __QUEUED__
 local E, V, K = __EVENT__, __VERDICT__, __KIND__
 local event, now, chan, pub = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local op = ARGV[10]
 if event == E.MERGE then
   local p = redis.call('HMGET', KEYS[2], 'state', 'meeting_id')
   if p[1] ~= 'in_meeting' or not p[2] or p[2] ~= ARGV[8] then return {{V.NOT_IN_MEETING}} end
 end
 
 local guests = {}
-if ARGV[10] == '*' then
-  local template = cmsgpack.unpack(ARGV[11])
+if ARGV[11] == '*' then
+  local template = cmsgpack.unpack(ARGV[12])
   for _, gid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     local key = ARGV[9] .. gid
     local info = redis.call('HGET', key, 'info')
@@ -31,7 +36,7 @@ if ARGV[10] == '*' then
       local options = cmsgpack.unpack(info).options or {}
       local meeting = {}
       for k, v in pairs(template.meeting) do meeting[k] = v end
-      for i = 12, #ARGV do
+      for i = 13, #ARGV do
         if options[ARGV[i]] ~= nil then meeting[ARGV[i]] = options[ARGV[i]] end
       end
       outcome = {}
@@ -42,17 +47,20 @@ if ARGV[10] == '*' then
   end
 else
   for i = 4, #KEYS do
-    guests[#guests + 1] = {KEYS[i], ARGV[11 + (i - 4) * 2], ARGV[12 + (i - 4) * 2]}
+    guests[#guests + 1] = {KEYS[i], ARGV[12 + (i - 4) * 2], ARGV[13 + (i - 4) * 2]}
   end
 end
 
 local out = {}
 for _, item in ipairs(guests) do
   local key, gid, payload = item[1], item[2], item[3]
-  local g = redis.call('HMGET', key, 'state', 'conn', 'resume', 'score', 'outcome', 'deadline')
+  local g = redis.call('HMGET', key, 'state', 'conn', 'resume', 'score', 'outcome', 'deadline',
+                       'op')
   local state = g[1]
   if not state then
     out[#out + 1] = {V.UNKNOWN_GUEST}
+  elseif op ~= '' and g[7] == op and event ~= E.RESUME then
+    out[#out + 1] = {V.OK, state}  -- this very call ran already
   elseif event == E.RESUME and g[3] ~= ARGV[6] then
     out[#out + 1] = {V.UNKNOWN_GUEST}
   elseif event == E.DISCONNECT and g[2] ~= ARGV[5] then
@@ -66,6 +74,7 @@ for _, item in ipairs(guests) do
       else out[#out + 1] = {V.INVALID, state} end
     else
       redis.call('HSET', key, 'state', new)
+      if op ~= '' then redis.call('HSET', key, 'op', op) end
       local score = tonumber(g[4])
       if FINAL[new] then
         redis.call('ZREM', KEYS[1], gid)

@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from server.lobby.broker import Broker
 from server.storage import keys
 from server.storage.redis_client import open_redis
+from tests.support import valkey_server
 
 
 class Handler:
@@ -81,3 +83,29 @@ async def test_a_confirmation_that_times_out_releases_the_reference(
         await pauser.execute_command("CLIENT", "UNPAUSE")
         await pauser.aclose()
         await broker.stop()
+
+
+async def test_a_subscribe_that_fails_in_an_outage_does_not_poison_the_host() -> None:
+    """Issue 10, point 2: SUBSCRIBE itself fails (Redis is down, the pub/sub
+    connection is gone); once Redis is back the next holder is confirmed at once
+    (before: the dead confirmation stayed registered and every later hold of the
+    host timed out, for good)."""
+    with valkey_server() as server:
+        client = open_redis(server.url, False)
+        broker = Broker(client, keys.channel, confirm_timeout=2)
+        await broker.start(Handler())
+        (host,) = _hosts(1)
+        try:
+            server.stop()
+            pubsub = broker._pubsub
+            assert pubsub is not None and pubsub.connection is not None
+            await pubsub.connection.disconnect()  # as the reader does when it sees the EOF
+            with pytest.raises(RedisConnectionError):
+                await broker.hold(host)
+            assert broker.holders(host) == 0
+            server.start()
+            await broker.hold(host)  # confirmed within the 2 s, first try
+            assert broker.holders(host) == 1
+        finally:
+            await broker.stop()
+            await client.aclose()

@@ -1,0 +1,65 @@
+"""A knock or a transition the Batcher sends twice (its reply was lost on the
+link, so it cannot know whether it ran) is applied once: the second run answers
+as the first did and publishes nothing."""
+
+from __future__ import annotations
+
+import uuid
+
+from protocol.lobby import LobbyEvent, Verdict
+from server.storage import keys
+from server.storage.store import KnockVerdict, Step, _step
+from server.storage.values import pack
+from tests.server.storage.conftest import Stores
+
+
+async def _host(stores: Stores) -> str:
+    host = "rp-" + uuid.uuid4().hex[:10]
+    await stores.hosts.create_host(host, "Ada", None)
+    return host
+
+
+def _knock_args(host: str, guest: str) -> tuple[list[str], list[object]]:
+    t = keys.tag(host)
+    return (
+        [keys.host(host), f"{t}:q", keys.guest(host, guest), f"{t}:ev", f"{t}:presence",
+         f"{t}:devices", f"{t}:rl:1", f"{t}:block", f"{t}:allow", f"{t}:rl:ip:a:1"],
+        [guest, pack({"id": guest, "name": "G"}), f"{guest}~secret", 0, keys.channel(host),
+         "PUBLISH", "c1", "", "", "0", 60_000, 0, 0],
+    )  # fmt: skip
+
+
+async def test_a_knock_sent_twice_is_one_knock(stores: Stores) -> None:
+    host = await _host(stores)
+    await _knock_args_run(stores, host, "g0")  # someone ahead
+    keys_, args = _knock_args(host, "g1")
+    first = await stores.store.batch.script("knock", keys_, args)
+    counter = await stores.redis.get(f"{keys.tag(host)}:ev")
+    again = await stores.store.batch.script("knock", keys_, args)
+    assert [str(x, "utf-8") if isinstance(x, bytes) else x for x in again] == [
+        str(x, "utf-8") if isinstance(x, bytes) else x for x in first
+    ]
+    assert first[1] == 2  # its place
+    assert await stores.redis.get(f"{keys.tag(host)}:ev") == counter  # nothing published again
+    assert await stores.redis.zcard(f"{keys.tag(host)}:q") == 2
+
+
+async def _knock_args_run(stores: Stores, host: str, guest: str) -> None:
+    keys_, args = _knock_args(host, guest)
+    reply = await stores.store.batch.script("knock", keys_, args)
+    assert KnockVerdict(reply[0].decode()) is KnockVerdict.OK
+
+
+async def test_a_reply_sent_twice_wins_once_and_answers_ok_twice(stores: Stores) -> None:
+    host = await _host(stores)
+    await _knock_args_run(stores, host, "g1")
+    outcome = pack({"type": "busy"})
+    keys_, args = stores.store.transition_command(host, LobbyEvent.BUSY, [("g1", outcome)])
+    first = _step((await stores.store.batch.script("transition", keys_, args))[0])
+    counter = await stores.redis.get(f"{keys.tag(host)}:ev")
+    again = _step((await stores.store.batch.script("transition", keys_, args))[0])
+    assert first.ok and again.ok
+    assert await stores.redis.get(f"{keys.tag(host)}:ev") == counter  # published once
+    # Another device's reply (another operation) still loses.
+    (other,) = await stores.store.transition(host, LobbyEvent.ADMIT, [("g1", pack({}))])
+    assert other == Step(Verdict.ALREADY_RESOLVED, "busy", {"type": "busy"})
