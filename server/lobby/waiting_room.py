@@ -159,7 +159,12 @@ class WaitingRoom:
                 address_limit=self._config.knock_limit,
             )
         except BaseException:
-            self._forget_guest(session)
+            # The knock may have run though its answer was lost (Redis failed
+            # mid-command): keep the lease, so that such a guest, whom no socket
+            # holds, lapses and expires like any dropped guest instead of waiting
+            # on the devices for good. If it did not run, the lapse finds nobody.
+            self._hub.remove_guest(session)
+            session.guest = ""
             raise
         self._metrics.knocked(result.verdict)
         if result.verdict is not KnockVerdict.OK:
