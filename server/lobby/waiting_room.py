@@ -12,8 +12,10 @@ After a pub/sub drop it recovers each host from one store snapshot.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -412,6 +414,19 @@ class WaitingRoom:
 
     # -- replies -----------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _counted(self, event: lobby.LobbyEvent) -> Iterator[None]:
+        """Count a reply's result: won, already_resolved or error."""
+        try:
+            yield
+        except AlreadyResolved:
+            self._metrics.replied(event.value, "already_resolved")
+            raise
+        except Exception:
+            self._metrics.replied(event.value, "error")
+            raise
+        self._metrics.replied(event.value, "won")
+
     async def reply(
         self,
         host: str,
@@ -421,27 +436,18 @@ class WaitingRoom:
         title: str | None = None,
         message: str | None = None,
     ) -> None:
-        """Apply a host's reply; exactly one wins (counted: won, already_resolved, error)."""
-        try:
-            await self._reply(host, event, guest, title=title, message=message)
-        except AlreadyResolved:
-            self._metrics.replied(event.value, "already_resolved")
-            raise
-        except Exception:
-            self._metrics.replied(event.value, "error")
-            raise
-        self._metrics.replied(event.value, "won")
+        """Build the guest's outcome and apply the reply; exactly one wins."""
+        with self._counted(event):
+            await self._apply_reply(host, event, guest, title, message)
 
-    async def _reply(
+    async def _apply_reply(
         self,
         host: str,
         event: lobby.LobbyEvent,
         guest: str,
-        *,
-        title: str | None = None,
-        message: str | None = None,
+        title: str | None,
+        message: str | None,
     ) -> None:
-        """Build the guest's outcome and apply the reply; exactly one wins."""
         options = self._announced.get(host, {}).get(guest)
         if options is None:  # not announced here: read it (the script checks the state)
             found = await self._store.guest_info(host, guest)
