@@ -25,6 +25,7 @@ kind           fields after (kind, ev)
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from enum import StrEnum
 from typing import Any, ClassVar
 
 import msgpack
@@ -150,3 +151,21 @@ def encode(event: Event) -> bytes:
 def lua_kinds() -> dict[str, str]:
     """Kind names by class name, for the scripts (``K.Knocked`` == "knock")."""
     return {cls.__name__: cls.KIND for cls in EVENT_TYPES}
+
+
+class Hook(StrEnum):
+    """The webhook event types (Standard Webhooks ``type``). The scripts that
+    publish a doorbell event write the matching one to the host's outbox
+    (``lua_hooks``), so a webhook is as durable as the change it reports."""
+
+    KNOCKED = "guest.knocked"
+    RESOLVED = "guest.resolved"
+    LEFT = "guest.left"
+    AWAY = "guest.away"
+    BACK = "guest.back"
+    PRESENCE = "host.presence"
+
+
+def lua_hooks() -> dict[str, str]:
+    """Hook types by member name, for the scripts (``H.KNOCKED`` == "guest.knocked")."""
+    return {hook.name: hook.value for hook in Hook}

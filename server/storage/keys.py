@@ -6,6 +6,10 @@ from __future__ import annotations
 EXPIRY = "foyer:expiry"  # zset "host\\nguest" -> deadline ms
 LEASES = "foyer:guest-leases"  # zset "host\\nguest\\nconn" -> lease deadline ms
 MAIL_DUE = "foyer:mail-due"  # zset host -> when to send its email
+OUTBOX_HOSTS = "foyer:outbox-hosts"  # zset host -> when its webhook outbox is due
+WEBHOOK_GONE = "foyer:webhook-gone"  # the deployment URL that answered 410
+OUTBOX_MAX = 10_000  # entries kept per host outbox (MAXLEN ~): a dead receiver's backlog
+DEAD_MAX = 1_000  # dead-lettered deliveries kept per host
 
 
 def tag(host: str) -> str:
@@ -30,3 +34,18 @@ def guest(host: str, guest: str) -> str:
 
 def slug(slug: str) -> str:
     return f"foyer:slug:{slug.lower()}"
+
+
+def outbox(host: str) -> str:
+    """The host's webhook outbox: a stream the lifecycle scripts append to."""
+    return f"{tag(host)}:outbox"
+
+
+def outbox_tries(host: str) -> str:
+    """Hash outbox entry id -> "attempts:next attempt ms"."""
+    return f"{tag(host)}:outbox-tries"
+
+
+def dead_letters(host: str) -> str:
+    """List of deliveries that ran out of retries (newest first)."""
+    return f"{tag(host)}:webhook-dead"

@@ -12,6 +12,7 @@ import re
 from importlib import resources
 
 from protocol import events, lobby
+from server.storage import keys
 
 NAMES = (
     "knock",
@@ -25,6 +26,7 @@ NAMES = (
     "done",
     "hit",
     "page",
+    "defer",
 )
 _PLACEHOLDER = re.compile(r"__[A-Z_]+__")
 
@@ -32,7 +34,13 @@ _PLACEHOLDER = re.compile(r"__[A-Z_]+__")
 def constants() -> dict[str, str]:
     kinds = events.lua_kinds()
     body = ",".join(f'["{name}"]="{kind}"' for name, kind in kinds.items())
-    return {**lobby.lua_constants(), "__KIND__": "{" + body + "}"}
+    hooks = ",".join(f'{name}="{value}"' for name, value in events.lua_hooks().items())
+    return {
+        **lobby.lua_constants(),
+        "__KIND__": "{" + body + "}",
+        "__HOOK__": "{" + hooks + "}",
+        "__OUTBOX_MAX__": str(keys.OUTBOX_MAX),
+    }
 
 
 def render(source: str, values: dict[str, str]) -> str:

@@ -127,10 +127,33 @@ def raise_for(step: Step) -> Step:
 class Store:
     """Foyer's lobby state in Redis/Valkey."""
 
-    def __init__(self, batch: Batcher, *, sharded: bool = False, lease_ms: int = 30_000) -> None:
+    def __init__(
+        self,
+        batch: Batcher,
+        *,
+        sharded: bool = False,
+        lease_ms: int = 30_000,
+        outbox: bool = False,
+    ) -> None:
         self.batch = batch
         self.lease_ms = lease_ms
         self.publish_command = "SPUBLISH" if sharded else "PUBLISH"
+        self.outbox = outbox  # webhooks on: the scripts also append to each host's outbox
+
+    def _outbox_key(self, host: str) -> str:
+        """The outbox argument of a script: the stream's key, or "" (webhooks off)."""
+        return keys.outbox(host) if self.outbox else ""
+
+    def _ring_outbox(self, host: str) -> None:
+        """Mark the host's outbox due, queued right behind the script that may have
+        appended to it, in the same pipeline (so no crash of this process can put
+        one in without the other). On a Cluster the index and the stream live on
+        different slots, hence two commands; a mark with nothing behind it costs the
+        worker one empty read. ``LT``: a host already marked sooner stays so, and
+        one claimed (marked in the future) comes due now, which keeps its claimer's
+        ``done`` from dropping the mark."""
+        if self.outbox:
+            self.batch.fire("ZADD", keys.OUTBOX_HOSTS, "LT", now_ms(), host)
 
     async def ping(self) -> bool:
         return bool(await self.batch.call("PING"))
@@ -154,7 +177,7 @@ class Store:
         t = keys.tag(host)
         minute = now_ms() // 60_000
         domain = email.rsplit("@", 1)[1] if "@" in email else ""
-        reply = await self.batch.script(
+        pending = self.batch.script(
             "knock",
             [
                 keys.host(host),
@@ -183,8 +206,11 @@ class Store:
                 lobby.GUEST_RECORD_TTL_MS,
                 link_limit,
                 address_limit,
+                self._outbox_key(host),
             ],
         )
+        self._ring_outbox(host)
+        reply = await pending
         verdict = KnockVerdict(text(reply[0]))
         if verdict is not KnockVerdict.OK:
             return KnockResult(verdict)
@@ -206,6 +232,7 @@ class Store:
         args: list[Any] = [event.value, when, keys.channel(host), self.publish_command]
         # The operation id makes the call idempotent: sent twice, it applies once.
         args += [conn, resume, window_ms, merge, keys.guest_prefix(host), secrets.token_hex(8)]
+        args.append(self._outbox_key(host))
         return keys_, args
 
     def transition_command(
@@ -253,7 +280,9 @@ class Store:
             merge_id=merge_id,
             now=now,
         )
-        return _steps(self.batch.script("transition", keys_, args))
+        steps = _steps(self.batch.script("transition", keys_, args))
+        self._ring_outbox(host)
+        return steps
 
     async def transition_all(
         self, host: str, event: lobby.LobbyEvent, template: dict[str, Any], copied: tuple[str, ...]
@@ -262,9 +291,9 @@ class Store:
         is ``template`` with the ``copied`` options of that guest put into its
         ``meeting`` (admit all: the same room, each guest's own title)."""
         keys_, args = self._transition_args(host, event, "", "", 0, "")
-        replies = await self.batch.script(
-            "transition", keys_, [*args, "*", pack(template), *copied]
-        )
+        pending = self.batch.script("transition", keys_, [*args, "*", pack(template), *copied])
+        self._ring_outbox(host)
+        replies = await pending
         return [_step(r) for r in replies]
 
     async def snapshot(
@@ -331,7 +360,7 @@ class Store:
     # -- host presence and devices ------------------------------------------
 
     async def set_presence(self, host: str, state: str, meeting: dict[str, Any] | None) -> None:
-        await self.batch.script(
+        pending = self.batch.script(
             "presence",
             [f"{keys.tag(host)}:presence"],
             [
@@ -340,8 +369,11 @@ class Store:
                 (meeting or {}).get("id", ""),
                 keys.channel(host),
                 self.publish_command,
+                self._outbox_key(host),
             ],
         )
+        self._ring_outbox(host)
+        await pending
 
     async def presence(self, host: str) -> tuple[str, dict[str, Any] | None]:
         state, meeting = await self.batch.call(

@@ -6,12 +6,13 @@
 -- ARGV: 1 guest id, 2 guest info (msgpack map), 3 resume secret, 4 now ms,
 --       5 channel, 6 publish command, 7 connection id, 8 email (lowercase or ""),
 --       9 email domain, 10 verified "1"/"0", 11 guest ttl ms, 12 per-link limit/min,
---       13 per-address limit/min (0 = off)
+--       13 per-address limit/min (0 = off), 14 webhook outbox stream key or "" (off)
 -- Publishes: knock (ev, position, host_state, info)
+-- Outbox (ARGV 14 set): guest.knocked (guest, position, card)
 -- Idempotent: a knock whose guest exists with the same resume secret ran already
 -- (its reply was lost and the Batcher sent it again): it answers that guest's place
 -- and changes and publishes nothing.
-local K = __KIND__
+local K, H = __KIND__, __HOOK__
 __WRITE_POLICY__
 local INITIAL = __INITIAL__
 local function over(key, limit)
@@ -59,4 +60,8 @@ local online = redis.call('ZCOUNT', KEYS[6], ARGV[4], '+inf')
 local state = 'away'
 if online > 0 then state = redis.call('HGET', KEYS[5], 'state') or 'available' end
 redis.call(ARGV[6], ARGV[5], cmsgpack.pack(K.Knocked, ev, position, state) .. ARGV[2])
+if ARGV[14] ~= '' then
+  redis.call('XADD', ARGV[14], 'MAXLEN', '~', __OUTBOX_MAX__, '*', 'type', H.KNOCKED,
+             'guest', ARGV[1], 'position', position, 'card', ARGV[2])
+end
 return {'ok', position, ev, online}

@@ -5,10 +5,11 @@
 -- ARGV: 1 event, 2 now ms, 3 channel, 4 publish command, 5 connection id,
 --       6 resume secret, 7 resume window ms, 8 merge meeting id,
 --       9 guest key prefix, 10 operation id (unique per call, or ""),
---       11 "*" to apply the event to every queued guest
---       (then ARGV 12 is the outcome template and 13.. the option names copied
+--       11 webhook outbox stream key or "" (off),
+--       12 "*" to apply the event to every queued guest
+--       (then ARGV 13 is the outcome template and 14.. the option names copied
 --       from each guest's options into the template's meeting), else
---       12.. per guest: guest id, payload (msgpack; the outcome map for replies)
+--       13.. per guest: guest id, payload (msgpack; the outcome map for replies)
 -- Idempotent: a guest a step changed keeps its operation id, so the same call
 -- sent again (its reply was lost, the Batcher cannot know whether it ran) answers
 -- {ok, state} and changes and publishes nothing. A resume is idempotent as it is.
@@ -16,18 +17,25 @@
 --   counter]} (the last three on resume); already_resolved -> {.., state, outcome}
 -- Publishes: left (ev, guest, score, reason) | resolved (ev, guest, score, action,
 --   outcome) | away (0, guest) | resumed (0, guest, conn)
+-- Outbox (ARGV 11 set), beside each publish: guest.left (guest, reason) |
+--   guest.resolved (guest, action, outcome) | guest.away (guest) | guest.back (guest)
 local T, FINAL, LEFT, QUEUED = __TRANSITIONS__, __FINAL__, __LEFT__, __QUEUED__
-local E, V, K = __EVENT__, __VERDICT__, __KIND__
+local E, V, K, H = __EVENT__, __VERDICT__, __KIND__, __HOOK__
 local event, now, chan, pub = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
-local op = ARGV[10]
+local op, outbox = ARGV[10], ARGV[11]
+local function hook(...)
+  if outbox ~= '' then
+    redis.call('XADD', outbox, 'MAXLEN', '~', __OUTBOX_MAX__, '*', ...)
+  end
+end
 if event == E.MERGE then
   local p = redis.call('HMGET', KEYS[2], 'state', 'meeting_id')
   if p[1] ~= 'in_meeting' or not p[2] or p[2] ~= ARGV[8] then return {{V.NOT_IN_MEETING}} end
 end
 
 local guests = {}
-if ARGV[11] == '*' then
-  local template = cmsgpack.unpack(ARGV[12])
+if ARGV[12] == '*' then
+  local template = cmsgpack.unpack(ARGV[13])
   for _, gid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     local key = ARGV[9] .. gid
     local info = redis.call('HGET', key, 'info')
@@ -36,7 +44,7 @@ if ARGV[11] == '*' then
       local options = cmsgpack.unpack(info).options or {}
       local meeting = {}
       for k, v in pairs(template.meeting) do meeting[k] = v end
-      for i = 13, #ARGV do
+      for i = 14, #ARGV do
         if options[ARGV[i]] ~= nil then meeting[ARGV[i]] = options[ARGV[i]] end
       end
       outcome = {}
@@ -47,7 +55,7 @@ if ARGV[11] == '*' then
   end
 else
   for i = 4, #KEYS do
-    guests[#guests + 1] = {KEYS[i], ARGV[12 + (i - 4) * 2], ARGV[13 + (i - 4) * 2]}
+    guests[#guests + 1] = {KEYS[i], ARGV[13 + (i - 4) * 2], ARGV[14 + (i - 4) * 2]}
   end
 end
 
@@ -82,19 +90,23 @@ for _, item in ipairs(guests) do
         local ev = redis.call('INCR', KEYS[3])
         if LEFT[new] then
           redis.call(pub, chan, cmsgpack.pack(K.Left, ev, gid, score, LEFT[new]))
+          hook('type', H.LEFT, 'guest', gid, 'reason', LEFT[new])
         else
           redis.call('HSET', key, 'outcome', payload)
           redis.call(pub, chan, cmsgpack.pack(K.Resolved, ev, gid, score, event) .. payload)
+          hook('type', H.RESOLVED, 'guest', gid, 'action', event, 'outcome', payload)
         end
         out[#out + 1] = {V.OK, new}
       elseif event == E.DISCONNECT then
         redis.call('HSET', key, 'deadline', now + tonumber(ARGV[7]))
         redis.call(pub, chan, cmsgpack.pack(K.WentAway, 0, gid))
+        hook('type', H.AWAY, 'guest', gid)
         out[#out + 1] = {V.OK, new}
       elseif event == E.RESUME then
         redis.call('HSET', key, 'conn', ARGV[5])
         redis.call('HDEL', key, 'deadline')
         redis.call(pub, chan, cmsgpack.pack(K.Resumed, 0, gid, ARGV[5]))
+        hook('type', H.BACK, 'guest', gid)
         local rank = redis.call('ZRANK', KEYS[1], gid)
         out[#out + 1] = {V.OK, new, (rank or 0) + 1, score, redis.call('GET', KEYS[3]) or '0'}
       else

@@ -25,7 +25,7 @@ def _knock_args(host: str, guest: str) -> tuple[list[str], list[object]]:
         [keys.host(host), f"{t}:q", keys.guest(host, guest), f"{t}:ev", f"{t}:presence",
          f"{t}:devices", f"{t}:rl:1", f"{t}:block", f"{t}:allow", f"{t}:rl:ip:a:1"],
         [guest, pack({"id": guest, "name": "G"}), f"{guest}~secret", 0, keys.channel(host),
-         "PUBLISH", "c1", "", "", "0", 60_000, 0, 0],
+         "PUBLISH", "c1", "", "", "0", 60_000, 0, 0, ""],
     )  # fmt: skip
 
 
