@@ -20,10 +20,12 @@ from server.lobby.waiting_room import RoomConfig, WaitingRoom
 from server.meetings.provider import MeetingProvider
 from server.metrics import Metrics, multiprocess_dir
 from server.notify.email import MailConfig, Mailer
+from server.notify.webhooks import WebhookConfig, Webhooks
 from server.ops.config import Settings
 from server.storage import keys, scripts
 from server.storage.batcher import Batcher
 from server.storage.hosts import HostStore
+from server.storage.outbox import Outbox
 from server.storage.redis_client import is_cluster, open_redis
 from server.storage.store import Store
 from server.tasks import cancel_and_wait
@@ -48,7 +50,26 @@ class Node:
         self.redis = open_redis(settings.redis_url, cluster, settings.redis_pool_size)
         self.batch = Batcher(self.redis, scripts.load(), self.metrics)
         publish = "SPUBLISH" if cluster else "PUBLISH"
-        self.store = Store(self.batch, sharded=cluster, lease_ms=int(settings.lease * 1000))
+        self.store = Store(
+            self.batch,
+            sharded=cluster,
+            lease_ms=int(settings.lease * 1000),
+            outbox=bool(settings.webhook_url),
+        )
+        self.webhooks = Webhooks(
+            Outbox(self.batch),
+            WebhookConfig(
+                url=settings.webhook_url,
+                secret=settings.webhook_secret,
+                allow=settings.webhook_allow_list,
+                attempts=settings.webhook_attempts,
+                max_age_s=settings.webhook_max_age,
+                backoff_s=settings.webhook_backoff,
+                backoff_max_s=settings.webhook_backoff_max,
+                timeout_s=settings.webhook_timeout,
+                claim_s=settings.webhook_claim,
+            ),
+        )
         self.hosts = HostStore(self.batch, publish_command=publish)
         self.directory = Directory(self.hosts)
         self.broker = Broker(
@@ -125,6 +146,7 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        await self.webhooks.start()  # a refused endpoint stops start-up here
         await self.batch.start()
         await self.broker.start(self.room)
         every = self.settings.sweep_interval
@@ -138,6 +160,14 @@ class Node:
             # Apart from the expiry sweep, so a slow SMTP server never delays an expiry.
             self._tasks.append(
                 asyncio.create_task(self._every(every, self.mailer.send_due), name="foyer-mail")
+            )
+        if self.webhooks.enabled:
+            # Its own task: a slow receiver delays no sweep, email or knock.
+            poll = self.settings.webhook_poll
+            self._tasks.append(
+                asyncio.create_task(
+                    self._every(poll, self.webhooks.deliver_due), name="foyer-webhooks"
+                )
             )
 
     @property
@@ -175,6 +205,7 @@ class Node:
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
+        await self.webhooks.stop()
         await self.room.stop()
         self.hub.stop()
         await self.broker.stop()

@@ -1,5 +1,6 @@
-"""Reaching a host who is not looking: the coalesced email (``email``);
-webhooks will land here too.
+"""Reaching a host who is not looking, and the integrator's backend: the
+coalesced email (``email``) and signed webhooks delivered from each host's
+outbox (``webhooks``).
 
 May import: ``storage``, ``protocol``.
 """

@@ -53,6 +53,16 @@ class Settings(BaseSettings):
     mail_from: str = "Foyer <foyer@localhost>"
     mail_delay: float = Field(default=10.0, ge=0)  # seconds to gather knocks into one email
     mail_cooldown: float = Field(default=300.0, ge=0)  # at most one email per host per this
+    webhook_url: str | None = None  # the deployment's webhook endpoint (none: webhooks off)
+    webhook_secret: str | None = None  # whsec_<base64>: signs every delivery
+    webhook_allow: str = ""  # comma-separated hosts/CIDRs a private-address target may use
+    webhook_attempts: int = Field(default=15, ge=1)  # then the delivery is dead-lettered
+    webhook_max_age: float = Field(default=24 * 3600.0, gt=0)  # seconds; likewise
+    webhook_backoff: float = Field(default=5.0, gt=0)  # first retry delay, doubling, jittered
+    webhook_backoff_max: float = Field(default=3600.0, gt=0)  # the longest retry delay
+    webhook_timeout: float = Field(default=10.0, gt=0)  # seconds a receiver has to answer
+    webhook_poll: float = Field(default=1.0, gt=0)  # seconds between outbox passes
+    webhook_claim: float = Field(default=60.0, gt=0)  # a crashed process's outbox claim
     metrics: bool = True  # record Prometheus metrics (GET /metrics); false: record nothing
     metrics_token: str | None = None  # set: GET /metrics needs Authorization: Bearer <token>
     log_level: str = "info"
@@ -66,6 +76,10 @@ class Settings(BaseSettings):
     @property
     def proxy_list(self) -> list[str]:
         return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
+
+    @property
+    def webhook_allow_list(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.webhook_allow.split(",") if a.strip())
 
     @property
     def region_list(self) -> list[str]:

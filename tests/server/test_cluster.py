@@ -90,3 +90,18 @@ async def test_settings_policy_and_expiry_on_cluster(
         await guest.close()
         left = await device.wait_for(GuestLeft, timeout=15)
         assert left.reason == "expired"
+
+
+async def test_webhooks_are_delivered_from_outboxes_on_every_slot(cluster: ValkeyCluster) -> None:
+    from tests.server.notify.test_webhooks import SECRET, Webhook, hook_env, receiving
+
+    with receiving() as receiver, spawn_foyer(cluster.url, hook_env(receiver)) as proc:
+        hosts = [proc.create_host(f"Hooked Cluster Host {i}") for i in range(4)]  # several slots
+        for host in hosts:
+            async with GuestClient(proc.ws_url, host["slug"], name="Shard Guest") as guest:
+                await guest.cancel()
+        for host in hosts:
+            await receiver.until(lambda h=host["id"]: len(receiver.delivered(h)) >= 2)
+            assert receiver.types(host["id"]) == ["guest.knocked", "guest.left"]
+            for delivery in receiver.delivered(host["id"]).values():
+                Webhook(SECRET).verify(delivery.body, delivery.headers)

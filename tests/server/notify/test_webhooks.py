@@ -1,0 +1,322 @@
+"""Webhooks (issue 12, point 1): signed with Standard Webhooks, delivered at
+least once from each host's outbox, to a real HTTP receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import secrets
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import msgpack
+import pytest
+from redis.asyncio import Redis
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from foyer_client import GuestClient, HostClient
+from protocol.messages import Admitted, JoinRequest
+from server.notify.webhooks import RefusedTarget, WebhookConfig, check_target
+from server.storage import keys
+from tests.support import FoyerProcess, spawn_foyer, valkey_server
+
+SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+WAIT = 30.0  # seconds any one wait may take on a slow shared machine
+
+
+@dataclass(frozen=True)
+class Delivery:
+    headers: dict[str, str]
+    body: bytes
+    status: int
+
+    @property
+    def event(self) -> dict[str, Any]:
+        event: dict[str, Any] = json.loads(self.body)
+        return event
+
+    @property
+    def id(self) -> str:
+        return self.headers["webhook-id"]
+
+
+class Receiver:
+    """A real HTTP server in a thread. ``answer`` decides each request's status
+    and headers; every request is recorded with what it was answered."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[Delivery] = []
+        self.changed = threading.Condition()
+        self.answer: Callable[[dict[str, Any]], tuple[int, dict[str, str]]] = lambda e: (200, {})
+        self.hold = threading.Event()  # while cleared, a request flagged "hold" waits
+        self.hold.set()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                status, extra = receiver.answer(json.loads(body))
+                if status == 0:  # hold the request open, as a receiver that hangs
+                    with receiver.changed:
+                        receiver.deliveries.append(Delivery(headers, body, 0))
+                        receiver.changed.notify_all()
+                    receiver.hold.wait(WAIT)
+                    status = 503
+                self.send_response(status)
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", "0")
+                self.end_headers()
+                with receiver.changed:
+                    receiver.deliveries.append(Delivery(headers, body, status))
+                    receiver.changed.notify_all()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def of(self, host: str) -> list[Delivery]:
+        with self.changed:
+            return [d for d in self.deliveries if d.event["data"]["host"] == host]
+
+    def delivered(self, host: str) -> dict[str, Delivery]:
+        """De-duplicated by ``webhook-id``: the deliveries answered 2xx."""
+        return {d.id: d for d in self.of(host) if 200 <= d.status < 300}
+
+    def wait(self, ready: Callable[[], bool]) -> bool:
+        with self.changed:
+            return self.changed.wait_for(ready, WAIT)
+
+    async def until(self, ready: Callable[[], bool]) -> None:
+        assert await asyncio.to_thread(self.wait, ready), self.deliveries
+
+    def types(self, host: str) -> list[str]:
+        return sorted(d.event["type"] for d in self.delivered(host).values())
+
+
+@contextlib.contextmanager
+def receiving() -> Iterator[Receiver]:
+    receiver = Receiver()
+    receiver.thread.start()
+    try:
+        yield receiver
+    finally:
+        receiver.hold.set()
+        receiver.server.shutdown()
+        receiver.server.server_close()
+
+
+def hook_env(receiver: Receiver, **extra: str) -> dict[str, str]:
+    return {
+        "FOYER_WEBHOOK_URL": receiver.url,
+        "FOYER_WEBHOOK_SECRET": SECRET,
+        "FOYER_WEBHOOK_ALLOW": "127.0.0.1",
+        "FOYER_WEBHOOK_POLL": "0.1",
+        "FOYER_WEBHOOK_BACKOFF": "0.2",
+        "FOYER_WEBHOOK_BACKOFF_MAX": "0.5",
+        "FOYER_WEBHOOK_TIMEOUT": "5",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    with receiving() as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def hooked(redis_url: str, receiver: Receiver) -> Iterator[FoyerProcess]:
+    with spawn_foyer(redis_url, hook_env(receiver)) as proc:
+        yield proc
+
+
+async def test_a_knock_and_an_admit_are_delivered_signed(
+    hooked: FoyerProcess, receiver: Receiver
+) -> None:
+    receiver.answer = lambda e: (200, {})
+    host = hooked.create_host("Hooked Ada")
+    async with (
+        HostClient(hooked.ws_url, host["token"]) as device,
+        GuestClient(hooked.ws_url, host["slug"], name="Ann") as guest,
+    ):
+        await device.wait_for(JoinRequest)
+        await device.admit(guest.waiting.guest)
+        admitted = await guest.wait_for(Admitted)
+    await receiver.until(lambda: len(receiver.delivered(host["id"])) >= 2)
+    got = {d.event["type"]: d for d in receiver.delivered(host["id"]).values()}
+    assert sorted(got) == ["guest.knocked", "guest.resolved"]
+    for delivery in got.values():
+        verified = Webhook(SECRET).verify(delivery.body, delivery.headers)
+        assert verified == delivery.event
+        assert delivery.headers["webhook-signature"].startswith("v1,")
+        with pytest.raises(WebhookVerificationError):  # another secret does not verify
+            Webhook("whsec_" + base64.b64encode(b"x" * 24).decode()).verify(
+                delivery.body, delivery.headers
+            )
+    knocked = got["guest.knocked"].event
+    assert set(knocked) == {"type", "timestamp", "data"}
+    assert knocked["data"]["guest"] == guest.waiting.guest
+    assert knocked["data"]["card"]["name"] == "Ann" and knocked["data"]["position"] == 1
+    resolved = got["guest.resolved"].event["data"]
+    assert resolved["guest"] == guest.waiting.guest and resolved["action"] == "admit"
+    assert resolved["meeting"] == admitted.meeting
+
+
+async def test_a_receiver_failing_for_a_while_gets_every_event_once(
+    hooked: FoyerProcess, receiver: Receiver
+) -> None:
+    host = hooked.create_host("Flaky Receiver")
+    failures = {"left": 6}
+    lock = threading.Lock()
+
+    def answer(event: dict[str, Any]) -> tuple[int, dict[str, str]]:
+        if event["data"]["host"] != host["id"]:
+            return 200, {}
+        with lock:
+            failures["left"] -= 1
+            left = failures["left"]
+        if left >= 3:
+            return 503, {"retry-after": "1"}
+        return (500, {}) if left >= 0 else (200, {})
+
+    receiver.answer = answer
+    async with (
+        HostClient(hooked.ws_url, host["token"]) as device,
+        GuestClient(hooked.ws_url, host["slug"], name="One") as one,
+        GuestClient(hooked.ws_url, host["slug"], name="Two") as two,
+    ):
+        await device.presence("away")
+        await one.cancel()
+        await two.cancel()
+        await receiver.until(lambda: failures["left"] < 0)
+        await receiver.until(lambda: len(receiver.delivered(host["id"])) >= 5)
+    events = [d.event for d in receiver.delivered(host["id"]).values()]
+    kinds = sorted(e["type"] for e in events)
+    assert kinds == ["guest.knocked", "guest.knocked", "guest.left", "guest.left", "host.presence"]
+    left = {e["data"]["guest"]: e["data"]["reason"] for e in events if e["type"] == "guest.left"}
+    assert set(left) == {one.waiting.guest, two.waiting.guest}
+    assert next(e for e in events if e["type"] == "host.presence")["data"]["state"] == "away"
+    attempts = receiver.of(host["id"])
+    assert any(d.status == 503 for d in attempts) and any(d.status == 500 for d in attempts)
+    # Every failed attempt was retried under the same id, and delivered.
+    assert {d.id for d in attempts} == set(receiver.delivered(host["id"]))
+
+
+@pytest.fixture
+def own_redis() -> Iterator[str]:
+    """A Valkey of the test's own: every webhook process on one Redis shares its
+    outboxes (one deployment, one endpoint), so the module's ``hooked`` process
+    must not take these tests' deliveries."""
+    with valkey_server() as server:
+        yield server.url
+
+
+async def test_a_process_killed_mid_delivery_loses_nothing(
+    own_redis: str, receiver: Receiver
+) -> None:
+    redis_url = own_redis
+    receiver.hold.clear()
+    host_box: dict[str, str] = {}
+    receiver.answer = lambda e: (0, {}) if e["data"]["host"] == host_box.get("id") else (200, {})
+    env = hook_env(receiver, FOYER_WEBHOOK_CLAIM="2")
+    first = FoyerProcess(redis_url, env).start()
+    try:
+        host = first.create_host("Crashing")
+        host_box["id"] = host["id"]
+        guest = GuestClient(first.ws_url, host["slug"], name="Kept")
+        await guest.__aenter__()
+        # The knock's delivery is in flight, held by the receiver: kill -9 now.
+        await receiver.until(lambda: any(d.status == 0 for d in receiver.of(host["id"])))
+        held = next(d for d in receiver.of(host["id"]) if d.status == 0)
+        first.stop(signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            await guest.__aexit__(None, None, None)
+    finally:
+        first.stop(signal.SIGKILL)
+    receiver.answer = lambda e: (200, {})
+    receiver.hold.set()
+    with spawn_foyer(redis_url, env):
+        await receiver.until(
+            lambda: any(d.id == held.id for d in receiver.delivered(host["id"]).values())
+        )
+    again = receiver.delivered(host["id"])[held.id]
+    assert again.event == held.event and again.event["type"] == "guest.knocked"
+    Webhook(SECRET).verify(again.body, again.headers)
+
+
+async def _dead_letters(redis_url: str, host: str, count: int) -> list[dict[str, Any]]:
+    """The host's dead-letter list once it holds ``count`` (bounded: fails the test)."""
+    redis = Redis.from_url(redis_url)
+    try:
+        async with asyncio.timeout(WAIT):
+            while True:
+                raw = await redis.lrange(keys.dead_letters(host), 0, -1)
+                if len(raw) >= count:
+                    return [msgpack.unpackb(r) for r in raw]
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"no {count} dead letters for {host}") from None
+    finally:
+        await redis.aclose()
+
+
+async def test_the_last_retry_dead_letters_and_410_disables_the_endpoint(own_redis: str) -> None:
+    redis_url = own_redis
+    with receiving() as receiver:
+        hosts: dict[str, str] = {}
+
+        def answer(event: dict[str, Any]) -> tuple[int, dict[str, str]]:
+            return (410, {}) if event["data"]["host"] == hosts.get("gone") else (500, {})
+
+        receiver.answer = answer
+        env = hook_env(receiver, FOYER_WEBHOOK_ATTEMPTS="2")
+        with spawn_foyer(redis_url, env) as proc:
+            failing = proc.create_host("Failing")
+            async with GuestClient(proc.ws_url, failing["slug"], name="Lost") as guest:
+                (dead,) = await _dead_letters(redis_url, failing["id"], 1)
+                assert dead["attempts"] == 2 and dead["last"] == "500"
+                assert dead["event"]["data"]["guest"] == guest.waiting.guest
+                tries = receiver.of(failing["id"])
+                assert [d.status for d in tries] == [500, 500]
+                assert {d.id for d in tries} == {dead["id"]}
+                await guest.cancel()
+
+            gone = proc.create_host("Gone")
+            hosts["gone"] = gone["id"]
+            async with GuestClient(proc.ws_url, gone["slug"], name="First") as first:
+                await receiver.until(lambda: len(receiver.of(gone["id"])) == 1)
+                await first.cancel()  # a second event, after the 410
+                letters = await _dead_letters(redis_url, gone["id"], 2)
+            assert {d["last"] for d in letters} == {"gone"}
+            assert [d.status for d in receiver.of(gone["id"])] == [410]  # never POSTed again
+
+
+async def test_a_private_target_needs_allow_listing() -> None:
+    closed = WebhookConfig(url="http://10.1.2.3/hook", secret=SECRET)
+    for url in ("http://127.0.0.1:9/hook", "http://10.1.2.3/hook", "http://[::1]/x", "ftp://x/"):
+        with pytest.raises(RefusedTarget):
+            await check_target(url, closed)
+    opened = WebhookConfig(url="http://10.1.2.3/hook", secret=SECRET, allow=("10.0.0.0/8",))
+    await check_target("http://10.1.2.3/hook", opened)
+    with pytest.raises(RefusedTarget):
+        await check_target("http://192.168.0.1/hook", opened)
+
+
+def test_a_process_with_a_private_target_does_not_start(redis_url: str) -> None:
+    env = {"FOYER_WEBHOOK_URL": "http://127.0.0.1:9/hook", "FOYER_WEBHOOK_SECRET": SECRET}
+    proc = FoyerProcess(redis_url, env)
+    with pytest.raises(RuntimeError, match="exited early"):
+        proc.start()
+    assert "FOYER_WEBHOOK_ALLOW" in proc.log()
