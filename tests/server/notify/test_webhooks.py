@@ -214,6 +214,31 @@ async def test_a_receiver_failing_for_a_while_gets_every_event_once(
     assert {d.id for d in attempts} == set(receiver.delivered(host["id"]))
 
 
+async def test_a_dropped_guest_is_away_then_back(hooked: FoyerProcess, receiver: Receiver) -> None:
+    receiver.answer = lambda e: (200, {})
+    host = hooked.create_host("Dropping")
+    first = GuestClient(hooked.ws_url, host["slug"], name="Ann")
+    await first.__aenter__()
+    gid, resume = first.waiting.guest, first.waiting.resume
+    await first.close()  # the connection drops
+    await receiver.until(lambda: "guest.away" in receiver.types(host["id"]))
+    async with GuestClient(hooked.ws_url, host["slug"], resume=resume) as back:
+        assert back.waiting.guest == gid
+        await receiver.until(lambda: "guest.back" in receiver.types(host["id"]))
+        await back.cancel()
+    await receiver.until(lambda: "guest.left" in receiver.types(host["id"]))
+    events = sorted(
+        (d.event for d in receiver.delivered(host["id"]).values()), key=lambda e: e["timestamp"]
+    )
+    assert {e["data"]["guest"] for e in events} == {gid}
+    assert sorted(e["type"] for e in events) == [
+        "guest.away",
+        "guest.back",
+        "guest.knocked",
+        "guest.left",
+    ]
+
+
 @pytest.fixture
 def own_redis() -> Iterator[str]:
     """A Valkey of the test's own: every webhook process on one Redis shares its
