@@ -120,6 +120,7 @@ class Node:
             trusted_proxies=settings.proxy_list,
             link_info_limit=settings.link_info_limit,
             metrics=self.metrics,
+            room=self.room,
             metrics_token=settings.metrics_token,
         )
         self._tasks: list[asyncio.Task[None]] = []
