@@ -477,6 +477,15 @@ class Store:
         """Every guest still in the queue, oldest first."""
         return (await self.snapshot(host)).queue
 
+    # -- single-use tokens -------------------------------------------------------
+
+    async def use_once(self, nonce: str, ttl_ms: int) -> bool:
+        """True the first time ``nonce`` is used (it is remembered ``ttl_ms``)."""
+        return bool(await self.batch.call("SET", f"foyer:once:{nonce}", "1", "NX", "PX", ttl_ms))
+
+    async def forget_once(self, nonce: str) -> None:
+        await self.batch.call("DEL", f"foyer:once:{nonce}")
+
     # -- per-address limits (fixed one-minute windows) --------------------------
 
     @staticmethod

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
+from server.access.reply_links import ReplyLinks
 from server.access.tokens import Tokens
 from server.hosts.directory import Directory
 from server.hosts.settings import HostSettings
@@ -28,6 +29,7 @@ class WebContext:
     public_url: str | None
     metrics: Metrics
     room: WaitingRoom  # replies over HTTP go through the same steps as a device's
+    reply_links: ReplyLinks  # the away email's one-click links
     # Why this process should get no traffic now (``/readyz``), or None.
     unready: Callable[[], Awaitable[str | None]]
     trusted_proxies: list[str] = field(default_factory=list)
