@@ -77,7 +77,11 @@ class Node:
                 cooldown_s=settings.mail_cooldown,
                 console_url=f"{base}/host",
                 base_url=base,
-                outbox=None if settings.smtp_url else settings.data_dir / "outbox",
+                outbox=(
+                    settings.data_dir / "outbox"
+                    if settings.mail_outbox and not settings.smtp_url
+                    else None
+                ),
             ),
             self.metrics,
         )

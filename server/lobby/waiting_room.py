@@ -185,7 +185,7 @@ class WaitingRoom:
             )
         )
         session.set_place(result.score, result.position, result.score)
-        self._mailer.knocked(host, result.host_online)
+        self._mailer.knocked(host, result.host_online, record["settings"])
 
     async def _refused(
         self, session: GuestSession, verdict: KnockVerdict, info: dict[str, Any]

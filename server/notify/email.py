@@ -78,10 +78,12 @@ class Mailer:
     def enabled(self) -> bool:
         return bool(self.config.smtp_url or self.config.outbox)
 
-    def knocked(self, host: str, host_online: bool) -> None:
-        """A guest is waiting: schedule an email (queued with the knock's own
-        pipeline, no round trip); the host's ``email_mode`` decides when it is due."""
-        if self.enabled:
+    def knocked(self, host: str, host_online: bool, settings: dict[str, Any]) -> None:
+        """A guest is waiting: schedule an email if the host's ``email_mode`` wants
+        one now (queued with the knock's own pipeline, no round trip); the sweep
+        checks again when it comes due."""
+        mode = email_mode(settings)
+        if self.enabled and (mode == "always" or (mode == "away" and not host_online)):
             self._store.schedule_mail(host, int((time.time() + self.config.delay_s) * 1000))
 
     def reply_url(self, host: str, guest: str, action: str) -> str:

@@ -119,13 +119,13 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         if settings.log_format == "json":
             # Log lines only, and never a secret: the dev values stay in their file.
             log.info("Foyer on %s (store: %s)", base, where)
-            if not settings.smtp_url:
+            if settings.mail_outbox and not settings.smtp_url:
                 log.info("no FOYER_SMTP_URL: emails are written to %s", outbox)
             if generated:
                 log.info("dev secrets (%s) generated and kept in %s", ", ".join(generated), kept)
         else:
             print(f"Foyer on {base}  (store: {where})", flush=True)
-            if not settings.smtp_url:
+            if settings.mail_outbox and not settings.smtp_url:
                 print(f"No FOYER_SMTP_URL: emails are written to {outbox}/", flush=True)
             if generated:
                 print(f"Dev secrets generated and kept in {kept}:", flush=True)

@@ -23,7 +23,7 @@ from foyer_client import GuestClient, HostClient
 from protocol.messages import Admitted, BusyNotice
 from server.ops.embedded import free_port
 from tests.server.test_email import Inbox
-from tests.support import FoyerProcess, spawn_foyer
+from tests.support import FoyerProcess, spawn_foyer, valkey_server
 
 LINK = re.compile(r"(Admit|New meeting|Busy): (http://\S+/reply/\S+)")
 
@@ -141,8 +141,10 @@ async def test_email_mode_always_mails_an_online_host(
         assert "Admit" in links
 
 
-async def test_without_smtp_the_email_is_a_file_in_the_outbox(redis_url: str) -> None:
-    with spawn_foyer(redis_url, {"FOYER_MAIL_DELAY": "0.2"}) as proc:
+async def test_without_smtp_the_email_is_a_file_in_the_outbox() -> None:
+    # A Valkey of its own: the email schedule is shared by every process on one.
+    env = {"FOYER_MAIL_DELAY": "0.2", "FOYER_MAIL_OUTBOX": "true"}
+    with valkey_server() as valkey, spawn_foyer(valkey.url, env) as proc:
         host = proc.create_host("Outbox Olive", email="olive@example.com")
         async with GuestClient(proc.ws_url, host["slug"], name="Di"):
             outbox = Path(proc.data_dir) / "outbox"
