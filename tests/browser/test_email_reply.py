@@ -11,12 +11,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from aiosmtpd.controller import Controller
 from playwright.sync_api import BrowserContext, expect
 from websockets.sync.client import connect
 
 from server.ops.embedded import free_port
-from tests.server.test_email import Inbox
+from tests.smtp import Inbox, smtp_server
 from tests.support import FoyerProcess
 
 ADMIT = re.compile(r"Admit: (http://\S+/reply/\S+)")
@@ -24,21 +23,17 @@ ADMIT = re.compile(r"Admit: (http://\S+/reply/\S+)")
 
 @pytest.fixture
 def mailing(redis_url: str) -> Iterator[tuple[FoyerProcess, Inbox]]:
-    inbox, smtp_port, port = Inbox(), free_port(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
-    controller.start()
-    env = {
-        "FOYER_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
-        "FOYER_MAIL_DELAY": "0.2",
-        "FOYER_PUBLIC_URL": f"http://127.0.0.1:{port}",
-    }
-    proc = FoyerProcess(redis_url, env)
-    proc.port = port
-    try:
+    port = free_port()
+    with smtp_server() as (inbox, smtp_port):
+        env = {
+            "FOYER_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
+            "FOYER_MAIL_DELAY": "0.2",
+            "FOYER_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        }
+        proc = FoyerProcess(redis_url, env)
+        proc.port = port
         with proc:
             yield proc, inbox
-    finally:
-        controller.stop()
 
 
 def test_a_host_admits_from_the_email_in_a_browser(

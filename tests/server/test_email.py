@@ -3,52 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
-import threading
 import time
 from collections.abc import Iterator
-from email.message import EmailMessage
-from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from redis.asyncio import Redis
 
 from foyer_client import GuestClient, HostClient
-from server.ops.embedded import free_port
 from server.storage.keys import MAIL_DUE as MAIL_KEY
+from tests.smtp import Inbox, smtp_server
 from tests.support import FoyerProcess, spawn_foyer
-
-
-class Inbox:
-    """An aiosmtpd handler that keeps every message it is given."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        with self.lock:
-            self.messages.append(parsed)  # type: ignore[arg-type]
-        return "250 OK"
-
-    def count(self) -> int:
-        with self.lock:
-            return len(self.messages)
 
 
 @pytest.fixture(scope="module")
 def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
+    with smtp_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,11 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from aiosmtpd.controller import Controller
 
 from foyer_client import GuestClient, HostClient
 from protocol.messages import Admitted, BusyNotice
 from server.ops.embedded import free_port
-from tests.server.test_email import Inbox
+from tests.smtp import Inbox, smtp_server
 from tests.support import FoyerProcess, spawn_foyer, valkey_server
 
 LINK = re.compile(r"(Admit|New meeting|Busy): (http://\S+/reply/\S+)")
@@ -30,13 +29,8 @@ LINK = re.compile(r"(Admit|New meeting|Busy): (http://\S+/reply/\S+)")
 
 @pytest.fixture(scope="module")
 def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox, port = Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
+    with smtp_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
