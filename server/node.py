@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
+from server.access.reply_links import ReplyLinks
 from server.access.tokens import Tokens
 from server.hosts.directory import Directory
 from server.hosts.settings import HostSettings
@@ -85,15 +86,23 @@ class Node:
         self.meetings = MeetingProvider(settings.meeting_url)
         self.host_settings = HostSettings(self.hosts, self.directory, settings.region_list)
         base = (settings.public_url or settings.listen_url or "http://127.0.0.1:8000").rstrip("/")
+        self.reply_links = ReplyLinks(settings.secret, settings.reply_link_ttl)
         self.mailer = Mailer(
             self.store,
             self.hosts,
+            self.reply_links,
             MailConfig(
                 smtp_url=settings.smtp_url,
                 sender=settings.mail_from,
                 delay_s=settings.mail_delay,
                 cooldown_s=settings.mail_cooldown,
                 console_url=f"{base}/host",
+                base_url=base,
+                outbox=(
+                    settings.data_dir / "outbox"
+                    if settings.mail_outbox and not settings.smtp_url
+                    else None
+                ),
             ),
             self.metrics,
         )
@@ -141,6 +150,8 @@ class Node:
             trusted_proxies=settings.proxy_list,
             link_info_limit=settings.link_info_limit,
             metrics=self.metrics,
+            room=self.room,
+            reply_links=self.reply_links,
             metrics_token=settings.metrics_token,
         )
         self._tasks: list[asyncio.Task[None]] = []

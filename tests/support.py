@@ -42,7 +42,10 @@ class FoyerProcess:
             "FOYER_DATA_DIR": str(self.data_dir),
             "FOYER_DEMO": "false",
             "FOYER_KNOCK_LIMIT": "0",
-            "FOYER_LINK_INFO_LIMIT": "0",  # every test shares 127.0.0.1 and one Valkey
+            "FOYER_LINK_INFO_LIMIT": "0",
+            # Every process of the suite shares one Valkey, so one email schedule:
+            # only the processes a test gives an SMTP server (or the outbox) send.
+            "FOYER_MAIL_OUTBOX": "false",  # every test shares 127.0.0.1 and one Valkey
             "FOYER_LOG_LEVEL": "warning",
             **(env or {}),
         }

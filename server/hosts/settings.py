@@ -59,6 +59,14 @@ class SettingsPatch(BaseModel):
     name: DisplayName | None = None
     email: EmailAddress | None = None
     email_notifications: bool | None = None
+    email_mode: Literal["away", "always", "never"] | None = Field(
+        default=None,
+        description="when the host gets an email about waiting guests: away (no device "
+        "online; the default), always, never",
+    )
+    busy_message: str | None = Field(
+        default=None, max_length=500, description="the line an email's Busy link sends"
+    )
     meeting_defaults: MeetingDefaultsPatch | None = None
     policy: PolicyPatch | None = None
 
@@ -110,6 +118,10 @@ class HostSettings:
             new = copy.deepcopy(current)
             if body.email_notifications is not None:
                 new["email_notifications"] = body.email_notifications
+            if body.email_mode is not None:
+                new["email_mode"] = body.email_mode
+            if body.busy_message is not None:
+                new["busy_message"] = body.busy_message
             if defaults is not None:
                 md = new.setdefault("meeting_defaults", {})
                 for key, value in defaults.model_dump(exclude_unset=True).items():

@@ -185,7 +185,7 @@ class WaitingRoom:
             )
         )
         session.set_place(result.score, result.position, result.score)
-        self._mailer.knocked(host, result.host_online)
+        self._mailer.knocked(host, result.host_online, record["settings"])
 
     async def _refused(
         self, session: GuestSession, verdict: KnockVerdict, info: dict[str, Any]
@@ -370,10 +370,9 @@ class WaitingRoom:
                 session.holding = False
                 self._broker.release(session.host)
 
-    async def handle_host(self, session: HostSession, message: Message) -> Message | None:
-        """Apply one host frame; returns its answer if it has one (else the
-        endpoint acks it); an error raises (the endpoint answers it)."""
-        host = session.host
+    async def handle_host(self, host: str, message: Message) -> Message | None:
+        """Apply one host frame (from a device, or the HTTP API); returns its
+        answer if it has one (else the caller acks it); an error raises."""
         match message:
             case Page(after=after, limit=limit, ref=ref):
                 size = min(limit or lobby.PAGE_GUESTS, lobby.PAGE_GUESTS)

@@ -1,11 +1,17 @@
-"""Email to a host who is away when someone waits, coalesced.
+"""Email to a host when someone waits, coalesced, with one-click replies.
 
-A knock while none of the host's devices is online schedules one email a
-short delay later (``FOYER_MAIL_DELAY``), so a burst of knocks makes one
-email that lists everyone still waiting. After an email the host gets no
-other for ``FOYER_MAIL_COOLDOWN``. Both the schedule and the cool-down live
-in Redis, so any process may send and exactly one does. The email never
-carries a token: it links to the console.
+A knock schedules one email a short delay later (``FOYER_MAIL_DELAY``), so a
+burst of knocks makes one email that lists everyone still waiting; when it
+comes due, the host's ``email_mode`` decides: ``away`` (the default: only if
+no device of the host is online), ``always`` or ``never``. After an email the
+host gets no other for ``FOYER_MAIL_COOLDOWN``. The schedule and the
+cool-down live in Redis, so any process may send and exactly one does.
+
+Each waiting guest gets signed, expiring, single-use links (Admit, New
+meeting, Busy; ``server.access.reply_links``) that open a confirmation page;
+the email carries no host token. With no SMTP server configured (the
+embedded default), each email is written as an ``.eml`` file to the outbox
+folder instead, so a newcomer sees what would be sent.
 """
 
 from __future__ import annotations
@@ -13,19 +19,25 @@ from __future__ import annotations
 import html
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
+from server.access.reply_links import ReplyLinks
 from server.metrics import Metrics
 from server.storage.hosts import HostRecord, HostStore
 from server.storage.store import Store
 from server.storage.values import now_ms
 
 log = logging.getLogger("foyer.email")
+
+
+EMAIL_MODES = ("away", "always", "never")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,25 +47,48 @@ class MailConfig:
     delay_s: float
     cooldown_s: float
     console_url: str
+    base_url: str = "http://127.0.0.1:8000"  # where the reply links point
+    outbox: Path | None = None  # with no SMTP server: .eml files go here
+
+
+def email_mode(settings: dict[str, Any]) -> str:
+    """``away``, ``always`` or ``never`` (``email_notifications: false`` is ``never``)."""
+    mode = settings.get("email_mode")
+    if mode in EMAIL_MODES:
+        return str(mode)
+    return "never" if settings.get("email_notifications") is False else "away"
 
 
 class Mailer:
     def __init__(
-        self, store: Store, hosts: HostStore, config: MailConfig, metrics: Metrics
+        self,
+        store: Store,
+        hosts: HostStore,
+        links: ReplyLinks,
+        config: MailConfig,
+        metrics: Metrics,
     ) -> None:
         self._metrics = metrics
         self._store = store
         self._hosts = hosts
+        self._links = links
         self.config = config
 
     @property
     def enabled(self) -> bool:
-        return bool(self.config.smtp_url)
+        return bool(self.config.smtp_url or self.config.outbox)
 
-    def knocked(self, host: str, host_online: bool) -> None:
-        """A guest is waiting: schedule an email if nobody is there to see it."""
-        if self.enabled and not host_online:
+    def knocked(self, host: str, host_online: bool, settings: dict[str, Any]) -> None:
+        """A guest is waiting: schedule an email if the host's ``email_mode`` wants
+        one now (queued with the knock's own pipeline, no round trip); the sweep
+        checks again when it comes due."""
+        mode = email_mode(settings)
+        if self.enabled and (mode == "always" or (mode == "away" and not host_online)):
             self._store.schedule_mail(host, int((time.time() + self.config.delay_s) * 1000))
+
+    def reply_url(self, host: str, guest: str, action: str) -> str:
+        token = self._links.make(host, guest, action)
+        return f"{self.config.base_url.rstrip('/')}/reply/{token}"
 
     async def send_due(self) -> int:
         """Send the emails whose time has come (called by the Node's loop). An
@@ -79,10 +114,11 @@ class Mailer:
         record = await self._hosts.get_host(host)
         if record is None or not record.get("email"):
             return 0
-        if not record["settings"].get("email_notifications", True):
+        mode = email_mode(record["settings"])
+        if mode == "never":
             return 0
-        snapshot = await self._store.snapshot(host)
-        if snapshot.online:
+        snapshot = await self._store.snapshot(host, limit=EMAIL_GUESTS)
+        if mode == "away" and snapshot.online:
             return 0  # the host's devices showed the knocks
         if not snapshot.queue:
             return 0
@@ -91,7 +127,14 @@ class Mailer:
             self._store.reschedule_mail(host, now_ms() + max(left, 1000))  # after the cool-down
             return 0
         try:
-            message = compose(record, snapshot.queue, self.config.sender, self.config.console_url)
+            message = compose(
+                record,
+                snapshot.queue,
+                self.config.sender,
+                self.config.console_url,
+                link=lambda guest, action: self.reply_url(host, guest, action),
+                total=len(snapshot.ids),
+            )
         except ValueError as exc:  # data no header can carry: retrying will not help
             log.warning("cannot compose an email to host %s: %s", host, type(exc).__name__)
             self._metrics.email("failed")
@@ -103,7 +146,10 @@ class Mailer:
         return 1
 
     async def deliver(self, message: EmailMessage) -> None:
-        url = urlsplit(self.config.smtp_url or "")
+        if not self.config.smtp_url:
+            self._write_to_outbox(message)
+            return
+        url = urlsplit(self.config.smtp_url)
         tls = url.scheme == "smtps"
         await aiosmtplib.send(
             message,
@@ -116,12 +162,32 @@ class Mailer:
             timeout=10,
         )
 
+    def _write_to_outbox(self, message: EmailMessage) -> None:
+        """No SMTP server: the email becomes a file a newcomer can open."""
+        assert self.config.outbox is not None
+        self.config.outbox.mkdir(parents=True, exist_ok=True)
+        name = f"{time.strftime('%Y%m%d-%H%M%S')}-{now_ms() % 1000:03d}-{message['To']}.eml"
+        path = self.config.outbox / name.replace("/", "_")
+        path.write_bytes(bytes(message))
+        log.info("email written to %s (no FOYER_SMTP_URL)", path)
+
+
+LINK_LABELS = {"admit": "Admit", "new_meeting": "New meeting", "busy": "Busy"}
+EMAIL_GUESTS = 20  # listed with their links; the rest are counted
+
 
 def compose(
-    record: HostRecord, waiting: list[dict[str, Any]], sender: str, console: str
+    record: HostRecord,
+    waiting: list[dict[str, Any]],
+    sender: str,
+    console: str,
+    *,
+    link: Callable[[str, str], str] | None = None,
+    total: int | None = None,
 ) -> EmailMessage:
-    """One email listing everyone waiting, oldest first (text and HTML)."""
-    count = len(waiting)
+    """One email listing the guests waiting, oldest first (text and HTML), each
+    with one-click reply links when ``link`` makes them."""
+    count = max(total or 0, len(waiting))
     first = waiting[0]["label"]
     subject = f"{first} is waiting for you" if count == 1 else f"{count} guests are waiting for you"
     lines, items = [], []
@@ -131,7 +197,17 @@ def compose(
         topic = guest.get("options", {}).get("title", "")
         who = guest["label"] + (f" <{guest['email']}>" if guest.get("email") else "")
         lines.append(f"- {who}, waiting {minutes} min: {topic}")
-        items.append(f"<li>{html.escape(who)}, waiting {minutes} min: {html.escape(topic)}</li>")
+        item = f"{html.escape(who)}, waiting {minutes} min: {html.escape(topic)}"
+        if link is not None:
+            urls = {action: link(guest["id"], action) for action in LINK_LABELS}
+            lines += [f"    {LINK_LABELS[a]}: {url}" for a, url in urls.items()]
+            item += " " + " | ".join(
+                f'<a href="{html.escape(url)}">{LINK_LABELS[a]}</a>' for a, url in urls.items()
+            )
+        items.append(f"<li>{item}</li>")
+    if count > len(waiting):
+        lines.append(f"- and {count - len(waiting)} more")
+        items.append(f"<li>and {count - len(waiting)} more</li>")
     text = (
         f"Hello {record['name']},\n\n{subject} on your personal link.\n\n"
         + "\n".join(lines)

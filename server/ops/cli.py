@@ -115,13 +115,18 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     try:
         where = f"embedded Valkey, data in {settings.data_dir}" if valkey else "FOYER_REDIS_URL"
         kept = settings.data_dir / "dev-secrets.json"
+        outbox = settings.data_dir / "outbox"
         if settings.log_format == "json":
             # Log lines only, and never a secret: the dev values stay in their file.
             log.info("Foyer on %s (store: %s)", base, where)
+            if settings.mail_outbox and not settings.smtp_url:
+                log.info("no FOYER_SMTP_URL: emails are written to %s", outbox)
             if generated:
                 log.info("dev secrets (%s) generated and kept in %s", ", ".join(generated), kept)
         else:
             print(f"Foyer on {base}  (store: {where})", flush=True)
+            if settings.mail_outbox and not settings.smtp_url:
+                print(f"No FOYER_SMTP_URL: emails are written to {outbox}/", flush=True)
             if generated:
                 print(f"Dev secrets generated and kept in {kept}:", flush=True)
                 for name in generated:  # dev values only; real ones are never printed

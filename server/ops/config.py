@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     smtp_url: str | None = None  # smtp://user:pass@host:port[?starttls=true] or smtps://
     mail_from: str = "Foyer <foyer@localhost>"
     mail_delay: float = Field(default=10.0, ge=0)  # seconds to gather knocks into one email
+    mail_outbox: bool = True  # with no SMTP server, write emails as .eml files to the outbox
+    reply_link_ttl: int = Field(default=24 * 3600, ge=60)  # seconds an email's reply link works
     mail_cooldown: float = Field(default=300.0, ge=0)  # at most one email per host per this
     webhook_url: str | None = None  # the deployment's webhook endpoint (none: webhooks off)
     webhook_secret: str | None = None  # whsec_<base64>: signs every delivery

@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any, TypedDict, Unpack, cast
 
 from protocol import lobby
 from protocol.errors import AlreadyResolved, NotInMeeting, UnknownGuest
@@ -28,6 +28,18 @@ log = logging.getLogger("foyer.store")
 
 CLAIM_RETRY_MS = 10_000  # a claimed schedule entry comes back if not done by then
 SWEEP_LIMIT = 200
+
+
+class Transit(TypedDict, total=False):
+    """How a transition is applied: the socket (``disconnect``, ``resume``), the
+    resume secret, the resume window, the meeting a merge was built for, and the
+    time (``disconnect`` fixes it, so its expiry entry matches the deadline)."""
+
+    conn: str
+    resume: str
+    window_ms: int
+    merge_id: str
+    now: int | None
 
 
 class KnockVerdict(StrEnum):
@@ -240,15 +252,18 @@ class Store:
         host: str,
         event: lobby.LobbyEvent,
         guests: list[tuple[str, bytes]],
-        *,
-        conn: str = "",
-        resume: str = "",
-        window_ms: int = 30_000,
-        merge_id: str = "",
-        now: int | None = None,
+        **how: Unpack[Transit],
     ) -> tuple[list[str], list[Any]]:
         """The keys and arguments of ``transition.lua`` for one call."""
-        keys_, args = self._transition_args(host, event, conn, resume, window_ms, merge_id, now)
+        keys_, args = self._transition_args(
+            host,
+            event,
+            how.get("conn", ""),
+            how.get("resume", ""),
+            how.get("window_ms", 30_000),
+            how.get("merge_id", ""),
+            how.get("now"),
+        )
         args.append("")
         for gid, payload in guests:
             keys_.append(keys.guest(host, gid))
@@ -260,26 +275,12 @@ class Store:
         host: str,
         event: lobby.LobbyEvent,
         guests: list[tuple[str, bytes]],
-        *,
-        conn: str = "",
-        resume: str = "",
-        window_ms: int = 30_000,
-        merge_id: str = "",
-        now: int | None = None,
+        **how: Unpack[Transit],
     ) -> Awaitable[list[Step]]:
         """Apply ``event`` to each (guest, payload); one ``Step`` per guest. The
         script is queued at once (it joins this loop pass's pipeline, behind
         whatever was queued before it); await the result."""
-        keys_, args = self.transition_command(
-            host,
-            event,
-            guests,
-            conn=conn,
-            resume=resume,
-            window_ms=window_ms,
-            merge_id=merge_id,
-            now=now,
-        )
+        keys_, args = self.transition_command(host, event, guests, **how)
         steps = _steps(self.batch.script("transition", keys_, args))
         self._ring_outbox(host)
         return steps
@@ -508,6 +509,15 @@ class Store:
     async def waiting(self, host: str) -> list[dict[str, Any]]:
         """Every guest still in the queue, oldest first."""
         return (await self.snapshot(host)).queue
+
+    # -- single-use tokens -------------------------------------------------------
+
+    async def use_once(self, nonce: str, ttl_ms: int) -> bool:
+        """True the first time ``nonce`` is used (it is remembered ``ttl_ms``)."""
+        return bool(await self.batch.call("SET", f"foyer:once:{nonce}", "1", "NX", "PX", ttl_ms))
+
+    async def forget_once(self, nonce: str) -> None:
+        await self.batch.call("DEL", f"foyer:once:{nonce}")
 
     # -- per-address limits (fixed one-minute windows) --------------------------
 

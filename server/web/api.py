@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
@@ -19,13 +19,16 @@ from starlette.routing import Route
 
 from protocol.errors import (
     ApiUnauthorized,
+    BadMessage,
     BadRequest,
     InvalidBody,
     RateLimited,
+    Unauthorized,
     UnknownHost,
     UnknownLink,
 )
-from protocol.messages import HOST_ID_RE
+from protocol.lobby import PAGE_GUESTS
+from protocol.messages import HOST_FRAMES, HOST_ID_RE, LobbyPage, Page, parse
 from server.access.origins import client_address
 from server.access.tokens import same_secret
 from server.hosts.settings import DisplayName, EmailAddress, SettingsPatch, validation_message
@@ -175,6 +178,70 @@ async def guest_token(request: Request) -> Response:
     return JSONResponse({"token": token}, status_code=201)
 
 
+# -- the lobby over HTTP (an integrator's backend answers like a device) ----------
+
+REPLY_ACTIONS = ("admit", "merge", "new_meeting", "busy", "deny", "message")
+
+
+class GuestReply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["admit", "merge", "new_meeting", "busy", "deny", "message"]
+    title: str | None = Field(default=None, description="new_meeting: the meeting's title")
+    message: str | None = Field(default=None, description="busy/deny: a line for the guest")
+    text: str | None = Field(default=None, description="message: the line to send")
+    block: bool | None = Field(default=None, description="deny: also block the guest's email")
+
+
+def _authorize_host(request: Request, host: str) -> None:
+    """The API key, or the host's own token (a host's backend holds one)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    key = key.strip()
+    context = web(request)
+    if scheme.lower() == "bearer" and key and same_secret(key, context.api_key):
+        return
+    try:
+        claims = context.tokens.host(key) if scheme.lower() == "bearer" and key else None
+    except Unauthorized:
+        claims = None
+    if claims is None or claims.host != host:
+        raise ApiUnauthorized("needs the API key or this host's token (Authorization: Bearer)")
+
+
+async def waiting(request: Request) -> Response:
+    """``GET /api/hosts/{host}/waiting?after=&limit=``: the lobby, oldest first, paged."""
+    host = str(request.path_params["host"])
+    _authorize_host(request, host)
+    record = await _require_host(request)
+    after = request.query_params.get("after") or None
+    raw_limit = request.query_params.get("limit") or str(PAGE_GUESTS)
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= PAGE_GUESTS:
+        raise InvalidBody(f"limit: a whole number from 1 to {PAGE_GUESTS}")
+    answer = await web(request).room.handle_host(
+        record["id"], Page(after=after, limit=int(raw_limit))
+    )
+    assert isinstance(answer, LobbyPage)
+    return JSONResponse({"guests": answer.guests, "more": answer.more})
+
+
+async def reply_to_guest(request: Request) -> Response:
+    """``POST /api/hosts/{host}/guests/{guest}/reply``: the same replies as a
+    device's, through the same script: the first reply wins, everywhere."""
+    host = str(request.path_params["host"])
+    _authorize_host(request, host)
+    record = await _require_host(request)
+    body = await _body(request, GuestReply)
+    fields = {k: v for k, v in body.model_dump(exclude_none=True).items() if k != "action"}
+    try:
+        message = parse(
+            {"type": body.action, "guest": request.path_params["guest"], **fields}, HOST_FRAMES
+        )
+    except BadMessage as exc:
+        raise InvalidBody(exc.message) from None
+    await web(request).room.handle_host(record["id"], message)
+    return JSONResponse({"status": "ok", "action": body.action})
+
+
 async def link_info(request: Request) -> Response:
     context = web(request)
     if context.link_info_limit:
@@ -220,6 +287,8 @@ routes = [
     Route("/api/hosts/{host}/slug", change_slug, methods=["PUT"]),
     Route("/api/hosts/{host}/settings", patch_settings, methods=["PATCH"]),
     Route("/api/hosts/{host}/sessions", create_session, methods=["POST"]),
+    Route("/api/hosts/{host}/waiting", waiting, methods=["GET"]),
+    Route("/api/hosts/{host}/guests/{guest}/reply", reply_to_guest, methods=["POST"]),
     Route("/api/guest-tokens", guest_token, methods=["POST"]),
     Route("/api/links/{slug}", link_info, methods=["GET"]),
 ]

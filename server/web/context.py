@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
+from server.access.reply_links import ReplyLinks
 from server.access.tokens import Tokens
 from server.hosts.directory import Directory
 from server.hosts.settings import HostSettings
+from server.lobby.waiting_room import WaitingRoom
 from server.metrics import Metrics
 from server.storage.hosts import HostStore
 from server.storage.store import Store
@@ -26,6 +28,8 @@ class WebContext:
     api_key: str
     public_url: str | None
     metrics: Metrics
+    room: WaitingRoom  # replies over HTTP go through the same steps as a device's
+    reply_links: ReplyLinks  # the away email's one-click links
     # Why this process should get no traffic now (``/readyz``), or None.
     unready: Callable[[], Awaitable[str | None]]
     trusted_proxies: list[str] = field(default_factory=list)

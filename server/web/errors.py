@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from protocol.errors import (
+    AlreadyResolved,
     ApiUnauthorized,
     BadMessage,
     BadRequest,
@@ -18,9 +19,12 @@ from protocol.errors import (
     HostExists,
     InvalidBody,
     InvalidSlug,
+    Locked,
+    NotInMeeting,
     RateLimited,
     SlugTaken,
     StoreUnavailable,
+    UnknownGuest,
     UnknownHost,
     UnknownLink,
 )
@@ -40,6 +44,10 @@ HTTP_ERRORS: dict[type[Exception], tuple[int, str]] = {
     BadMessage: (422, "invalid"),
     RateLimited: (429, "rate_limited"),
     StoreUnavailable: (503, "unavailable"),
+    UnknownGuest: (404, "unknown_guest"),
+    AlreadyResolved: (409, "already_resolved"),
+    NotInMeeting: (409, "not_in_meeting"),
+    Locked: (423, "locked"),
 }
 _STARLETTE = {
     404: ("not_found", "no such resource"),

@@ -12,9 +12,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from protocol.lobby import PAGE_GUESTS
 from protocol.messages import HOST_ID_RE
 from server.hosts.settings import SettingsPatch
 from server.web.api import (
+    GuestReply,
     GuestTokenRequest,
     HostCreate,
     SessionCreate,
@@ -29,9 +31,18 @@ BODIES: dict[str, type[BaseModel]] = {
     "SessionCreate": SessionCreate,
     "TokenRequest": TokenRequest,
     "GuestTokenRequest": GuestTokenRequest,
+    "GuestReply": GuestReply,
 }
 
 ERROR = {"$ref": "#/components/schemas/Error"}
+GUEST = {"name": "guest", "in": "path", "required": True, "schema": {"type": "string"}}
+AFTER = {"name": "after", "in": "query", "required": False, "schema": {"type": "string"}}
+LIMIT = {
+    "name": "limit",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 1, "maximum": PAGE_GUESTS},
+}
 HOST_ID = {
     "name": "host",
     "in": "path",
@@ -50,7 +61,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         400: "body is not JSON",
         401: "missing or wrong API key",
         404: "not found",
-        409: "conflict",
+        409: "conflict (already_resolved: another reply won)",
         422: "invalid body (the message says which rule failed)",
         429: "too many requests from this address in this minute",
         503: "the store does not answer",
@@ -134,6 +145,14 @@ def document() -> dict[str, Any]:
             "host_online": {"type": "boolean"},
         },
     }
+    lobby_page = {
+        "type": "object",
+        "required": ["guests", "more"],
+        "properties": {
+            "guests": {"type": "array", "items": {"type": "object"}},
+            "more": {"type": "boolean"},
+        },
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -202,6 +221,23 @@ def document() -> dict[str, Any]:
                     body="SessionCreate",
                     errors=(400, 401, 404, 422),
                     params=[HOST_ID],
+                )
+            },
+            "/api/hosts/{host}/waiting": {
+                "get": _op(
+                    "The lobby, oldest first, a page at a time (API key or the host's token)",
+                    (200, lobby_page, "a page of waiting guests"),
+                    errors=(401, 404, 422),
+                    params=[HOST_ID, AFTER, LIMIT],
+                )
+            },
+            "/api/hosts/{host}/guests/{guest}/reply": {
+                "post": _op(
+                    "Answer a waiting guest as a device would; the first reply wins",
+                    (200, {"type": "object"}, "applied"),
+                    body="GuestReply",
+                    errors=(400, 401, 404, 409, 422),
+                    params=[HOST_ID, GUEST],
                 )
             },
             "/api/guest-tokens": {

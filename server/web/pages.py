@@ -63,11 +63,11 @@ _PAGE_CSP = (
 
 
 @lru_cache(maxsize=8)
-def _template(name: str) -> str:
+def template(name: str) -> str:
     return (TEMPLATES_DIR / name).read_text(encoding="utf-8")
 
 
-def _page_headers(*, frameable: bool) -> dict[str, str]:
+def page_headers(*, frameable: bool) -> dict[str, str]:
     csp = _PAGE_CSP + ("" if frameable else "; frame-ancestors 'none'")
     headers = {**_COMMON_HEADERS, "Content-Security-Policy": csp, "Cache-Control": "no-store"}
     if not frameable:
@@ -76,8 +76,8 @@ def _page_headers(*, frameable: bool) -> dict[str, str]:
 
 
 def _unknown_link_page(slug: str) -> HTMLResponse:
-    body = _template("unknown.html").replace("{slug}", html.escape(slug, quote=True))
-    return HTMLResponse(body, status_code=404, headers=_page_headers(frameable=True))
+    body = template("unknown.html").replace("{slug}", html.escape(slug, quote=True))
+    return HTMLResponse(body, status_code=404, headers=page_headers(frameable=True))
 
 
 async def guest_page(request: Request) -> Response:
@@ -96,13 +96,13 @@ async def guest_page(request: Request) -> Response:
     if record["slug"] != slug:  # an old slug of this host: send to the current one
         query = f"?{request.url.query}" if request.url.query else ""
         return RedirectResponse(f"/l/{record['slug']}{query}", status_code=301)
-    body = _template("guest.html").replace("{slug}", html.escape(slug, quote=True))
-    return HTMLResponse(body, headers=_page_headers(frameable=True))
+    body = template("guest.html").replace("{slug}", html.escape(slug, quote=True))
+    return HTMLResponse(body, headers=page_headers(frameable=True))
 
 
 async def host_console(request: Request) -> Response:
     """``GET /host``: the console; the token arrives in the URL fragment."""
-    return HTMLResponse(_template("host.html"), headers=_page_headers(frameable=False))
+    return HTMLResponse(template("host.html"), headers=page_headers(frameable=False))
 
 
 async def static_file(request: Request) -> Response:

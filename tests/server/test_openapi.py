@@ -23,6 +23,8 @@ def test_document_lists_every_endpoint(foyer: FoyerProcess) -> None:
         "/api/hosts/{host}/slug",
         "/api/hosts/{host}/settings",
         "/api/hosts/{host}/sessions",
+        "/api/hosts/{host}/waiting",
+        "/api/hosts/{host}/guests/{guest}/reply",
         "/api/guest-tokens",
         "/api/links/{slug}",
         "/healthz",

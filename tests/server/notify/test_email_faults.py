@@ -12,7 +12,7 @@ from aiosmtpd.controller import Controller
 
 from foyer_client import GuestClient
 from server.ops.embedded import free_port
-from tests.server.test_email import Inbox
+from tests.smtp import Inbox
 from tests.support import FoyerProcess, spawn_foyer
 
 

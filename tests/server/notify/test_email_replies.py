@@ -1,0 +1,154 @@
+"""Email that lets the host answer (issue 12, point 3): the away email's links
+open a confirmation page (a GET never acts), the button applies the reply once,
+through the same script as a device's; with no SMTP server the email is an
+``.eml`` file in the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+
+from foyer_client import GuestClient, HostClient
+from protocol.messages import Admitted, BusyNotice
+from server.ops.embedded import free_port
+from tests.smtp import Inbox, smtp_server
+from tests.support import FoyerProcess, spawn_foyer, valkey_server
+
+LINK = re.compile(r"(Admit|New meeting|Busy): (http://\S+/reply/\S+)")
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    with smtp_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def mailing(redis_url: str, smtp: tuple[Inbox, int]) -> Iterator[FoyerProcess]:
+    port = free_port()
+    env = {
+        "FOYER_SMTP_URL": f"smtp://127.0.0.1:{smtp[1]}",
+        "FOYER_MAIL_DELAY": "0.2",
+        "FOYER_MAIL_COOLDOWN": "0",
+        "FOYER_PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }
+    proc = FoyerProcess(redis_url, env)
+    proc.port = port  # the links point at the process itself
+    with proc:
+        yield proc
+
+
+async def _links_for(inbox: Inbox, address: str, guest_label: str) -> dict[str, str]:
+    """The reply links of ``guest_label`` in the newest email to ``address``."""
+    for _ in range(100):
+        with inbox.lock:
+            mails = [m for m in inbox.messages if m["To"] == address]
+        if mails:
+            text = mails[-1].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+            block = text.split(f"- {guest_label}", 1)[1].split("\n- ", 1)[0]
+            return {label: url for label, url in LINK.findall(block)}
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no email to {address}")
+
+
+async def test_a_link_shows_then_acts_once(mailing: FoyerProcess, smtp: tuple[Inbox, int]) -> None:
+    host = mailing.create_host("Away Ada", email="ada-links@example.com")
+    async with GuestClient(mailing.ws_url, host["slug"], name="Ann") as ann:
+        links = await _links_for(smtp[0], "ada-links@example.com", "Ann (Guest)")
+        assert set(links) == {"Admit", "New meeting", "Busy"}
+        web = httpx.AsyncClient(timeout=10)
+        shown = await web.get(links["Admit"])  # what a mail scanner does
+        assert shown.status_code == 200 and 'method="post"' in shown.text
+        assert ann.pending() == []  # a GET never acts
+        done = await web.post(links["Admit"])
+        assert done.status_code == 200 and "was admitted" in done.text
+        assert (await ann.wait_for(Admitted)).mode == "admit"
+        again = await web.post(links["Admit"])
+        assert again.status_code == 409 and "already used" in again.text
+        other = await web.post(links["Busy"])  # another link of the same guest
+        assert other.status_code == 409 and "already admitted" in other.text
+        await web.aclose()
+
+
+async def test_a_device_and_an_email_click_race_and_one_wins(
+    mailing: FoyerProcess, smtp: tuple[Inbox, int]
+) -> None:
+    host = mailing.create_host("Racing Rae", email="rae@example.com")
+    async with GuestClient(mailing.ws_url, host["slug"], name="Bo") as bo:
+        links = await _links_for(smtp[0], "rae@example.com", "Bo (Guest)")
+        async with HostClient(mailing.ws_url, host["token"]) as device:
+            clicked, replied = await asyncio.gather(
+                asyncio.to_thread(httpx.post, links["Busy"], timeout=10),
+                device.admit(bo.waiting.guest),
+                return_exceptions=True,
+            )
+        won = [
+            clicked.status_code == 200 if isinstance(clicked, httpx.Response) else False,
+            not isinstance(replied, BaseException),
+        ]
+        assert sum(won) == 1, (clicked, replied)
+        outcome = await bo.wait_for(Admitted, BusyNotice)
+        assert outcome.type == ("busy" if won[0] else "admitted")
+
+
+def test_an_expired_or_forged_link_says_so(mailing: FoyerProcess) -> None:
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "kind": "reply",
+        "sub": "h",
+        "guest": "g",
+        "action": "admit",
+        "nonce": "n",
+        "iat": now - 100,
+        "exp": now - 10,
+    }
+    expired = jwt.encode(claims, mailing.secret, algorithm="HS256")
+    r = httpx.get(f"{mailing.http_url}/reply/{expired}", timeout=10)
+    assert r.status_code == 410 and "expired" in r.text and "/host" in r.text
+    forged = jwt.encode({**claims, "exp": now + 600}, "not-the-secret-" * 3, algorithm="HS256")
+    r = httpx.post(f"{mailing.http_url}/reply/{forged}", timeout=10)
+    assert r.status_code == 404 and "not valid" in r.text
+
+
+async def test_email_mode_always_mails_an_online_host(
+    mailing: FoyerProcess, smtp: tuple[Inbox, int]
+) -> None:
+    host = mailing.create_host("Always Al", email="al@example.com")
+    with mailing.api() as api:
+        r = api.patch(f"/api/hosts/{host['id']}/settings", json={"email_mode": "always"})
+        assert r.status_code == 200
+    async with (
+        HostClient(mailing.ws_url, host["token"]),  # online: "away" would send nothing
+        GuestClient(mailing.ws_url, host["slug"], name="Cy"),
+    ):
+        links = await _links_for(smtp[0], "al@example.com", "Cy (Guest)")
+        assert "Admit" in links
+
+
+async def test_without_smtp_the_email_is_a_file_in_the_outbox() -> None:
+    # A Valkey of its own: the email schedule is shared by every process on one.
+    env = {"FOYER_MAIL_DELAY": "0.2", "FOYER_MAIL_OUTBOX": "true"}
+    with valkey_server() as valkey, spawn_foyer(valkey.url, env) as proc:
+        host = proc.create_host("Outbox Olive", email="olive@example.com")
+        async with GuestClient(proc.ws_url, host["slug"], name="Di"):
+            outbox = Path(proc.data_dir) / "outbox"
+            for _ in range(100):
+                files = sorted(outbox.glob("*olive@example.com.eml")) if outbox.is_dir() else []
+                if files:
+                    break
+                await asyncio.sleep(0.1)
+            assert files, "no .eml in the outbox"
+        message = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
+        assert message["To"] == "olive@example.com"
+        text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert "Di (Guest)" in text and "/reply/" in text
