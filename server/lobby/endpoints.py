@@ -271,10 +271,15 @@ async def host_endpoint(ws: WebSocket, lobby: Lobby) -> None:
             except Exception:
                 log.warning("could not drop a device lease")
         lobby.metrics.host_devices.dec()
-        try:
-            await conn.stop()
-        finally:
-            lobby.sockets.discard(conn)
+        await _release(lobby, conn)
+
+
+async def _release(lobby: Lobby, conn: Connection) -> None:
+    """The socket's last step: let its close go out, and forget it."""
+    try:
+        await conn.stop()
+    finally:
+        lobby.sockets.discard(conn)
 
 
 class TokenExpiry:
@@ -389,7 +394,4 @@ async def guest_endpoint(ws: WebSocket, lobby: Lobby, slug: str) -> None:
             except Exception:
                 log.warning("could not mark a guest away; its lease will lapse")
         lobby.metrics.guests_connected.dec()
-        try:
-            await conn.stop()
-        finally:
-            lobby.sockets.discard(conn)
+        await _release(lobby, conn)
