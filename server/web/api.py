@@ -238,7 +238,7 @@ async def reply_to_guest(request: Request) -> Response:
         )
     except BadMessage as exc:
         raise InvalidBody(exc.message) from None
-    await web(request).room.handle_host(record["id"], message)
+    await web(request).room.handle_host(record["id"], message, "api")
     return JSONResponse({"status": "ok", "action": body.action})
 
 

@@ -14,6 +14,7 @@ from server.hosts.directory import Directory
 from server.hosts.settings import HostSettings
 from server.lobby.waiting_room import WaitingRoom
 from server.metrics import Metrics
+from server.notify.webhooks import Webhooks
 from server.storage.hosts import HostStore
 from server.storage.store import Store
 
@@ -30,6 +31,7 @@ class WebContext:
     metrics: Metrics
     room: WaitingRoom  # replies over HTTP go through the same steps as a device's
     reply_links: ReplyLinks  # the away email's one-click links
+    webhooks: Webhooks  # the endpoints registered through the API
     # Why this process should get no traffic now (``/readyz``), or None.
     unready: Callable[[], Awaitable[str | None]]
     trusted_proxies: list[str] = field(default_factory=list)

@@ -22,11 +22,13 @@ from protocol.errors import (
     Locked,
     NotInMeeting,
     RateLimited,
+    RefusedWebhookTarget,
     SlugTaken,
     StoreUnavailable,
     UnknownGuest,
     UnknownHost,
     UnknownLink,
+    UnknownWebhook,
 )
 
 log = logging.getLogger("foyer.web")
@@ -41,6 +43,8 @@ HTTP_ERRORS: dict[type[Exception], tuple[int, str]] = {
     SlugTaken: (409, "slug_taken"),
     InvalidSlug: (422, "invalid_slug"),
     InvalidBody: (422, "invalid"),
+    RefusedWebhookTarget: (422, "refused_target"),
+    UnknownWebhook: (404, "not_found"),
     BadMessage: (422, "invalid"),
     RateLimited: (429, "rate_limited"),
     StoreUnavailable: (503, "unavailable"),

@@ -172,6 +172,8 @@ async def test_a_knock_and_an_admit_are_delivered_signed(
     resolved = got["guest.resolved"].event["data"]
     assert resolved["guest"] == guest.waiting.guest and resolved["action"] == "admit"
     assert resolved["meeting"] == admitted.meeting
+    # Which one answered: a device (its connection id), not the API or an email.
+    assert resolved["by"] == "device" and len(resolved["device"]) == 16
 
 
 async def test_a_receiver_failing_for_a_while_gets_every_event_once(
@@ -281,15 +283,18 @@ async def test_a_process_killed_mid_delivery_loses_nothing(
     Webhook(SECRET).verify(again.body, again.headers)
 
 
-async def _dead_letters(redis_url: str, host: str, count: int) -> list[dict[str, Any]]:
+async def _dead_letters(
+    redis_url: str, host: str, count: int, endpoint: str = "deployment"
+) -> list[dict[str, Any]]:
     """The host's dead-letter list once it holds ``count`` (bounded: fails the test)."""
     redis = Redis.from_url(redis_url)
     try:
         async with asyncio.timeout(WAIT):
             while True:
-                raw = await redis.lrange(keys.dead_letters(host), 0, -1)
-                if len(raw) >= count:
-                    return [msgpack.unpackb(r) for r in raw]
+                raw = await redis.lrange(keys.dead_letters(endpoint), 0, -1)
+                mine = [m for m in map(msgpack.unpackb, raw) if m["host"] == host]
+                if len(mine) >= count:
+                    return mine
                 await asyncio.sleep(0.05)
     except TimeoutError:
         raise AssertionError(f"no {count} dead letters for {host}") from None
