@@ -267,6 +267,8 @@ class Webhooks:
         if self._client is None:
             return 0
         await self.refresh()
+        if not self._endpoints:
+            return 0  # nothing to deliver to (entries written before wait for one)
         claimed = await self._outbox.claim(int(self.config.claim_s * 1000))
         if not claimed:
             return 0

@@ -94,6 +94,11 @@ def _authorize(request: Request) -> None:
         raise ApiUnauthorized("missing or wrong API key (Authorization: Bearer)")
 
 
+# What the other API modules use (server/web/webhooks_api.py, ...).
+read_body = _body
+require_api_key = _authorize
+
+
 def _base_url(request: Request) -> str:
     public = web(request).public_url
     return (public or str(request.base_url)).rstrip("/")
