@@ -38,7 +38,7 @@ class Receiver:
     """A real HTTP server in a thread. ``answer`` decides each request's status
     and headers; every request is recorded with what it was answered."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.deliveries: list[Delivery] = []
         self.changed = threading.Condition()
         self.answer: Callable[[dict[str, Any]], tuple[int, dict[str, str]]] = lambda e: (200, {})
@@ -69,7 +69,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -94,8 +94,8 @@ class Receiver:
 
 
 @contextlib.contextmanager
-def receiving() -> Iterator[Receiver]:
-    receiver = Receiver()
+def receiving(port: int = 0) -> Iterator[Receiver]:
+    receiver = Receiver(port)
     receiver.thread.start()
     try:
         yield receiver
