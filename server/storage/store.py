@@ -383,6 +383,7 @@ class Store:
                 keys.channel(host),
                 self.publish_command,
                 self._outbox_key(host),
+                secrets.token_hex(8),  # makes a resent call a no-op (one webhook)
             ],
         )
         self._ring_outbox(host)
