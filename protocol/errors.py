@@ -22,6 +22,11 @@
     ├── InvalidBody              an HTTP body that breaks its schema (HTTP 422)
     ├── ApiUnauthorized          missing or wrong API key (HTTP 401)
     ├── StoreUnavailable         Redis does not answer (HTTP 503)
+    ├── UnknownMeeting           no such meeting (HTTP 404)
+    ├── UnknownBooking           no such booking in this workspace (HTTP 404)
+    ├── BookingCancelled         the booking was cancelled: it cannot change (HTTP 409)
+    ├── IdempotencyKeyReused     an Idempotency-Key sent again with another body (HTTP 422)
+    ├── ProviderFailed           the meeting provider failed or timed out (HTTP 502)
     ├── EmbeddedStoreError       the embedded Valkey could not start
     └── ConnectionClosed         (client) the server closed the socket
 
@@ -181,6 +186,26 @@ class ApiUnauthorized(FoyerError):
 
 class StoreUnavailable(FoyerError):
     """Redis does not answer (the message is safe to show)."""
+
+
+class UnknownMeeting(FoyerError):
+    """No meeting has this id."""
+
+
+class UnknownBooking(FoyerError):
+    """No booking has this id in this workspace."""
+
+
+class BookingCancelled(FoyerError):
+    """The booking was cancelled; it cannot be changed any more."""
+
+
+class IdempotencyKeyReused(FoyerError):
+    """An ``Idempotency-Key`` came again with a different request body."""
+
+
+class ProviderFailed(FoyerError):
+    """The meeting provider did not make the meeting (the message says why)."""
 
 
 class EmbeddedStoreError(FoyerError):
