@@ -201,7 +201,7 @@ class Bookings:
             created_ms=now,
             updated_ms=now,
         )
-        claim = f"{booking_id}\n{fingerprint}"
+        claim = f"{booking_id}\n{fingerprint}\n{secrets.token_hex(8)}"  # this call's own
         args = [
             "1" if idempotency_key else "0",
             claim,
@@ -227,7 +227,7 @@ class Bookings:
         raw = text(await self.batch.call("GET", _claim_key(workspace, idempotency_key)))
         if not raw:
             return None
-        booking_id, _, earlier = raw.partition("\n")
+        booking_id, earlier, *_ = raw.split("\n")
         if earlier != fingerprint:
             raise IdempotencyKeyReused(
                 "this Idempotency-Key was used with a different body; use a new key"
