@@ -5,6 +5,7 @@ bookings with their link rules, idempotency and invitations, the join link
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -15,7 +16,8 @@ from icalendar import Calendar
 
 from foyer_client import GuestClient, HostClient
 from protocol.messages import Admitted, JoinRequest
-from tests.support import FoyerProcess
+from tests.server.meetings.test_provider import SECRET, Integrator
+from tests.support import FoyerProcess, spawn_foyer
 
 START = "2030-01-01T09:00:00Z"
 END = "2030-01-01T09:30:00Z"
@@ -268,3 +270,49 @@ def test_the_calendar_feed_opens_by_its_secret_url_until_rotated(
     assert httpx.get(url).status_code == 404  # the old URL
     assert httpx.get(second).status_code == 200
     assert httpx.get(second.split("?")[0]).status_code == 404
+
+
+def test_a_webhook_provider_failure_is_a_502_and_no_booking(redis_url: str) -> None:
+    """A deployment whose meetings come from the integrator: its failure is
+    ``502 provider_failed``, nothing is stored, and a retry with the same key
+    makes the booking once the integrator answers."""
+    with Integrator() as integrator:
+        env = {
+            "FOYER_MEETING_PROVIDER": "webhook",
+            "FOYER_MEETING_WEBHOOK_URL": integrator.url,
+            "FOYER_MEETING_WEBHOOK_SECRET": SECRET,
+            "FOYER_MEETING_WEBHOOK_TIMEOUT": "2",
+            "FOYER_WEBHOOK_ALLOW": "127.0.0.1",
+        }
+        with spawn_foyer(redis_url, env) as proc, proc.api() as api:
+            host = proc.create_host("Hooked")
+            ws = _ws()
+            put = api.put(
+                f"/api/workspaces/{ws}/users/{host['id']}/connection",
+                json={"provider": "webhook", "account": "acct-1"},
+            )
+            assert put.status_code == 200, put.text
+            integrator.answer = lambda e: (500, b"{}")
+            key = {"Idempotency-Key": "k-" + uuid.uuid4().hex}
+            failed = api.post(f"/api/workspaces/{ws}/bookings", json=_booking(host), headers=key)
+            assert failed.status_code == 502
+            assert failed.json() == {
+                "code": "provider_failed",
+                "message": "the meeting provider answered HTTP 500",
+            }
+            feed = api.post(f"/api/hosts/{host['id']}/calendar-feed").json()["url"]
+            assert Calendar.from_ical(httpx.get(feed).content).walk("VEVENT") == []
+            integrator.answer = lambda e: (
+                200,
+                json.dumps(
+                    {
+                        "url": f"https://video.example/{e['data']['account'] or e['data']['meeting_id']}"
+                    }
+                ).encode(),
+            )
+            made = api.post(f"/api/workspaces/{ws}/bookings", json=_booking(host), headers=key)
+            assert made.status_code == 201, made.text
+            assert made.json()["meeting_url"] == "https://video.example/acct-1"
+            direct = api.post("/api/meetings", json={"host": host["id"]})
+            assert direct.status_code == 201  # the deployment's default provider: the webhook
+            assert direct.json()["url"] == f"https://video.example/{direct.json()['id']}"
