@@ -302,14 +302,12 @@ def test_a_webhook_provider_failure_is_a_502_and_no_booking(redis_url: str) -> N
             }
             feed = api.post(f"/api/hosts/{host['id']}/calendar-feed").json()["url"]
             assert Calendar.from_ical(httpx.get(feed).content).walk("VEVENT") == []
-            integrator.answer = lambda e: (
-                200,
-                json.dumps(
-                    {
-                        "url": f"https://video.example/{e['data']['account'] or e['data']['meeting_id']}"
-                    }
-                ).encode(),
-            )
+
+            def made_by_integrator(event: dict[str, Any]) -> tuple[int, bytes]:
+                name = event["data"]["account"] or event["data"]["meeting_id"]
+                return 200, json.dumps({"url": f"https://video.example/{name}"}).encode()
+
+            integrator.answer = made_by_integrator
             made = api.post(f"/api/workspaces/{ws}/bookings", json=_booking(host), headers=key)
             assert made.status_code == 201, made.text
             assert made.json()["meeting_url"] == "https://video.example/acct-1"
