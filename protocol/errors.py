@@ -19,6 +19,7 @@
     ├── HostExists               a host with this id exists (HTTP 409)
     ├── UnknownHost              no host with this id (HTTP 404)
     ├── BadRequest               an HTTP body that is not JSON (HTTP 400)
+    │   └── InvalidCalendar      not iCalendar, too big, or a bad calendar event
     ├── InvalidBody              an HTTP body that breaks its schema (HTTP 422)
     ├── ApiUnauthorized          missing or wrong API key (HTTP 401)
     ├── StoreUnavailable         Redis does not answer (HTTP 503)
@@ -174,6 +175,11 @@ class UnknownHost(FoyerError):
 
 class BadRequest(FoyerError):
     """An HTTP request body that is not JSON."""
+
+
+class InvalidCalendar(BadRequest):
+    """A calendar the rewrite cannot read: not iCalendar, over a size limit, or
+    an event that breaks a rule; the message names what and where (a line)."""
 
 
 class InvalidBody(FoyerError):
