@@ -365,6 +365,41 @@ def meeting_paths() -> dict[str, Any]:
               (200, {"type": "string"}, "iCalendar"), errors=(401, 404, 422),
               params=[ws, booking])  # fmt: skip
     ics["responses"]["200"] = _ics("the invitation")
+    rewrite = _op(
+        "Rewrite a calendar: each one-off event with the host's personal link gets a "
+        "dedicated meeting link (once per event); API key or the host's token",
+        (200, {"type": "object"}, "the JSON event and its outcome, or (text/calendar) the file"),
+        errors=(400, 401, 404, 422, 502),
+        params=[{"name": "host", "in": "query", "required": False,
+                 "schema": {"type": "string", "pattern": HOST_ID_RE.pattern}}],
+    )  # fmt: skip
+    rewrite["responses"]["200"]["content"]["text/calendar"] = {"schema": {"type": "string"}}
+    rewrite["requestBody"] = {
+        "required": True,
+        "content": {
+            "text/calendar": {"schema": {"type": "string"}},
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["uid"],
+                    "properties": {
+                        "host": {"type": "string", "pattern": HOST_ID_RE.pattern},
+                        "uid": {"type": "string"},
+                        "recurrence_id": {"type": "string"},
+                        "title": {"type": "string"},
+                        "starts_at": {"type": ["string", "integer"]},
+                        "ends_at": {"type": ["string", "integer"]},
+                        "location": {"type": "string"},
+                        "description": {"type": "string"},
+                        "url": {"type": "string"},
+                        "recurring": {"type": "boolean"},
+                        "rrule": {"type": "string"},
+                        "status": {"type": "string"},
+                    },
+                }
+            },
+        },
+    }
     return {
         "/api/meetings": {
             "post": _op(
@@ -439,6 +474,7 @@ def meeting_paths() -> dict[str, Any]:
             )
         },
         "/api/hosts/{host}/calendar.ics": {"get": feed},
+        "/api/calendar/rewrite": {"post": rewrite},
     }
 
 

@@ -37,6 +37,7 @@ def test_document_lists_every_endpoint(foyer: FoyerProcess) -> None:
         "/api/workspaces/{ws}/bookings/{booking}.ics",
         "/api/hosts/{host}/calendar-feed",
         "/api/hosts/{host}/calendar.ics",
+        "/api/calendar/rewrite",
     }
     page = httpx.get(f"{foyer.http_url}/api/docs")
     assert page.status_code == 200 and "/api/hosts/{host}/slug" in page.text
