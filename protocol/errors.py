@@ -26,6 +26,7 @@
     ├── UnknownMeeting           no such meeting (HTTP 404)
     ├── UnknownBooking           no such booking in this workspace (HTTP 404)
     ├── BookingCancelled         the booking was cancelled: it cannot change (HTTP 409)
+    ├── BookedMeeting            a booking's meeting changes with its booking (HTTP 409)
     ├── IdempotencyKeyReused     an Idempotency-Key sent again with another body (HTTP 422)
     ├── ProviderFailed           the meeting provider failed or timed out (HTTP 502)
     ├── EmbeddedStoreError       the embedded Valkey could not start
@@ -204,6 +205,10 @@ class UnknownBooking(FoyerError):
 
 class BookingCancelled(FoyerError):
     """The booking was cancelled; it cannot be changed any more."""
+
+
+class BookedMeeting(FoyerError):
+    """The meeting belongs to a booking: change or cancel the booking instead."""
 
 
 class IdempotencyKeyReused(FoyerError):

@@ -15,6 +15,7 @@ from protocol.errors import (
     ApiUnauthorized,
     BadMessage,
     BadRequest,
+    BookedMeeting,
     BookingCancelled,
     FoyerError,
     HostExists,
@@ -56,6 +57,7 @@ HTTP_ERRORS: dict[type[Exception], tuple[int, str]] = {
     UnknownMeeting: (404, "unknown_meeting"),
     UnknownBooking: (404, "unknown_booking"),
     BookingCancelled: (409, "booking_cancelled"),
+    BookedMeeting: (409, "booked_meeting"),
     IdempotencyKeyReused: (422, "idempotency_key_reused"),
     ProviderFailed: (502, "provider_failed"),
 }

@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from protocol.errors import (
     BadRequest,
+    BookedMeeting,
     InvalidBody,
     InvalidCalendar,
     UnknownBooking,
@@ -147,6 +148,21 @@ async def get_meeting(request: Request) -> Response:
     meeting = await _planned(request).meetings.get(str(request.path_params["meeting"]))
     _authorize_host(request, meeting.host)
     return JSONResponse(meeting.view(_base_url(request)))
+
+
+async def cancel_meeting(request: Request) -> Response:
+    """``DELETE /api/meetings/{id}``: cancel it (its join link then says so);
+    a booking's meeting is cancelled with its booking instead."""
+    planned = _planned(request)
+    meeting = await planned.meetings.get(str(request.path_params["meeting"]))
+    _authorize_host(request, meeting.host)
+    if meeting.booking is not None:
+        raise BookedMeeting(
+            "this meeting belongs to a booking: cancel the booking "
+            f"(/api/workspaces/{meeting.booking.replace('/', '/bookings/')})"
+        )
+    cancelled = await planned.meetings.cancel(meeting)
+    return JSONResponse(cancelled.view(_base_url(request)))
 
 
 # ----------------------------------------------------------------- connections
@@ -399,6 +415,7 @@ async def join_page(request: Request) -> Response:
 routes: list[BaseRoute] = [
     Route("/api/meetings", create_meeting, methods=["POST"]),
     Route("/api/meetings/{meeting}", get_meeting, methods=["GET"]),
+    Route("/api/meetings/{meeting}", cancel_meeting, methods=["DELETE"]),
     Route(
         "/api/workspaces/{ws}/users/{user}/connection",
         put_connection,

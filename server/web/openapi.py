@@ -416,7 +416,14 @@ def meeting_paths() -> dict[str, Any]:
                 (200, MEETING, "the meeting"),
                 errors=(401, 404),
                 params=[_path("meeting")],
-            )
+            ),
+            "delete": _op(
+                "Cancel a dedicated meeting: its join link then says so (a booking's "
+                "meeting: 409, cancel the booking)",
+                (200, MEETING, "the cancelled meeting"),
+                errors=(401, 404, 409),
+                params=[_path("meeting")],
+            ),
         },
         conn_path: {
             "put": _op(
