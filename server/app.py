@@ -24,7 +24,16 @@ from server.node import Node
 from server.ops.config import Settings
 from server.ops.process import follow_supervisor
 from server.tasks import cancel_and_wait
-from server.web import api, errors, openapi, pages, prometheus, replies, webhooks_api
+from server.web import (
+    api,
+    errors,
+    meetings_api,
+    openapi,
+    pages,
+    prometheus,
+    replies,
+    webhooks_api,
+)
 
 log = logging.getLogger("foyer.app")
 
@@ -138,6 +147,7 @@ def http_routes() -> list[BaseRoute]:
     return [
         *api.routes,
         *webhooks_api.routes,
+        *meetings_api.routes,
         *openapi.routes,
         *pages.routes,
         *replies.routes,
