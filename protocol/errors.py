@@ -23,6 +23,10 @@
     ├── InvalidBody              an HTTP body that breaks its schema (HTTP 422)
     │   └── RefusedWebhookTarget a webhook URL Foyer will not call (HTTP 422)
     ├── UnknownWebhook           no such webhook endpoint or delivery (HTTP 404)
+    ├── UnknownCalendar          no connected calendar of this name (HTTP 404)
+    ├── CalendarRefused          the CalDAV server refused the credentials (HTTP 422)
+    ├── NotACalendarUrl          the URL is not a CalDAV calendar (HTTP 422)
+    ├── CalendarUnreachable      the CalDAV server does not answer (HTTP 502)
     ├── ApiUnauthorized          missing or wrong API key (HTTP 401)
     ├── StoreUnavailable         Redis does not answer (HTTP 503)
     ├── UnknownMeeting           no such meeting (HTTP 404)
@@ -192,6 +196,22 @@ class InvalidBody(FoyerError):
 class RefusedWebhookTarget(InvalidBody):
     """A webhook URL that is not http(s), or resolves to a private address
     that is not allow-listed (server-side request forgery)."""
+
+
+class UnknownCalendar(FoyerError):
+    """The host has no connected calendar of this name."""
+
+
+class CalendarRefused(FoyerError):
+    """The CalDAV server answered 401/403 to these credentials."""
+
+
+class NotACalendarUrl(FoyerError):
+    """The URL answers, but is not a CalDAV calendar collection."""
+
+
+class CalendarUnreachable(FoyerError):
+    """The CalDAV server does not answer, or fails (5xx, timeout)."""
 
 
 class UnknownWebhook(FoyerError):

@@ -26,6 +26,7 @@ from server.ops.process import follow_supervisor
 from server.tasks import cancel_and_wait
 from server.web import (
     api,
+    calendars_api,
     errors,
     meetings_api,
     openapi,
@@ -148,6 +149,7 @@ def http_routes() -> list[BaseRoute]:
         *api.routes,
         *webhooks_api.routes,
         *meetings_api.routes,
+        *calendars_api.routes,
         *openapi.routes,
         *pages.routes,
         *replies.routes,

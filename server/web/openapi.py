@@ -23,6 +23,7 @@ from server.web.api import (
     SlugChange,
     TokenRequest,
 )
+from server.web.calendars_api import CalendarPut
 from server.web.meetings_api import BookingCreate, BookingPatch, ConnectionPut, MeetingCreate
 from server.web.webhooks_api import SecretRotation, WebhookCreate
 
@@ -36,6 +37,7 @@ BODIES: dict[str, type[BaseModel]] = {
     "GuestReply": GuestReply,
     "WebhookCreate": WebhookCreate,
     "SecretRotation": SecretRotation,
+    "CalendarPut": CalendarPut,
     "MeetingCreate": MeetingCreate,
     "ConnectionPut": ConnectionPut,
     "BookingCreate": BookingCreate,
@@ -123,6 +125,57 @@ WEBHOOK_VIEW = {
         "secret": {"type": "string", "description": "only when created or rotated"},
     },
 }
+
+
+def _calendar_paths() -> dict[str, Any]:
+    """``/api/hosts/{host}/calendars``: CalDAV calendar sync (server/web/calendars_api.py)."""
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    view = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "url": {"type": "string"},
+            "username": {"type": "string"},
+            "connected_at": {"type": "integer"},
+            "state": {"type": "object"},
+        },
+    }
+    listing = {"type": "object", "properties": {"calendars": {"type": "array", "items": view}}}
+    queued = {"type": "object", "properties": {"status": {"type": "string"}}}
+    return {
+        "/api/hosts/{host}/calendars": {
+            "get": _op(
+                "The host's connected calendars and their sync state (API key or host token)",
+                (200, listing, "the calendars"),
+                errors=(401, 404),
+                params=[HOST_ID],
+            )
+        },
+        "/api/hosts/{host}/calendars/{name}": {
+            "put": _op(
+                "Connect a CalDAV calendar (checked at once; 422 calendar_refused, "
+                "not_a_calendar; 502 calendar_unreachable)",
+                (201, view, "connected (200: reconnected)"),
+                body="CalendarPut",
+                errors=(400, 401, 404, 422),
+                params=[HOST_ID, name],
+            ),
+            "delete": _op(
+                "Disconnect: the credentials and the sync memory are forgotten",
+                (204, {"type": "null"}, "disconnected"),
+                errors=(401, 404),
+                params=[HOST_ID, name],
+            ),
+        },
+        "/api/hosts/{host}/calendars/{name}/sync": {
+            "post": _op(
+                "Sync it now",
+                (202, queued, "its round is due now"),
+                errors=(401, 404),
+                params=[HOST_ID, name],
+            )
+        },
+    }
 
 
 def _webhook_paths() -> dict[str, Any]:
@@ -371,6 +424,7 @@ def document() -> dict[str, Any]:
                 )
             },
             **_webhook_paths(),
+            **_calendar_paths(),
             **meeting_paths(),
         },
     }
