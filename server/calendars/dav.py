@@ -19,7 +19,9 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 from xml.sax.saxutils import escape
 
 import requests
+import requests.auth
 from caldav.davclient import DAVClient
+from caldav.lib import error as caldav_error
 from lxml import etree
 
 DAV_NS = "DAV:"
@@ -75,9 +77,9 @@ class CalDav:
         self.requests = 0
         self._client = DAVClient(
             url=self.url,
-            username=username,
-            password=password,
-            auth_type="basic",
+            # Basic credentials from the first request (no 401 round trip; the
+            # auth_type argument of caldav 2.0 builds no auth object).
+            auth=requests.auth.HTTPBasicAuth(username, password),
             timeout=int(max(1, timeout)),
         )
 
@@ -91,6 +93,11 @@ class CalDav:
         try:
             text = body if isinstance(body, str) else body.decode("utf-8", "replace")
             response = self._client.request(url, method, text, headers or {})
+        except caldav_error.AuthorizationError:
+            raise Refused("the calendar server refused these credentials") from None
+        except caldav_error.DAVError as exc:
+            name = type(exc).__name__
+            raise Unreachable(f"the calendar server failed ({name})") from None
         except requests.RequestException as exc:
             name = type(exc).__name__
             raise Unreachable(f"the calendar server does not answer ({name})") from None

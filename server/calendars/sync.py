@@ -44,6 +44,7 @@ from server.access.targets import AllowList, RefusedTarget, check_target
 from server.calendars.dav import CalDav, CalDavError, NotACalendar, PreconditionFailed, Refused
 from server.meetings.calendar import (
     DedicatedLink,
+    EventFacts,
     MeetingMaker,
     PersonalLinks,
     PlannedEvent,
@@ -285,6 +286,7 @@ class CalendarSync:
                 done.etags[href] = etag
                 return
             if not made or result.ics == data:
+                await self._adopt(host, facts, href, done)
                 done.etags[href] = etag
                 return
             # Fencing: only the lease's holder writes to the calendar (and renews it).
@@ -306,6 +308,20 @@ class CalendarSync:
             done.rewritten += 1
             return
 
+    async def _adopt(self, host: str, facts: list[EventFacts], href: str, done: _Round) -> None:
+        """An event that already holds one of this host's dedicated join links,
+        made for that very event (a process died after writing it, before its
+        round was committed): remember it, so it is followed from now on."""
+        marker = f"{self.config.join_base}/m/"
+        for fact in facts:
+            if marker not in fact.text:
+                continue
+            meeting = await self._meetings.by_key(host, meeting_key(fact.key))
+            if meeting is not None and join_link(self.config.join_base, meeting.id) in fact.text:
+                done.events[href] = SyncedEvent(fact.key, meeting.id)
+                await self._follow(host, done.events[href], facts)
+                return
+
     def _maker(self, host: str, host_name: str, made: list[SyncedEvent]) -> MeetingMaker:
         """Makes (or finds again: one per event key) an event's meeting, and
         notes each in ``made``."""
@@ -321,7 +337,7 @@ class CalendarSync:
 
         return make
 
-    async def _follow(self, host: str, synced: SyncedEvent, facts: list[Any]) -> None:
+    async def _follow(self, host: str, synced: SyncedEvent, facts: list[EventFacts]) -> None:
         """An event Foyer rewrote changed: its meeting follows (times, title, cancel)."""
         fact = next((f for f in facts if f.key == synced.key), None)
         meeting = await self._meetings.find_for(host, synced.meeting)

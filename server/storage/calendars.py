@@ -162,7 +162,7 @@ class CalendarStore:
             "state": {k: str(v) for k, v in state.items()},
             "etags": etags or {},
             "gone": gone or [],
-            "events": {h: pack(asdict(e)) for h, e in (events or {}).items()},
+            "events": {h: asdict(e) for h, e in (events or {}).items()},
             "unmapped": unmapped or [],
             "release": release,
         }
