@@ -22,6 +22,9 @@
     ├── InvalidBody              an HTTP body that breaks its schema (HTTP 422)
     ├── ApiUnauthorized          missing or wrong API key (HTTP 401)
     ├── StoreUnavailable         Redis does not answer (HTTP 503)
+    ├── UnknownClient            no OAuth client with this id (HTTP 404)
+    ├── OAuthRefused             an authorization request Foyer must not redirect
+    │                            back (unknown client or redirect URI: HTTP 400 page)
     ├── EmbeddedStoreError       the embedded Valkey could not start
     └── ConnectionClosed         (client) the server closed the socket
 
@@ -181,6 +184,16 @@ class ApiUnauthorized(FoyerError):
 
 class StoreUnavailable(FoyerError):
     """Redis does not answer (the message is safe to show)."""
+
+
+class UnknownClient(FoyerError):
+    """No OAuth client has this id."""
+
+
+class OAuthRefused(FoyerError):
+    """An authorization request whose client or redirect URI is missing or
+    unknown: RFC 6749 section 4.1.2.1 forbids redirecting it anywhere, so the
+    host sees an error page. The message is written for people."""
 
 
 class EmbeddedStoreError(FoyerError):

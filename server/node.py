@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
+from server.access.oauth import AuthorizationServer
 from server.access.reply_links import ReplyLinks
 from server.access.tokens import Tokens
 from server.hosts.directory import Directory
@@ -18,6 +19,7 @@ from server.lobby.broker import Broker
 from server.lobby.endpoints import EndpointConfig, Lobby
 from server.lobby.hub import Hub
 from server.lobby.waiting_room import RoomConfig, WaitingRoom
+from server.meetings.connections import Connections
 from server.meetings.provider import MeetingProvider
 from server.metrics import Metrics, multiprocess_dir
 from server.notify.email import MailConfig, Mailer
@@ -26,6 +28,7 @@ from server.ops.config import Settings
 from server.storage import keys, scripts
 from server.storage.batcher import Batcher
 from server.storage.hosts import HostStore
+from server.storage.oauth import OAuthStore
 from server.storage.outbox import Outbox
 from server.storage.redis_client import is_cluster, open_redis
 from server.storage.store import Store
@@ -138,6 +141,8 @@ class Node:
             ),
             self.metrics,
         )
+        self.connections = Connections(self.batch)
+        self.oauth = AuthorizationServer(OAuthStore(self.batch), self.connections, settings.secret)
         self.web = WebContext(
             store=self.store,
             hosts=self.hosts,
@@ -153,6 +158,7 @@ class Node:
             room=self.room,
             reply_links=self.reply_links,
             metrics_token=settings.metrics_token,
+            oauth=self.oauth,
         )
         self._tasks: list[asyncio.Task[None]] = []
 

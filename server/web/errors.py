@@ -21,9 +21,11 @@ from protocol.errors import (
     InvalidSlug,
     Locked,
     NotInMeeting,
+    OAuthRefused,
     RateLimited,
     SlugTaken,
     StoreUnavailable,
+    UnknownClient,
     UnknownGuest,
     UnknownHost,
     UnknownLink,
@@ -48,6 +50,8 @@ HTTP_ERRORS: dict[type[Exception], tuple[int, str]] = {
     AlreadyResolved: (409, "already_resolved"),
     NotInMeeting: (409, "not_in_meeting"),
     Locked: (423, "locked"),
+    UnknownClient: (404, "not_found"),
+    OAuthRefused: (400, "invalid_request"),
 }
 _STARLETTE = {
     404: ("not_found", "no such resource"),

@@ -27,6 +27,12 @@ def test_document_lists_every_endpoint(foyer: FoyerProcess) -> None:
         "/api/hosts/{host}/guests/{guest}/reply",
         "/api/guest-tokens",
         "/api/links/{slug}",
+        "/api/oauth/clients",
+        "/api/oauth/clients/{client_id}",
+        "/oauth/authorize",
+        "/oauth/token",
+        "/oauth/revoke",
+        "/.well-known/oauth-authorization-server",
         "/healthz",
     }
     page = httpx.get(f"{foyer.http_url}/api/docs")
