@@ -15,7 +15,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
+import redis
 
+from server.meetings.connections import key as connection_key
+from server.storage.values import unpack
 from tests.support import FoyerProcess
 
 FORM_FIELD = re.compile(r'name="form" value="([^"]+)"')
@@ -134,6 +137,12 @@ def code_for(app: App, host_token: str) -> str:
     params = query_of(answer.headers["location"])
     assert params["state"] == app.state
     return params["code"]
+
+
+def connection(client: redis.Redis, workspace: str, host: str) -> list[Any] | None:
+    """The stored connection (provider, account, connected_ms), read from Redis."""
+    raw = client.get(connection_key(workspace, host))
+    return None if raw is None else list(unpack(raw))  # type: ignore[arg-type]
 
 
 class Receiver:

@@ -19,16 +19,15 @@ from starlette.requests import Request
 
 from server.access.oauth import AuthorizationServer
 from server.meetings.connections import Connections
-from server.meetings.connections import key as connection_key
 from server.storage import scripts
 from server.storage.batcher import Batcher
 from server.storage.oauth import OAuthStore, code_key
-from server.storage.values import unpack
 from server.web.oauth import bearer_host
 from tests.oauth_client import (
     App,
     Pkce,
     code_for,
+    connection,
     consent_form,
     decide,
     query_of,
@@ -51,12 +50,6 @@ def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
-
-
-def connection(client: redis.Redis, workspace: str, host: str) -> list[Any] | None:
-    """The stored connection (provider, account, connected_ms), read from Redis."""
-    raw = client.get(connection_key(workspace, host))
-    return None if raw is None else list(unpack(raw))  # type: ignore[arg-type]
 
 
 def host_behind(redis_url: str, token: str) -> str | None:
