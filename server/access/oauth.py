@@ -18,6 +18,7 @@ tokens of the first are revoked (RFC 6749 section 4.1.2).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -594,12 +595,18 @@ class AuthorizationServer:
 
     async def access(self, token: str) -> TokenGrant | None:
         """What a bearer access token allows, if it is live, scoped
-        ``meetings:write`` and its client still registered; else None."""
+        ``meetings:write``, its client still registered and the host still
+        connected through it (a connection deleted or replaced by any path
+        ends its tokens too); else None."""
         if not token or len(token) > 200:
             return None
         found = await self.store.token(token)
         if found is None or found.kind != "access" or SCOPE not in found.scope.split():
             return None
-        if await self.store.client(found.client_id) is None:
+        client, connection = await asyncio.gather(
+            self.store.client(found.client_id),
+            self.connections.get(found.workspace, found.host),
+        )
+        if client is None or connection is None or connection.provider != PROVIDER:
             return None
         return found

@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 import json
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
@@ -212,8 +212,13 @@ def _consent_page(
     return response
 
 
-def _redirect(location: str) -> Response:
-    response = RedirectResponse(location, status_code=303)
+def _redirect(request: Request, location: str) -> Response:
+    """Back to the client's (registered) redirect URI, with ``iss`` (RFC 9207:
+    the client can tell which server answered)."""
+    parts = urlsplit(location)
+    issuer = urlencode({"iss": _base_url(request)})
+    query = f"{parts.query}&{issuer}" if parts.query else issuer
+    response = RedirectResponse(urlunsplit(parts._replace(query=query)), status_code=303)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.delete_cookie(COOKIE, path="/oauth/authorize")
@@ -227,7 +232,7 @@ async def authorize_page(request: Request) -> Response:
     except OAuthRefused as exc:
         return _refused(exc)
     if isinstance(found, str):  # an error the client hears about at its redirect URI
-        return _redirect(found)
+        return _redirect(request, found)
     return _consent_page(request, found)
 
 
@@ -261,17 +266,17 @@ async def authorize_decide(request: Request) -> Response:
         uri = f"{_base_url(request)}/oauth/authorize?{query}"
         decision = form.get("decision")
         if decision == "deny":
-            return _redirect(await server.deny(uri))
+            return _redirect(request, await server.deny(uri))
         if decision != "allow":
             raise OAuthRefused("the form has no decision")
         host = await _signed_in(web(request), form.get("token", ""))
         if host is None:
             found = await server.consent(uri)
             if isinstance(found, str):
-                return _redirect(found)
+                return _redirect(request, found)
             problem = "That is not a valid host token. Copy it again from your console."
             return _consent_page(request, found, problem=problem, status=401)
-        return _redirect(await server.approve(uri, host))
+        return _redirect(request, await server.approve(uri, host))
     except OAuthRefused as exc:
         return _refused(exc)
 
@@ -330,6 +335,7 @@ async def metadata(request: Request) -> Response:
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "refresh_token"],
             "code_challenge_methods_supported": ["S256"],
+            "authorization_response_iss_parameter_supported": True,
             "token_endpoint_auth_methods_supported": auth_methods,
             "revocation_endpoint_auth_methods_supported": auth_methods,
         },

@@ -19,6 +19,7 @@ from starlette.requests import Request
 
 from server.access.oauth import AuthorizationServer
 from server.meetings.connections import Connections
+from server.meetings.connections import key as connection_key
 from server.storage import scripts
 from server.storage.batcher import Batcher
 from server.storage.oauth import OAuthStore, code_key
@@ -83,6 +84,7 @@ def test_metadata_says_what_the_server_does(foyer: FoyerProcess) -> None:
     assert doc["token_endpoint"] == f"{foyer.http_url}/oauth/token"
     assert doc["revocation_endpoint"] == f"{foyer.http_url}/oauth/revoke"
     assert doc["code_challenge_methods_supported"] == ["S256"]
+    assert doc["authorization_response_iss_parameter_supported"] is True
     assert doc["scopes_supported"] == ["meetings:write"]
 
 
@@ -131,6 +133,7 @@ def test_a_host_connects_with_pkce_and_gets_a_bearer_token(
     assert location.startswith(REDIRECT + "?")
     params = query_of(location)
     assert params["state"] == app.state and params["code"]
+    assert params["iss"] == app.foyer.http_url  # RFC 9207
     # Short-lived: the code lives 60 s at most.
     assert 0 < sync_redis.pttl(code_key(params["code"])) <= 60_000
     assert connection(sync_redis, app.workspace, host["id"]) is None  # not before the exchange
@@ -358,6 +361,17 @@ def test_a_reconnect_replaces_the_grant(
     assert host_behind(redis_url, first["access_token"]) is None
     assert host_behind(redis_url, second["access_token"]) == host["id"]
     assert (connection(sync_redis, app.workspace, host["id"]) or [None])[0] == "foyer"
+
+
+def test_a_token_ends_with_its_connection(
+    app: App, host: dict[str, Any], redis_url: str, sync_redis: redis.Redis
+) -> None:
+    """The connection deleted (or replaced) by another path, say the
+    meetings API's DELETE: the token no longer acts for the host."""
+    token = app.exchange(code_for(app, host["token"])).json()["access_token"]
+    assert host_behind(redis_url, token) == host["id"]
+    sync_redis.delete(connection_key(app.workspace, host["id"]))
+    assert host_behind(redis_url, token) is None
 
 
 def test_revoke_for_and_a_removed_client_end_the_tokens(
