@@ -14,9 +14,24 @@ from server.access.tokens import Tokens
 from server.hosts.directory import Directory
 from server.hosts.settings import HostSettings
 from server.lobby.waiting_room import WaitingRoom
+from server.meetings.bookings import Bookings
+from server.meetings.connections import Connections
+from server.meetings.feed import CalendarFeeds
+from server.meetings.planned import PlannedMeetings
 from server.metrics import Metrics
 from server.storage.hosts import HostStore
 from server.storage.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingsContext:
+    """Dedicated meetings, connections, bookings and calendar feeds."""
+
+    meetings: PlannedMeetings
+    bookings: Bookings
+    connections: Connections
+    feeds: CalendarFeeds
+    providers: frozenset[str]  # the connection providers this deployment can serve
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +52,7 @@ class WebContext:
     link_info_limit: int = 0  # GET /api/links/{slug} per client address per minute
     metrics_token: str | None = None
     oauth: AuthorizationServer | None = None  # connecting an account (server.web.oauth)
+    planned: MeetingsContext | None = None  # None: the meetings API answers 404
 
 
 def web(request: Request) -> WebContext:

@@ -15,20 +15,25 @@ from protocol.errors import (
     ApiUnauthorized,
     BadMessage,
     BadRequest,
+    BookingCancelled,
     FoyerError,
     HostExists,
+    IdempotencyKeyReused,
     InvalidBody,
     InvalidSlug,
     Locked,
     NotInMeeting,
     OAuthRefused,
+    ProviderFailed,
     RateLimited,
     SlugTaken,
     StoreUnavailable,
+    UnknownBooking,
     UnknownClient,
     UnknownGuest,
     UnknownHost,
     UnknownLink,
+    UnknownMeeting,
 )
 
 log = logging.getLogger("foyer.web")
@@ -52,6 +57,11 @@ HTTP_ERRORS: dict[type[Exception], tuple[int, str]] = {
     Locked: (423, "locked"),
     UnknownClient: (404, "not_found"),
     OAuthRefused: (400, "invalid_request"),
+    UnknownMeeting: (404, "unknown_meeting"),
+    UnknownBooking: (404, "unknown_booking"),
+    BookingCancelled: (409, "booking_cancelled"),
+    IdempotencyKeyReused: (422, "idempotency_key_reused"),
+    ProviderFailed: (502, "provider_failed"),
 }
 _STARLETTE = {
     404: ("not_found", "no such resource"),
