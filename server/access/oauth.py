@@ -500,7 +500,7 @@ class AuthorizationServer:
                 facts.code, used = await self.store.code(form["code"])
                 facts.code_used = used
             if form.get("refresh_token"):
-                facts.token = await self.store.token(form["refresh_token"])
+                facts.token = await self._connected(await self.store.token(form["refresh_token"]))
         effects = Effects()
         try:
             out_headers, out_body, status = OAuthCore(
@@ -550,6 +550,13 @@ class AuthorizationServer:
         if effects.redeem is not None:  # a new grant: the host is connected (again)
             await self.connections.connect(client.workspace, effects.host, PROVIDER, effects.host)
         return Answer(200, {**JSON_HEADERS, **dict(out_headers)}, str(out_body))
+
+    async def _connected(self, found: TokenGrant | None) -> TokenGrant | None:
+        """``found`` if the connection its grant made still stands."""
+        if found is None:
+            return None
+        connection = await self.connections.get(found.workspace, found.host)
+        return found if connection is not None and connection.provider == PROVIDER else None
 
     async def _revoke_grant(self, grant: str, workspace: str, host: str) -> None:
         if await self.store.revoke_for(workspace, host, grant):
@@ -603,10 +610,7 @@ class AuthorizationServer:
         found = await self.store.token(token)
         if found is None or found.kind != "access" or SCOPE not in found.scope.split():
             return None
-        client, connection = await asyncio.gather(
-            self.store.client(found.client_id),
-            self.connections.get(found.workspace, found.host),
+        client, connected = await asyncio.gather(
+            self.store.client(found.client_id), self._connected(found)
         )
-        if client is None or connection is None or connection.provider != PROVIDER:
-            return None
-        return found
+        return connected if client is not None else None

@@ -368,10 +368,14 @@ def test_a_token_ends_with_its_connection(
 ) -> None:
     """The connection deleted (or replaced) by another path, say the
     meetings API's DELETE: the token no longer acts for the host."""
-    token = app.exchange(code_for(app, host["token"])).json()["access_token"]
-    assert host_behind(redis_url, token) == host["id"]
+    token = app.exchange(code_for(app, host["token"])).json()
+    assert host_behind(redis_url, token["access_token"]) == host["id"]
     sync_redis.delete(connection_key(app.workspace, host["id"]))
-    assert host_behind(redis_url, token) is None
+    assert host_behind(redis_url, token["access_token"]) is None
+    refresh = app.post(
+        "/oauth/token", {"grant_type": "refresh_token", "refresh_token": token["refresh_token"]}
+    )
+    assert refresh.status_code == 400 and refresh.json()["error"] == "invalid_grant"
 
 
 def test_revoke_for_and_a_removed_client_end_the_tokens(
