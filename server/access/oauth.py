@@ -44,6 +44,13 @@ from oauthlib.oauth2 import (
     RevocationEndpoint,
     TokenEndpoint,
 )
+from oauthlib.oauth2.rfc6749.errors import (
+    InvalidClientIdError,
+    InvalidRedirectURIError,
+    MismatchingRedirectURIError,
+    MissingClientIdError,
+    MissingRedirectURIError,
+)
 from oauthlib.oauth2.rfc6749.grant_types.authorization_code import code_challenge_method_s256
 
 from protocol.errors import OAuthRefused
@@ -121,6 +128,17 @@ def client_credentials(
             return None, None
         return unquote_plus(client_id), unquote_plus(secret)
     return form.get("client_id"), form.get("client_secret")
+
+
+def _refusal(exc: Exception) -> OAuthRefused:
+    """A request that may not go back to the client, told to the host plainly."""
+    if isinstance(exc, MissingClientIdError | InvalidClientIdError):
+        return OAuthRefused("the app is not registered with this Foyer")
+    if isinstance(exc, MissingRedirectURIError | InvalidRedirectURIError):
+        return OAuthRefused("the app did not say where to send you back")
+    if isinstance(exc, MismatchingRedirectURIError):
+        return OAuthRefused("the app asked to send you back to an address it never registered")
+    return OAuthRefused("the request is malformed (a parameter is repeated or unreadable)")
 
 
 def _form(body: str) -> dict[str, str]:
@@ -415,7 +433,7 @@ class AuthorizationServer:
         try:
             scopes, info = core.validate_authorization_request(uri)
         except FatalClientError as exc:
-            raise OAuthRefused(exc.description or exc.error) from None
+            raise _refusal(exc) from None
         except OAuth2Error as exc:
             return str(exc.in_uri(exc.redirect_uri))
         except ValueError:
@@ -468,7 +486,7 @@ class AuthorizationServer:
                 uri, scopes=[SCOPE], credentials={"user": host}
             )
         except FatalClientError as exc:
-            raise OAuthRefused(exc.description or exc.error) from None
+            raise _refusal(exc) from None
         except ValueError:
             raise OAuthRefused("the request could not be read") from None
         if effects.code is not None:

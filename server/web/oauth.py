@@ -153,7 +153,8 @@ def _page(title: str, lead: str, *, state: str, form: str = "", status: int = 20
 
 
 def _refused(exc: OAuthRefused) -> HTMLResponse:
-    lead = f"This sign-in request cannot go on: {html.escape(str(exc))}."
+    why = html.escape(str(exc).rstrip("."))
+    lead = f"This sign-in request cannot go on: {why}. Nothing was shared with the app."
     return _page("Cannot connect", lead, state="refused", status=400)
 
 
@@ -168,18 +169,17 @@ def _consent_page(
     app = html.escape(consent.client.name)
     workspace = html.escape(consent.client.workspace)
     back = html.escape(_origin(consent.redirect_uri))
-    alert = (
-        f'<p class="error" id="problem" role="alert">{html.escape(problem)}</p>' if problem else ""
-    )
+    alert = f'<p class="field-error" id="problem" role="alert">{html.escape(problem)}</p>'
     form = (
-        f'<form method="post" action="/oauth/authorize" id="consent">{alert}'
+        '<form method="post" action="/oauth/authorize" id="consent">'
         f'<input type="hidden" name="form" value="{html.escape(consent.form, quote=True)}">'
-        '<label for="token">Your host token</label>'
+        '<div class="field"><label for="token">Your host token</label>'
         '<input id="token" name="token" type="password" autocomplete="off" spellcheck="false">'
+        f"{alert if problem else ''}"
         '<p class="hint">The token your Foyer console signs in with. '
-        "It stays on this page: the app never sees it.</p>"
-        '<button id="allow" type="submit" name="decision" value="allow" class="primary">'
-        "Allow</button> "
+        "It stays here: the app never sees it.</p></div>"
+        '<div class="field"><button id="allow" type="submit" name="decision" value="allow" '
+        'class="primary">Allow</button></div>'
         '<button id="deny" type="submit" name="decision" value="deny">Deny</button>'
         "</form>"
     )

@@ -123,6 +123,7 @@ def test_an_unregistered_redirect_uri_shows_an_error_page(
     page.goto(app.authorize_url(redirect_uri=evil))
     expect(page.locator("#heading")).to_have_text("Cannot connect")
     expect(page.locator("#app")).to_have_attribute("data-state", "refused")
+    expect(page.locator("#lead")).to_contain_text("an address it never registered")
     screenshot(page, "oauth-refused")
     assert receiver.hits == [] and page.url.startswith(app.foyer.http_url)
 

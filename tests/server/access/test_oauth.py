@@ -243,14 +243,15 @@ def test_deny_sends_access_denied(app: App, host: dict[str, Any], sync_redis: re
 
 
 def test_an_unregistered_redirect_uri_gets_a_page_not_a_redirect(app: App) -> None:
-    for url in (
-        app.authorize_url(redirect_uri="http://127.0.0.1:9/evil"),
-        app.authorize_url(client_id="fc_nobody"),
-        app.authorize_url(client_id=None),
+    for url, why in (
+        (app.authorize_url(redirect_uri="http://127.0.0.1:9/evil"), "never registered"),
+        (app.authorize_url(client_id="fc_nobody"), "not registered"),
+        (app.authorize_url(client_id=None), "not registered"),
+        (app.authorize_url() + "&state=again", "repeated"),
     ):
         page = httpx.get(url, timeout=10)
         assert page.status_code == 400 and "location" not in page.headers
-        assert 'data-state="refused"' in page.text
+        assert 'data-state="refused"' in page.text and why in page.text
 
 
 @pytest.mark.parametrize(
