@@ -54,7 +54,14 @@ from oauthlib.oauth2.rfc6749.errors import (
 from oauthlib.oauth2.rfc6749.grant_types.authorization_code import code_challenge_method_s256
 
 from protocol.errors import OAuthRefused
-from server.storage.oauth import CodeGrant, OAuthClient, OAuthStore, TokenGrant, digest
+from server.storage.oauth import (
+    CodeGrant,
+    OAuthClient,
+    OAuthStore,
+    Redeemed,
+    TokenGrant,
+    digest,
+)
 from server.storage.values import now_ms
 
 log = logging.getLogger("foyer.oauth")
@@ -79,12 +86,15 @@ class Provided(Protocol):
     @property
     def provider(self) -> str: ...
 
+    @property
+    def connected_ms(self) -> int: ...
+
 
 class Connector(Protocol):
     """The connections of ``server.meetings.connections`` (wired by the Node):
     access may not import meetings, so it names what it calls."""
 
-    async def connect(self, workspace: str, user: str, provider: str, account: str) -> object: ...
+    async def connect(self, workspace: str, user: str, provider: str, account: str) -> Provided: ...
 
     async def get(self, workspace: str, user: str) -> Provided | None: ...
 
@@ -154,7 +164,7 @@ class Facts:
 
     client: OAuthClient | None = None
     code: CodeGrant | None = None
-    code_used: tuple[str, str, str] | None = None  # grant, workspace, host
+    code_used: Redeemed | None = None
     token: TokenGrant | None = None  # the refresh token presented, or the token to revoke
 
 
@@ -168,7 +178,7 @@ class Effects:
     token: dict[str, Any] = field(default_factory=dict)
     host: str | None = None
     scope: str = SCOPE
-    reused: tuple[str, str, str] | None = None  # a code used twice: revoke its grant
+    reused: Redeemed | None = None  # a code used twice: revoke its grant
     revoke: str | None = None  # RFC 7009
 
 
@@ -267,8 +277,10 @@ class Validator(RequestValidator):  # type: ignore[misc]
     def validate_code(
         self, client_id: str, code: str, client: Any, request: Any, *args: Any, **kw: Any
     ) -> bool:
-        if self.facts.code_used is not None:
-            self.effects.reused = self.facts.code_used
+        used = self.facts.code_used
+        if used is not None:
+            if used.client_id == client_id:  # only its own client can end the grant
+                self.effects.reused = used
             return False
         grant = self.facts.code
         if grant is None or grant.client_id != client_id or grant.expires_ms <= now_ms():
@@ -527,22 +539,25 @@ class AuthorizationServer:
         except ValueError:
             return _error("the request could not be read")
         if effects.reused is not None:
-            await self._revoke_grant(*effects.reused)
+            await self._revoke(effects.reused)
         if status != 200:
             return Answer(int(status), {**JSON_HEADERS, **dict(out_headers)}, str(out_body))
         assert facts.client is not None and effects.host is not None
-        client = facts.client
+        client, host = facts.client, effects.host
         if effects.redeem is not None:
             grant = secrets.token_urlsafe(12)
-            first = await self.store.redeem_code(
-                effects.redeem, grant, client.workspace, effects.host
-            )
+            mark = Redeemed(grant, client.workspace, host, client.client_id)
+            first = await self.store.redeem_code(effects.redeem, mark)
             if first is not None:
                 # Another exchange of this code won a moment ago: neither keeps tokens.
-                await self._revoke_grant(*first)
+                await self._revoke(first)
                 return _error("the code was already used", error="invalid_grant")
+            # A new grant: the host is connected (again), and the tokens are bound
+            # to this connection.
+            made = await self.connections.connect(client.workspace, host, PROVIDER, host)
+            connected_ms = made.connected_ms
         elif effects.refresh is not None and facts.token is not None:
-            grant = facts.token.grant
+            grant, connected_ms = facts.token.grant, facts.token.connected_ms
             if not await self.store.spend(effects.refresh):
                 return _error("the refresh token was already used", error="invalid_grant")
         else:
@@ -557,24 +572,29 @@ class AuthorizationServer:
                     kind,
                     client.client_id,
                     client.workspace,
-                    effects.host,
+                    host,
                     effects.scope,
                     grant,
                     now + ttl * 1000,
+                    connected_ms,
                 )
                 for value, (kind, ttl) in issued.items()
             }
         )
-        if effects.redeem is not None:  # a new grant: the host is connected (again)
-            await self.connections.connect(client.workspace, effects.host, PROVIDER, effects.host)
         return Answer(200, {**JSON_HEADERS, **dict(out_headers)}, str(out_body))
 
     async def _connected(self, found: TokenGrant | None) -> TokenGrant | None:
-        """``found`` if the connection its grant made still stands."""
+        """``found`` if the connection its grant made still stands: not
+        deleted, nor replaced (by a reconnect or another provider)."""
         if found is None:
             return None
-        connection = await self.connections.get(found.workspace, found.host)
-        return found if connection is not None and connection.provider == PROVIDER else None
+        now = await self.connections.get(found.workspace, found.host)
+        if now is None or now.provider != PROVIDER or now.connected_ms != found.connected_ms:
+            return None
+        return found
+
+    async def _revoke(self, redeemed: Redeemed) -> None:
+        await self._revoke_grant(redeemed.grant, redeemed.workspace, redeemed.host)
 
     async def _revoke_grant(self, grant: str, workspace: str, host: str) -> None:
         if await self.store.revoke_for(workspace, host, grant):

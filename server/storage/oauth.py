@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
 from server.storage import keys
@@ -90,17 +90,25 @@ class TokenGrant:
     scope: str
     grant: str  # the id of the exchange that issued it (and its refreshes)
     expires_ms: int
+    connected_ms: int  # the connection it made: a newer one (or none) ends it
 
     @property
     def live(self) -> bool:
         return self.expires_ms > now_ms()
 
 
-def _used(raw: bytes | None) -> tuple[str, str, str] | None:
-    if raw is None:
-        return None
-    grant, workspace, host = unpack(raw)
-    return str(grant), str(workspace), str(host)
+@dataclass(frozen=True, slots=True)
+class Redeemed:
+    """The exchange that used a code: the grant it made, for whom, by whom."""
+
+    grant: str
+    workspace: str
+    host: str
+    client_id: str
+
+
+def _redeemed(raw: bytes | None) -> Redeemed | None:
+    return None if raw is None else Redeemed(*unpack(raw))
 
 
 class OAuthStore:
@@ -151,9 +159,9 @@ class OAuthStore:
         )
         await self.batch.call("SET", code_key(code), value, "PX", ttl_ms)
 
-    async def code(self, code: str) -> tuple[CodeGrant | None, tuple[str, str, str] | None]:
+    async def code(self, code: str) -> tuple[CodeGrant | None, Redeemed | None]:
         """The code's grant (``None`` once it expired) and, if it was
-        exchanged already, what that exchange made: (grant, workspace, host)."""
+        exchanged already, what that exchange made."""
         raw, used = await asyncio.gather(
             self.batch.call("GET", code_key(code)), self.batch.call("GET", code_used_key(code))
         )
@@ -169,20 +177,18 @@ class OAuthStore:
                 str(method),
                 int(expires_ms),
             )
-        return found, _used(used)
+        return found, _redeemed(used)
 
-    async def redeem_code(
-        self, code: str, grant: str, workspace: str, host: str
-    ) -> tuple[str, str, str] | None:
-        """Mark the code used by ``grant``: None if this exchange won, else
-        what the exchange that won first made (one atomic ``SET NX``)."""
-        mark = pack([grant, workspace, host])
+    async def redeem_code(self, code: str, redeemed: Redeemed) -> Redeemed | None:
+        """Mark the code used: None if this exchange won, else what the
+        exchange that won first made (one atomic ``SET NX``)."""
+        mark = pack(list(astuple(redeemed)))
         key = code_used_key(code)
         won = await self.batch.call("SET", key, mark, "NX", "PX", USED_TTL_MS, replayable=False)
         if won:
             self.batch.fire("DEL", code_key(code))
             return None
-        return _used(await self.batch.call("GET", key)) or ("", workspace, host)
+        return _redeemed(await self.batch.call("GET", key)) or redeemed
 
     # -- tokens
 
@@ -190,16 +196,7 @@ class OAuthStore:
         raw = await self.batch.call("GET", token_key(digest(token)))
         if raw is None:
             return None
-        kind, client_id, workspace, host, scope, grant, expires_ms = unpack(raw)
-        found = TokenGrant(
-            str(kind),
-            str(client_id),
-            str(workspace),
-            str(host),
-            str(scope),
-            str(grant),
-            int(expires_ms),
-        )
+        found = TokenGrant(*unpack(raw))
         return found if found.live else None
 
     async def spend(self, token: str) -> bool:
@@ -216,17 +213,7 @@ class OAuthStore:
         hashed = [digest(t) for t in tokens]
         calls: list[Any] = []
         for h, grant in zip(hashed, tokens.values(), strict=True):
-            value = pack(
-                [
-                    grant.kind,
-                    grant.client_id,
-                    grant.workspace,
-                    grant.host,
-                    grant.scope,
-                    grant.grant,
-                    grant.expires_ms,
-                ]
-            )
+            value = pack(list(astuple(grant)))
             calls.append(
                 self.batch.call("SET", token_key(h), value, "PX", grant.expires_ms - now_ms())
             )

@@ -29,6 +29,7 @@ from protocol.errors import (
     Unauthorized,
     UnknownClient,
 )
+from protocol.messages import HOST_ID_RE
 from server.access.oauth import (
     CONSENT_TTL_S,
     MAX_REDIRECT_URIS,
@@ -51,7 +52,7 @@ PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 class OAuthClientCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     workspace: str = Field(
-        min_length=1, max_length=200, pattern=PRINTABLE, description="the integrator's workspace"
+        pattern=HOST_ID_RE.pattern, description="the integrator's workspace (as in its API paths)"
     )
     name: str = Field(
         min_length=1, max_length=100, pattern=PRINTABLE, description="shown on the consent page"
@@ -103,9 +104,8 @@ async def create_client(request: Request) -> Response:
         body = OAuthClientCreate.model_validate(data)
     except ValidationError as exc:
         raise InvalidBody(validation_message(exc)) from None
-    for field, value in (("workspace", body.workspace), ("name", body.name)):
-        if not value.strip():
-            raise InvalidBody(f"{field}: must not be blank")
+    if not body.name.strip():
+        raise InvalidBody("name: must not be blank")
     for index, uri in enumerate(body.redirect_uris):
         problem = redirect_uri_problem(uri)
         if problem is not None:

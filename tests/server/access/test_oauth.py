@@ -379,6 +379,25 @@ def test_a_token_ends_with_its_connection(
     assert refresh.status_code == 400 and refresh.json()["error"] == "invalid_grant"
 
 
+def test_a_token_ends_when_the_connection_is_replaced(
+    app: App, host: dict[str, Any], redis_url: str
+) -> None:
+    """Replaced through the meetings API, even by a ``foyer`` connection
+    again: the token was bound to the connection its grant made."""
+    token = app.exchange(code_for(app, host["token"])).json()
+    path = f"/api/workspaces/{app.workspace}/users/{host['id']}/connection"
+    with app.foyer.api() as api:
+        shown = api.get(path).json()
+        assert shown["provider"] == "foyer"
+        put = api.put(path, json={"provider": "foyer", "account": host["id"]})
+        assert put.status_code == 200, put.text
+    assert host_behind(redis_url, token["access_token"]) is None
+    refresh = app.post(
+        "/oauth/token", {"grant_type": "refresh_token", "refresh_token": token["refresh_token"]}
+    )
+    assert refresh.json()["error"] == "invalid_grant"
+
+
 def test_revoke_for_and_a_removed_client_end_the_tokens(
     foyer: FoyerProcess, app: App, host: dict[str, Any], redis_url: str
 ) -> None:

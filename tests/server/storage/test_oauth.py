@@ -6,7 +6,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-from server.storage.oauth import CodeGrant, OAuthClient, OAuthStore, TokenGrant, digest
+from server.storage.oauth import (
+    CodeGrant,
+    OAuthClient,
+    OAuthStore,
+    Redeemed,
+    TokenGrant,
+    digest,
+)
 from server.storage.values import now_ms
 from tests.server.storage.conftest import Stores
 
@@ -20,15 +27,13 @@ async def test_exactly_one_exchange_redeems_a_code(stores: Stores) -> None:
     store = OAuthStore(stores.store.batch)
     code = secrets.token_urlsafe(16)
     await store.save_code(code, _code_grant("h-race"))
-    grants = [f"g{i}" for i in range(8)]
-    results = await asyncio.gather(
-        *(store.redeem_code(code, g, "ws", "h-race") for g in grants)  # one pipeline
-    )
-    winners = [g for g, lost in zip(grants, results, strict=True) if lost is None]
+    marks = [Redeemed(f"g{i}", "ws", "h-race", "fc_x") for i in range(8)]
+    results = await asyncio.gather(*(store.redeem_code(code, m) for m in marks))  # one pipeline
+    winners = [m for m, lost in zip(marks, results, strict=True) if lost is None]
     assert len(winners) == 1
-    assert {lost for lost in results if lost is not None} == {(winners[0], "ws", "h-race")}
+    assert {lost for lost in results if lost is not None} == {winners[0]}
     found, used = await store.code(code)
-    assert found is None and used == (winners[0], "ws", "h-race")
+    assert found is None and used == winners[0]
 
 
 async def test_no_secret_is_stored_in_the_clear(stores: Stores) -> None:
@@ -39,7 +44,7 @@ async def test_no_secret_is_stored_in_the_clear(stores: Stores) -> None:
     await store.save_client(client)
     await store.save_code(code, _code_grant("h-clear"))
     grant = TokenGrant("access", client.client_id, "ws", "h-clear", "meetings:write", "g",
-                       now_ms() + 60_000)  # fmt: skip
+                       now_ms() + 60_000, now_ms())  # fmt: skip
     await store.issue({token: grant})
     assert await store.token(token) == grant
     dump = b"".join(
