@@ -24,6 +24,7 @@ import binascii
 import hmac
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -75,6 +76,7 @@ REFRESH_TTL_S = 30 * 24 * 3600
 CONSENT_TTL_S = 10 * 60  # how long a consent page may stay open before its form is refused
 MAX_REDIRECT_URIS = 10
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+NETLOC = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 JSON_HEADERS = {
     "Content-Type": "application/json",
     "Cache-Control": "no-store",
@@ -114,6 +116,8 @@ def redirect_uri_problem(uri: str) -> str | None:
         return "must be an absolute http(s) URL"
     if parts.fragment or "#" in uri:
         return "must not have a fragment"
+    if not NETLOC.fullmatch(parts.netloc):  # no user info; it goes into a CSP header as is
+        return "must name a plain host (and port)"
     if parts.scheme == "http" and host not in LOOPBACK:
         return "must use https (http only on a loopback address)"
     if any(ord(c) <= 32 or c in "\"'<>\\`" for c in uri):

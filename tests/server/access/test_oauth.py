@@ -111,6 +111,8 @@ def test_clients_are_registered_read_and_removed_with_the_api_key(foyer: FoyerPr
         ("https://app.example.com/cb#frag", "fragment"),
         ("/cb", "absolute"),
         ("javascript:alert(1)", "absolute"),
+        ("https://user@app.example.com/cb", "plain host"),
+        ("https://app.example.com;script-src/cb", "plain host"),
     ],
 )
 def test_a_redirect_uri_must_be_safe(foyer: FoyerProcess, uri: str, why: str) -> None:
