@@ -21,6 +21,8 @@
     ├── BadRequest               an HTTP body that is not JSON (HTTP 400)
     │   └── InvalidCalendar      not iCalendar, too big, or a bad calendar event
     ├── InvalidBody              an HTTP body that breaks its schema (HTTP 422)
+    │   └── RefusedWebhookTarget a webhook URL Foyer will not call (HTTP 422)
+    ├── UnknownWebhook           no such webhook endpoint or delivery (HTTP 404)
     ├── ApiUnauthorized          missing or wrong API key (HTTP 401)
     ├── StoreUnavailable         Redis does not answer (HTTP 503)
     ├── UnknownMeeting           no such meeting (HTTP 404)
@@ -185,6 +187,15 @@ class InvalidCalendar(BadRequest):
 
 class InvalidBody(FoyerError):
     """An HTTP request body that breaks its schema; the message names the field."""
+
+
+class RefusedWebhookTarget(InvalidBody):
+    """A webhook URL that is not http(s), or resolves to a private address
+    that is not allow-listed (server-side request forgery)."""
+
+
+class UnknownWebhook(FoyerError):
+    """No webhook endpoint (or no delivery of it) has this id."""
 
 
 class ApiUnauthorized(FoyerError):

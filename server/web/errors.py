@@ -26,6 +26,7 @@ from protocol.errors import (
     NotInMeeting,
     ProviderFailed,
     RateLimited,
+    RefusedWebhookTarget,
     SlugTaken,
     StoreUnavailable,
     UnknownBooking,
@@ -33,6 +34,7 @@ from protocol.errors import (
     UnknownHost,
     UnknownLink,
     UnknownMeeting,
+    UnknownWebhook,
 )
 
 log = logging.getLogger("foyer.web")
@@ -47,6 +49,8 @@ HTTP_ERRORS: dict[type[Exception], tuple[int, str]] = {
     SlugTaken: (409, "slug_taken"),
     InvalidSlug: (422, "invalid_slug"),
     InvalidBody: (422, "invalid"),
+    RefusedWebhookTarget: (422, "refused_target"),
+    UnknownWebhook: (404, "not_found"),
     BadMessage: (422, "invalid"),
     RateLimited: (429, "rate_limited"),
     StoreUnavailable: (503, "unavailable"),

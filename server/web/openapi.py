@@ -24,6 +24,7 @@ from server.web.api import (
     TokenRequest,
 )
 from server.web.meetings_api import BookingCreate, BookingPatch, ConnectionPut, MeetingCreate
+from server.web.webhooks_api import SecretRotation, WebhookCreate
 
 BODIES: dict[str, type[BaseModel]] = {
     "HostCreate": HostCreate,
@@ -37,6 +38,8 @@ BODIES: dict[str, type[BaseModel]] = {
     "ConnectionPut": ConnectionPut,
     "BookingCreate": BookingCreate,
     "BookingPatch": BookingPatch,
+    "WebhookCreate": WebhookCreate,
+    "SecretRotation": SecretRotation,
 }
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -102,6 +105,102 @@ def _op(
 
 
 HOST_VIEW = {"$ref": "#/components/schemas/Host"}
+ENDPOINT = {"name": "endpoint", "in": "path", "required": True, "schema": {"type": "string"}}
+MESSAGE = {"name": "message", "in": "path", "required": True, "schema": {"type": "string"}}
+WEBHOOK_VIEW = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "url": {"type": "string"},
+        "events": {"type": "array", "items": {"type": "string"}},
+        "hosts": {"type": "array", "items": {"type": "string"}},
+        "description": {"type": "string"},
+        "created_at": {"type": "integer"},
+        "enabled": {"type": "boolean"},
+        "disabled_reason": {"type": ["string", "null"]},
+        "deployment": {"type": "boolean"},
+        "secrets_signing": {"type": "integer"},
+        "secret": {"type": "string", "description": "only when created or rotated"},
+    },
+}
+
+
+def _webhook_paths() -> dict[str, Any]:
+    """``/api/webhooks``: registered endpoints (server/web/webhooks_api.py)."""
+    listing = {
+        "type": "object",
+        "properties": {"webhooks": {"type": "array", "items": WEBHOOK_VIEW}},
+    }
+    log = {
+        "type": "object",
+        "properties": {
+            "attempts": {"type": "array", "items": {"type": "object"}},
+            "dead": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+    queued = {
+        "type": "object",
+        "properties": {"status": {"type": "string"}, "id": {"type": "string"}},
+    }
+    return {
+        "/api/webhooks": {
+            "post": _op(
+                "Register a webhook endpoint (its secret is in the answer)",
+                (201, WEBHOOK_VIEW, "registered"),
+                body="WebhookCreate",
+                errors=(400, 401, 422),
+            ),
+            "get": _op("Every webhook endpoint", (200, listing, "the endpoints"), errors=(401,)),
+        },
+        "/api/webhooks/{endpoint}": {
+            "get": _op(
+                "One webhook endpoint",
+                (200, WEBHOOK_VIEW, "the endpoint"),
+                errors=(401, 404),
+                params=[ENDPOINT],
+            ),
+            "delete": _op(
+                "Remove a registered endpoint",
+                (204, {"type": "null"}, "removed"),
+                errors=(401, 404, 422),
+                params=[ENDPOINT],
+            ),
+        },
+        "/api/webhooks/{endpoint}/rotate": {
+            "post": _op(
+                "A new secret; the old one keeps signing for the overlap",
+                (200, WEBHOOK_VIEW, "rotated (the new secret is in the answer)"),
+                body="SecretRotation",
+                body_required=False,
+                errors=(400, 401, 404, 422),
+                params=[ENDPOINT],
+            )
+        },
+        "/api/webhooks/{endpoint}/enable": {
+            "post": _op(
+                "Turn an endpoint on again after it answered 410",
+                (200, WEBHOOK_VIEW, "enabled"),
+                errors=(401, 404),
+                params=[ENDPOINT],
+            )
+        },
+        "/api/webhooks/{endpoint}/deliveries": {
+            "get": _op(
+                "The endpoint's latest attempts and its dead letters",
+                (200, log, "attempts (newest first) and dead letters"),
+                errors=(401, 404, 422),
+                params=[ENDPOINT, {**LIMIT, "schema": {"type": "integer", "maximum": 500}}],
+            )
+        },
+        "/api/webhooks/{endpoint}/deliveries/{message}/redeliver": {
+            "post": _op(
+                "Send one logged or dead-lettered event again, with its webhook-id",
+                (202, queued, "queued"),
+                errors=(401, 404),
+                params=[ENDPOINT, MESSAGE],
+            )
+        },
+    }
 
 
 @cache
@@ -272,6 +371,7 @@ def document() -> dict[str, Any]:
                 )
             },
             **meeting_paths(),
+            **_webhook_paths(),
         },
     }
 
