@@ -36,6 +36,7 @@ from server.storage.oauth import OAuthStore
 from server.storage.outbox import Outbox
 from server.storage.redis_client import is_cluster, open_redis
 from server.storage.store import Store
+from server.storage.webhooks import WebhookStore
 from server.tasks import cancel_and_wait
 from server.web.context import MeetingsContext, WebContext
 
@@ -66,6 +67,7 @@ class Node:
         )
         self.webhooks = Webhooks(
             Outbox(self.batch),
+            WebhookStore(self.batch),
             WebhookConfig(
                 url=settings.webhook_url,
                 secret=settings.webhook_secret,
@@ -77,6 +79,7 @@ class Node:
                 timeout_s=settings.webhook_timeout,
                 claim_s=settings.webhook_claim,
             ),
+            switch=self.store.write_outbox,
         )
         self.hosts = HostStore(self.batch, publish_command=publish)
         self.directory = Directory(self.hosts)
@@ -167,6 +170,7 @@ class Node:
             metrics=self.metrics,
             room=self.room,
             reply_links=self.reply_links,
+            webhooks=self.webhooks,
             metrics_token=settings.metrics_token,
             oauth=self.oauth,
             planned=MeetingsContext(
@@ -203,8 +207,8 @@ class Node:
         return providers
 
     async def start(self) -> None:
-        await self.webhooks.start()  # a refused endpoint stops start-up here
         await self.batch.start()
+        await self.webhooks.start()  # a refused endpoint stops start-up here
         await self.broker.start(self.room)
         every = self.settings.sweep_interval
         self._tasks = [
@@ -218,14 +222,12 @@ class Node:
             self._tasks.append(
                 asyncio.create_task(self._every(every, self.mailer.send_due), name="foyer-mail")
             )
-        if self.webhooks.enabled:
-            # Its own task: a slow receiver delays no sweep, email or knock.
-            poll = self.settings.webhook_poll
-            self._tasks.append(
-                asyncio.create_task(
-                    self._every(poll, self.webhooks.deliver_due), name="foyer-webhooks"
-                )
-            )
+        # Its own task: a slow receiver delays no sweep, email or knock. It runs
+        # with no endpoint too: one may be registered through the API at any time.
+        poll = self.settings.webhook_poll
+        self._tasks.append(
+            asyncio.create_task(self._every(poll, self.webhooks.deliver_due), name="foyer-webhooks")
+        )
 
     @property
     def draining(self) -> bool:

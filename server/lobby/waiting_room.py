@@ -378,9 +378,11 @@ class WaitingRoom:
                 session.holding = False
                 self._broker.release(session.host)
 
-    async def handle_host(self, host: str, message: Message) -> Message | None:
+    async def handle_host(self, host: str, message: Message, by: str = "") -> Message | None:
         """Apply one host frame (from a device, or the HTTP API); returns its
-        answer if it has one (else the caller acks it); an error raises."""
+        answer if it has one (else the caller acks it); an error raises.
+        ``by`` says who sent it ("device:<id>", "api", "email"): the
+        ``guest.resolved`` webhook tells the integrator which one answered."""
         match message:
             case Page(after=after, limit=limit, ref=ref):
                 size = min(limit or lobby.PAGE_GUESTS, lobby.PAGE_GUESTS)
@@ -393,15 +395,15 @@ class WaitingRoom:
             case Presence(state=state, meeting=meeting):
                 await self._store.set_presence(host, state, meeting)
             case Admit(guest=guest):
-                await self.reply(host, lobby.LobbyEvent.ADMIT, guest)
+                await self.reply(host, lobby.LobbyEvent.ADMIT, guest, by=by)
             case Merge(guest=guest):
-                await self.reply(host, lobby.LobbyEvent.MERGE, guest)
+                await self.reply(host, lobby.LobbyEvent.MERGE, guest, by=by)
             case NewMeeting(guest=guest, title=title):
-                await self.reply(host, lobby.LobbyEvent.NEW_MEETING, guest, title=title)
+                await self.reply(host, lobby.LobbyEvent.NEW_MEETING, guest, title=title, by=by)
             case Busy(guest=guest, message=text):
-                await self.reply(host, lobby.LobbyEvent.BUSY, guest, message=text)
+                await self.reply(host, lobby.LobbyEvent.BUSY, guest, message=text, by=by)
             case Deny(guest=guest, message=text, block=block):
-                await self.reply(host, lobby.LobbyEvent.DENY, guest, message=text)
+                await self.reply(host, lobby.LobbyEvent.DENY, guest, message=text, by=by)
                 if block:  # only once the deny has won
                     found = await self._store.guest_info(host, guest)
                     info = found[1] if found else {}
@@ -412,7 +414,7 @@ class WaitingRoom:
             case SendMessage(guest=guest, text=text):
                 await self._store.say(host, guest, text)
             case AdmitAll():
-                await self.admit_all(host)
+                await self.admit_all(host, by=by)
             case UpdateSettings(settings=patch):
                 await self._host_settings.update(host, patch)
             case _:
@@ -442,10 +444,11 @@ class WaitingRoom:
         *,
         title: str | None = None,
         message: str | None = None,
+        by: str = "",
     ) -> None:
         """Build the guest's outcome and apply the reply; exactly one wins."""
         with self._counted(event):
-            await self._apply_reply(host, event, guest, title, message)
+            await self._apply_reply(host, event, guest, title, message, by)
 
     async def _apply_reply(
         self,
@@ -454,6 +457,7 @@ class WaitingRoom:
         guest: str,
         title: str | None,
         message: str | None,
+        by: str,
     ) -> None:
         options = self._announced.get(host, {}).get(guest)
         if options is None:  # not announced here: read it (the script checks the state)
@@ -466,7 +470,7 @@ class WaitingRoom:
             options = info.get("options") or {}
         outcome, merge_id = await self._outcome(host, event, options, title, message)
         (step,) = await self._store.transition(
-            host, event, [(guest, pack(outcome.to_map()))], merge_id=merge_id
+            host, event, [(guest, pack(outcome.to_map()))], merge_id=merge_id, by=by
         )
         raise_for(step)
 
@@ -498,7 +502,7 @@ class WaitingRoom:
             mode=event.value, meeting=self._meetings.personal(record["room"], options)
         ), ""
 
-    async def admit_all(self, host: str) -> int:
+    async def admit_all(self, host: str, by: str = "") -> int:
         """Admit every guest waiting now, oldest first, in one atomic step: the
         script puts each guest's own options into the personal room's meeting."""
         record = await self._directory.record(host)
@@ -506,7 +510,7 @@ class WaitingRoom:
             mode=lobby.LobbyEvent.ADMIT.value, meeting=self._meetings.personal(record["room"], {})
         )
         steps = await self._store.transition_all(
-            host, lobby.LobbyEvent.ADMIT, template.to_map(), PER_GUEST_OPTIONS
+            host, lobby.LobbyEvent.ADMIT, template.to_map(), PER_GUEST_OPTIONS, by
         )
         return sum(1 for s in steps if s.ok)
 

@@ -20,6 +20,7 @@ calendar feed) is under the host's tag.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import secrets
@@ -166,6 +167,7 @@ class Bookings:
             check_idempotency_key(idempotency_key)
             earlier = await self._claimed(workspace, idempotency_key, fingerprint)
             if earlier is not None:
+                await self._list_for_host(earlier)  # in case the first call stopped before it
                 return earlier, False
             seed = f"{workspace}\n{idempotency_key}\n{fingerprint}"
             booking_id = "b" + hashlib.sha256(seed.encode()).hexdigest()[:20]
@@ -217,9 +219,14 @@ class Bookings:
             if found is None:
                 raise InternalError()
             return found, False
-        await self.batch.call("ZADD", _host_list_key(booking.host), 0, f"{workspace}\n{booking_id}")
+        await self._list_for_host(booking)
         await self.events.emit("booking.created", booking.view(""))
         return booking, True
+
+    async def _list_for_host(self, booking: Booking) -> None:
+        """The host's calendar feed lists it (another slot than the booking's)."""
+        member = f"{booking.workspace}\n{booking.id}"
+        await self.batch.call("ZADD", _host_list_key(booking.host), booking.created_ms, member)
 
     async def _claimed(
         self, workspace: str, idempotency_key: str, fingerprint: str
@@ -242,12 +249,11 @@ class Bookings:
 
     async def for_host(self, host: str, limit: int = 1000) -> list[Booking]:
         members = await self.batch.call("ZRANGE", _host_list_key(host), 0, limit - 1)
-        found: list[Booking] = []
+        reads = []
         for member in members or ():
             workspace, _, booking_id = text(member).partition("\n")
-            raw = await self.batch.call("GET", _booking_key(workspace, booking_id))
-            if raw:
-                found.append(_decode(raw))
+            reads.append(self.batch.call("GET", _booking_key(workspace, booking_id)))
+        found = [_decode(raw) for raw in await asyncio.gather(*reads) if raw]  # one pipeline
         return sorted(found, key=lambda b: b.starts_at)
 
     async def reschedule(

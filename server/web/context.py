@@ -19,6 +19,7 @@ from server.meetings.connections import Connections
 from server.meetings.feed import CalendarFeeds
 from server.meetings.planned import PlannedMeetings
 from server.metrics import Metrics
+from server.notify.webhooks import Webhooks
 from server.storage.hosts import HostStore
 from server.storage.store import Store
 
@@ -46,6 +47,7 @@ class WebContext:
     metrics: Metrics
     room: WaitingRoom  # replies over HTTP go through the same steps as a device's
     reply_links: ReplyLinks  # the away email's one-click links
+    webhooks: Webhooks  # the endpoints registered through the API
     # Why this process should get no traffic now (``/readyz``), or None.
     unready: Callable[[], Awaitable[str | None]]
     trusted_proxies: list[str] = field(default_factory=list)

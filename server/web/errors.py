@@ -15,6 +15,7 @@ from protocol.errors import (
     ApiUnauthorized,
     BadMessage,
     BadRequest,
+    BookedMeeting,
     BookingCancelled,
     FoyerError,
     HostExists,
@@ -26,6 +27,7 @@ from protocol.errors import (
     OAuthRefused,
     ProviderFailed,
     RateLimited,
+    RefusedWebhookTarget,
     SlugTaken,
     StoreUnavailable,
     UnknownBooking,
@@ -34,6 +36,7 @@ from protocol.errors import (
     UnknownHost,
     UnknownLink,
     UnknownMeeting,
+    UnknownWebhook,
 )
 
 log = logging.getLogger("foyer.web")
@@ -48,6 +51,8 @@ HTTP_ERRORS: dict[type[Exception], tuple[int, str]] = {
     SlugTaken: (409, "slug_taken"),
     InvalidSlug: (422, "invalid_slug"),
     InvalidBody: (422, "invalid"),
+    RefusedWebhookTarget: (422, "refused_target"),
+    UnknownWebhook: (404, "not_found"),
     BadMessage: (422, "invalid"),
     RateLimited: (429, "rate_limited"),
     StoreUnavailable: (503, "unavailable"),
@@ -60,6 +65,7 @@ HTTP_ERRORS: dict[type[Exception], tuple[int, str]] = {
     UnknownMeeting: (404, "unknown_meeting"),
     UnknownBooking: (404, "unknown_booking"),
     BookingCancelled: (409, "booking_cancelled"),
+    BookedMeeting: (409, "booked_meeting"),
     IdempotencyKeyReused: (422, "idempotency_key_reused"),
     ProviderFailed: (502, "provider_failed"),
 }

@@ -9,7 +9,9 @@ by its secret URL alone (a wrong or old secret answers 404).
 
 from __future__ import annotations
 
+import hashlib
 import html
+import json
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -18,13 +20,28 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from protocol.errors import InvalidBody, UnknownBooking, UnknownHost, UnknownMeeting
+from protocol.errors import (
+    BadRequest,
+    BookedMeeting,
+    InvalidBody,
+    InvalidCalendar,
+    UnknownBooking,
+    UnknownHost,
+    UnknownMeeting,
+)
 from protocol.messages import HOST_ID_RE
 from server.hosts.settings import EmailAddress
 from server.meetings.bookings import VIDEO, Booking, BookingRequest
+from server.meetings.calendar import (
+    DedicatedLink,
+    PersonalLinks,
+    PlannedEvent,
+    rewrite_event,
+    rewrite_ics,
+)
 from server.meetings.connections import PROVIDERS, Connection
 from server.meetings.invitation import feed, invitation
-from server.meetings.planned import Meeting, is_meeting_id
+from server.meetings.planned import Meeting, is_meeting_id, join_link
 from server.storage.hosts import HostRecord
 from server.web.api import _authorize, _authorize_host, _base_url, _body
 from server.web.context import MeetingsContext, web
@@ -131,6 +148,21 @@ async def get_meeting(request: Request) -> Response:
     meeting = await _planned(request).meetings.get(str(request.path_params["meeting"]))
     _authorize_host(request, meeting.host)
     return JSONResponse(meeting.view(_base_url(request)))
+
+
+async def cancel_meeting(request: Request) -> Response:
+    """``DELETE /api/meetings/{id}``: cancel it (its join link then says so);
+    a booking's meeting is cancelled with its booking instead."""
+    planned = _planned(request)
+    meeting = await planned.meetings.get(str(request.path_params["meeting"]))
+    _authorize_host(request, meeting.host)
+    if meeting.booking is not None:
+        raise BookedMeeting(
+            "this meeting belongs to a booking: cancel the booking "
+            f"(/api/workspaces/{meeting.booking.replace('/', '/bookings/')})"
+        )
+    cancelled = await planned.meetings.cancel(meeting)
+    return JSONResponse(cancelled.view(_base_url(request)))
 
 
 # ----------------------------------------------------------------- connections
@@ -271,6 +303,80 @@ async def calendar_feed(request: Request) -> Response:
     return Response(body, media_type=CALENDAR, headers={"Cache-Control": "no-store"})
 
 
+# ------------------------------------------------------------- calendar rewrite
+
+DEFAULT_MINUTES = 30
+
+
+def _event_times(event: PlannedEvent) -> tuple[int | None, int | None]:
+    """The meeting's times: none without a known start; a missing or
+    backwards end is the start plus the link's duration (else 30 minutes)."""
+    starts = _ms(event.starts_at)
+    if starts is None:
+        return None, None
+    ends = _ms(event.ends_at)
+    if ends is None or ends <= starts:
+        minutes = event.options.get("duration")
+        ends = starts + (minutes if isinstance(minutes, int) else DEFAULT_MINUTES) * 60_000
+    return starts, ends
+
+
+async def rewrite_calendar(request: Request) -> Response:
+    """``POST /api/calendar/rewrite?host=``: an ``.ics`` (``text/calendar``) or one
+    event as JSON (``host`` may be a field of it): each one-off event that holds
+    the host's personal link gets a dedicated meeting in its place, made once
+    per (host, event key) however often the event is sent (docs/meetings.md)."""
+    planned = _planned(request)
+    raw = await request.body()
+    is_ics = "text/calendar" in request.headers.get("content-type", "")
+    event: dict[str, Any] | None = None
+    if not is_ics:
+        try:
+            event = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest("the body must be text/calendar or a JSON event") from None
+        if not isinstance(event, dict):
+            raise InvalidCalendar("the event must be a JSON object")
+    host = request.query_params.get("host") or (event or {}).pop("host", None)
+    if not isinstance(host, str) or not HOST_ID_RE.match(host):
+        raise InvalidBody("host: the host id, as a query parameter (or a field of a JSON event)")
+    _authorize_host(request, host)
+    record = await _host(request, host)
+    base = _base_url(request)
+    bases = tuple(dict.fromkeys([base, str(request.base_url).rstrip("/")]))
+    links = PersonalLinks(bases=bases, slugs=(record["slug"],))
+
+    async def make(planned_event: PlannedEvent) -> DedicatedLink:
+        title = (planned_event.title or "").strip()[:200] or f"Meeting with {record['name']}"
+        starts, ends = _event_times(planned_event)
+        key = "cal:" + hashlib.sha256(planned_event.key.encode()).hexdigest()
+        meeting, _ = await planned.meetings.create(host, title, starts, ends, key=key)
+        return DedicatedLink(meeting.id, join_link(base, meeting.id))
+
+    if event is None:
+        result = await rewrite_ics(raw, links, make)
+        outcomes = [
+            {"uid": o.uid, "recurrence_id": o.recurrence_id, "action": o.action,
+             "meeting_id": o.meeting_id}
+            for o in result.events
+        ]  # fmt: skip
+        if "application/json" in request.headers.get("accept", ""):
+            return JSONResponse({"ics": result.ics.decode(errors="replace"), "events": outcomes})
+        return Response(result.ics, media_type=CALENDAR)
+    rewritten, outcome = await rewrite_event(event, links, make)
+    return JSONResponse(
+        {
+            "event": rewritten,
+            "outcome": {
+                "uid": outcome.uid,
+                "recurrence_id": outcome.recurrence_id,
+                "action": outcome.action,
+                "meeting_id": outcome.meeting_id,
+            },
+        }
+    )
+
+
 # ------------------------------------------------------------------- join link
 
 
@@ -309,6 +415,7 @@ async def join_page(request: Request) -> Response:
 routes: list[BaseRoute] = [
     Route("/api/meetings", create_meeting, methods=["POST"]),
     Route("/api/meetings/{meeting}", get_meeting, methods=["GET"]),
+    Route("/api/meetings/{meeting}", cancel_meeting, methods=["DELETE"]),
     Route(
         "/api/workspaces/{ws}/users/{user}/connection",
         put_connection,
@@ -332,5 +439,6 @@ routes: list[BaseRoute] = [
     Route("/api/workspaces/{ws}/bookings/{booking}", cancel_booking, methods=["DELETE"]),
     Route("/api/hosts/{host}/calendar-feed", rotate_feed, methods=["POST"]),
     Route("/api/hosts/{host}/calendar.ics", calendar_feed, methods=["GET"]),
+    Route("/api/calendar/rewrite", rewrite_calendar, methods=["POST"]),
     Route("/m/{meeting}", join_page, methods=["GET", "HEAD"]),
 ]

@@ -25,6 +25,7 @@ from server.web.api import (
 )
 from server.web.meetings_api import BookingCreate, BookingPatch, ConnectionPut, MeetingCreate
 from server.web.oauth import OAuthClientCreate
+from server.web.webhooks_api import SecretRotation, WebhookCreate
 
 BODIES: dict[str, type[BaseModel]] = {
     "HostCreate": HostCreate,
@@ -39,6 +40,8 @@ BODIES: dict[str, type[BaseModel]] = {
     "ConnectionPut": ConnectionPut,
     "BookingCreate": BookingCreate,
     "BookingPatch": BookingPatch,
+    "WebhookCreate": WebhookCreate,
+    "SecretRotation": SecretRotation,
 }
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -133,6 +136,24 @@ OAUTH_TOKEN = {
         "scope": {"type": "string"},
     },
 }
+ENDPOINT = {"name": "endpoint", "in": "path", "required": True, "schema": {"type": "string"}}
+MESSAGE = {"name": "message", "in": "path", "required": True, "schema": {"type": "string"}}
+WEBHOOK_VIEW = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "url": {"type": "string"},
+        "events": {"type": "array", "items": {"type": "string"}},
+        "hosts": {"type": "array", "items": {"type": "string"}},
+        "description": {"type": "string"},
+        "created_at": {"type": "integer"},
+        "enabled": {"type": "boolean"},
+        "disabled_reason": {"type": ["string", "null"]},
+        "deployment": {"type": "boolean"},
+        "secrets_signing": {"type": "integer"},
+        "secret": {"type": "string", "description": "only when created or rotated"},
+    },
+}
 
 
 def _page_op(summary: str, ok: int, params: list[Any] | None = None) -> dict[str, Any]:
@@ -184,6 +205,84 @@ AUTHORIZE_PARAMS = [
         "code_challenge_method",
     )
 ]
+
+
+def _webhook_paths() -> dict[str, Any]:
+    """``/api/webhooks``: registered endpoints (server/web/webhooks_api.py)."""
+    listing = {
+        "type": "object",
+        "properties": {"webhooks": {"type": "array", "items": WEBHOOK_VIEW}},
+    }
+    log = {
+        "type": "object",
+        "properties": {
+            "attempts": {"type": "array", "items": {"type": "object"}},
+            "dead": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+    queued = {
+        "type": "object",
+        "properties": {"status": {"type": "string"}, "id": {"type": "string"}},
+    }
+    return {
+        "/api/webhooks": {
+            "post": _op(
+                "Register a webhook endpoint (its secret is in the answer)",
+                (201, WEBHOOK_VIEW, "registered"),
+                body="WebhookCreate",
+                errors=(400, 401, 422),
+            ),
+            "get": _op("Every webhook endpoint", (200, listing, "the endpoints"), errors=(401,)),
+        },
+        "/api/webhooks/{endpoint}": {
+            "get": _op(
+                "One webhook endpoint",
+                (200, WEBHOOK_VIEW, "the endpoint"),
+                errors=(401, 404),
+                params=[ENDPOINT],
+            ),
+            "delete": _op(
+                "Remove a registered endpoint",
+                (204, {"type": "null"}, "removed"),
+                errors=(401, 404, 422),
+                params=[ENDPOINT],
+            ),
+        },
+        "/api/webhooks/{endpoint}/rotate": {
+            "post": _op(
+                "A new secret; the old one keeps signing for the overlap",
+                (200, WEBHOOK_VIEW, "rotated (the new secret is in the answer)"),
+                body="SecretRotation",
+                body_required=False,
+                errors=(400, 401, 404, 422),
+                params=[ENDPOINT],
+            )
+        },
+        "/api/webhooks/{endpoint}/enable": {
+            "post": _op(
+                "Turn an endpoint on again after it answered 410",
+                (200, WEBHOOK_VIEW, "enabled"),
+                errors=(401, 404),
+                params=[ENDPOINT],
+            )
+        },
+        "/api/webhooks/{endpoint}/deliveries": {
+            "get": _op(
+                "The endpoint's latest attempts and its dead letters",
+                (200, log, "attempts (newest first) and dead letters"),
+                errors=(401, 404, 422),
+                params=[ENDPOINT, {**LIMIT, "schema": {"type": "integer", "maximum": 500}}],
+            )
+        },
+        "/api/webhooks/{endpoint}/deliveries/{message}/redeliver": {
+            "post": _op(
+                "Send one logged or dead-lettered event again, with its webhook-id",
+                (202, queued, "queued"),
+                errors=(401, 404),
+                params=[ENDPOINT, MESSAGE],
+            )
+        },
+    }
 
 
 @cache
@@ -442,6 +541,7 @@ def document() -> dict[str, Any]:
                 )
             },
             **meeting_paths(),
+            **_webhook_paths(),
         },
     }
 
@@ -535,6 +635,41 @@ def meeting_paths() -> dict[str, Any]:
               (200, {"type": "string"}, "iCalendar"), errors=(401, 404, 422),
               params=[ws, booking])  # fmt: skip
     ics["responses"]["200"] = _ics("the invitation")
+    rewrite = _op(
+        "Rewrite a calendar: each one-off event with the host's personal link gets a "
+        "dedicated meeting link (once per event); API key or the host's token",
+        (200, {"type": "object"}, "the JSON event and its outcome, or (text/calendar) the file"),
+        errors=(400, 401, 404, 422, 502),
+        params=[{"name": "host", "in": "query", "required": False,
+                 "schema": {"type": "string", "pattern": HOST_ID_RE.pattern}}],
+    )  # fmt: skip
+    rewrite["responses"]["200"]["content"]["text/calendar"] = {"schema": {"type": "string"}}
+    rewrite["requestBody"] = {
+        "required": True,
+        "content": {
+            "text/calendar": {"schema": {"type": "string"}},
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["uid"],
+                    "properties": {
+                        "host": {"type": "string", "pattern": HOST_ID_RE.pattern},
+                        "uid": {"type": "string"},
+                        "recurrence_id": {"type": "string"},
+                        "title": {"type": "string"},
+                        "starts_at": {"type": ["string", "integer"]},
+                        "ends_at": {"type": ["string", "integer"]},
+                        "location": {"type": "string"},
+                        "description": {"type": "string"},
+                        "url": {"type": "string"},
+                        "recurring": {"type": "boolean"},
+                        "rrule": {"type": "string"},
+                        "status": {"type": "string"},
+                    },
+                }
+            },
+        },
+    }
     return {
         "/api/meetings": {
             "post": _op(
@@ -551,7 +686,14 @@ def meeting_paths() -> dict[str, Any]:
                 (200, MEETING, "the meeting"),
                 errors=(401, 404),
                 params=[_path("meeting")],
-            )
+            ),
+            "delete": _op(
+                "Cancel a dedicated meeting: its join link then says so (a booking's "
+                "meeting: 409, cancel the booking)",
+                (200, MEETING, "the cancelled meeting"),
+                errors=(401, 404, 409),
+                params=[_path("meeting")],
+            ),
         },
         conn_path: {
             "put": _op(
@@ -609,6 +751,7 @@ def meeting_paths() -> dict[str, Any]:
             )
         },
         "/api/hosts/{host}/calendar.ics": {"get": feed},
+        "/api/calendar/rewrite": {"post": rewrite},
     }
 
 

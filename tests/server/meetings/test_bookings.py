@@ -10,8 +10,11 @@ import asyncio
 import uuid
 
 import pytest
+from redis.crc import key_slot
 
 from protocol.errors import BookingCancelled, IdempotencyKeyReused, InvalidBody, UnknownBooking
+from server.meetings import bookings as booking_keys
+from server.meetings import planned as meeting_keys
 from server.meetings.bookings import BookingRequest
 from tests.server.meetings.conftest import TEMPLATE, Planned
 
@@ -174,3 +177,21 @@ async def test_concurrent_calls_with_one_key_make_one_booking_and_one_meeting(
 async def test_unknown_booking(planned: Planned) -> None:
     with pytest.raises(UnknownBooking):
         await planned.bookings.get(_id("ws"), "b0")
+
+
+def test_every_script_call_keeps_its_keys_on_one_cluster_slot() -> None:
+    """claim.lua and swap.lua get keys of one hash tag (Redis Cluster)."""
+    host, ws = "ada", "acme"
+    by_host = [
+        meeting_keys._claim_key(host, "booking:x"),
+        meeting_keys._meeting_key(host, "m" + "0" * 20),
+        meeting_keys._list_key(host),
+        booking_keys._host_list_key(host),
+    ]
+    by_workspace = [
+        booking_keys._claim_key(ws, "k"),
+        booking_keys._booking_key(ws, "b1"),
+        booking_keys._list_key(ws),
+    ]
+    for group in (by_host, by_workspace):
+        assert len({key_slot(k.encode()) for k in group}) == 1, group

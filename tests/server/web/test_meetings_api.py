@@ -71,6 +71,7 @@ def test_a_meeting_is_made_with_the_api_key_or_the_hosts_own_token(
     url = f"{foyer.http_url}/api/meetings/{meeting['id']}"
     assert httpx.get(url, headers=own).json() == meeting
     assert httpx.get(url, headers=theirs).status_code == 401
+    assert httpx.delete(url, headers=theirs).status_code == 401
     mine = httpx.post(f"{foyer.http_url}/api/meetings", json={"host": host["id"]}, headers=own)
     assert mine.status_code == 201
     forged = httpx.post(f"{foyer.http_url}/api/meetings", json={"host": host["id"]}, headers=theirs)
@@ -145,6 +146,9 @@ def test_connect_book_reschedule_and_cancel_over_http(
         assert str(gone.walk("VEVENT")[0]["STATUS"]) == "CANCELLED"
         assert api.patch(path, json={"starts_at": START, "ends_at": END}).status_code == 409
         assert api.get(f"/api/meetings/{booking['meeting_id']}").json()["status"] == "cancelled"
+        booked = api.delete(f"/api/meetings/{booking['meeting_id']}")
+        assert booked.status_code == 409 and booked.json()["code"] == "booked_meeting"
+        assert f"/api/workspaces/{ws}/bookings/{booking['id']}" in booked.json()["message"]
 
     page = httpx.get(link)
     assert page.status_code == 410 and "Meeting cancelled" in page.text
@@ -314,3 +318,16 @@ def test_a_webhook_provider_failure_is_a_502_and_no_booking(redis_url: str) -> N
             direct = api.post("/api/meetings", json={"host": host["id"]})
             assert direct.status_code == 201  # the deployment's default provider: the webhook
             assert direct.json()["url"] == f"https://video.example/{direct.json()['id']}"
+
+
+def test_a_cancelled_meeting_join_link_says_so(foyer: FoyerProcess, host: dict[str, Any]) -> None:
+    own = {"Authorization": f"Bearer {host['token']}"}
+    made = httpx.post(
+        f"{foyer.http_url}/api/meetings", json={"host": host["id"], "title": "Retro"}, headers=own
+    ).json()
+    assert httpx.get(made["join_link"]).status_code == 303
+    cancelled = httpx.delete(f"{foyer.http_url}/api/meetings/{made['id']}", headers=own)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    page = httpx.get(made["join_link"])
+    assert page.status_code == 410 and "“Retro” was cancelled" in page.text
+    assert httpx.get(f"{foyer.http_url}/m/mffffffffffffffffffff").status_code == 404
