@@ -598,6 +598,8 @@ class AuthorizationServer:
         return found
 
     async def _revoke(self, redeemed: Redeemed) -> None:
+        """A code used twice: someone else may hold it (RFC 6749 section 4.1.2)."""
+        log.warning("an OAuth code was used twice: the grant of %s is revoked", redeemed.client_id)
         await self._revoke_grant(redeemed.grant, redeemed.workspace, redeemed.host)
 
     async def _revoke_grant(self, grant: str, workspace: str, host: str) -> None:

@@ -223,10 +223,6 @@ class OAuthStore:
         calls.append(self.batch.call("SET", key, record, "PX", max(1, last - now_ms())))
         await asyncio.gather(*calls)
 
-    async def current_grant(self, workspace: str, host: str) -> str | None:
-        raw = await self.batch.call("GET", grant_key(workspace, host))
-        return None if raw is None else str(unpack(raw)[0])
-
     async def revoke_for(self, workspace: str, host: str, grant: str | None = None) -> bool:
         """Revoke every token of the host's grant in this workspace (only if it
         is ``grant``, when given); ``False`` if there was none."""
