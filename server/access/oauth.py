@@ -205,12 +205,16 @@ class Validator(RequestValidator):  # type: ignore[misc]
     # -- client authentication
 
     def client_authentication_required(self, request: Any, *args: Any, **kwargs: Any) -> bool:
-        return True
+        """Confidential clients authenticate; a public one names itself
+        (``client_id`` in the body, no credentials): PKCE is its proof."""
+        client_id, secret = client_credentials(request.headers, _form(request.body or ""))
+        found = self._client(client_id)
+        return not (found is not None and found.public and secret is None)
 
     def authenticate_client(self, request: Any, *args: Any, **kwargs: Any) -> bool:
         client_id, secret = client_credentials(request.headers, _form(request.body or ""))
         found = self._client(client_id)
-        if found is None or not secret:
+        if found is None or found.public or not secret:
             return False
         if not hmac.compare_digest(digest(secret), found.secret_hash):
             return False
@@ -219,7 +223,11 @@ class Validator(RequestValidator):  # type: ignore[misc]
         return True
 
     def authenticate_client_id(self, client_id: str, request: Any, *args: Any, **kw: Any) -> bool:
-        return False  # no public clients
+        found = self._client(client_id)
+        if found is None or not found.public:
+            return False
+        request.client = found
+        return True
 
     # -- the authorization request
 
@@ -418,17 +426,17 @@ class AuthorizationServer:
 
     # -- clients (the integrator's API)
 
-    async def register(self, workspace: str, name: str, redirect_uris: list[str]) -> tuple[
-        OAuthClient, str
-    ]:  # fmt: skip
-        """A new confidential client and its secret (shown this once)."""
-        secret = secrets.token_urlsafe(32)
+    async def register(
+        self, workspace: str, name: str, redirect_uris: list[str], *, public: bool = False
+    ) -> tuple[OAuthClient, str | None]:
+        """A new client, and its secret (shown this once; None for a public one)."""
+        secret = None if public else secrets.token_urlsafe(32)
         client = OAuthClient(
             client_id="fc_" + secrets.token_urlsafe(18),
             workspace=workspace,
             name=name,
             redirect_uris=tuple(redirect_uris),
-            secret_hash=digest(secret),
+            secret_hash=digest(secret) if secret else "",
             created_ms=now_ms(),
         )
         await self.store.save_client(client)

@@ -55,14 +55,19 @@ def grant_key(workspace: str, host: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class OAuthClient:
-    """A workspace app registered with the API key (a confidential client)."""
+    """A workspace app registered with the API key: confidential (it holds a
+    secret), or public (none: a native or browser app, PKCE alone)."""
 
     client_id: str
     workspace: str
     name: str
     redirect_uris: tuple[str, ...]
-    secret_hash: str
+    secret_hash: str  # "" for a public client
     created_ms: int
+
+    @property
+    def public(self) -> bool:
+        return not self.secret_hash
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,9 @@ class OAuthClientCreate(BaseModel):
         max_length=MAX_REDIRECT_URIS,
         description="exact URIs; https, or http on a loopback address",
     )
+    public: bool = Field(
+        default=False, description="a public client (no secret; PKCE is its only proof)"
+    )
 
 
 def _server(request: Request) -> AuthorizationServer:
@@ -86,6 +89,7 @@ def _client_view(client: OAuthClient) -> dict[str, Any]:
         "workspace": client.workspace,
         "name": client.name,
         "redirect_uris": list(client.redirect_uris),
+        "public": client.public,
         "created_at": client.created_ms,
     }
 
@@ -111,9 +115,13 @@ async def create_client(request: Request) -> Response:
         if problem is not None:
             raise InvalidBody(f"redirect_uris[{index}]: {problem}")
     client, secret = await _server(request).register(
-        body.workspace, body.name.strip(), list(dict.fromkeys(body.redirect_uris))
-    )
-    return JSONResponse({**_client_view(client), "client_secret": secret}, status_code=201)
+        body.workspace, body.name.strip(), list(dict.fromkeys(body.redirect_uris)),
+        public=body.public,
+    )  # fmt: skip
+    view = _client_view(client)
+    if secret is not None:
+        view["client_secret"] = secret
+    return JSONResponse(view, status_code=201)
 
 
 async def _require_client(request: Request) -> OAuthClient:
@@ -323,7 +331,7 @@ async def revoke(request: Request) -> Response:
 async def metadata(request: Request) -> Response:
     """``GET /.well-known/oauth-authorization-server`` (RFC 8414)."""
     base = _base_url(request)
-    auth_methods = ["client_secret_basic", "client_secret_post"]
+    auth_methods = ["client_secret_basic", "client_secret_post", "none"]
     return JSONResponse(
         {
             "issuer": base,

@@ -115,13 +115,14 @@ OAUTH_ERROR = {
 }
 OAUTH_CLIENT = {
     "type": "object",
-    "required": ["client_id", "workspace", "name", "redirect_uris", "created_at"],
+    "required": ["client_id", "workspace", "name", "redirect_uris", "public", "created_at"],
     "properties": {
         "client_id": {"type": "string"},
         "client_secret": {"type": "string", "description": "only in the answer to POST"},
         "workspace": {"type": "string"},
         "name": {"type": "string"},
         "redirect_uris": {"type": "array", "items": {"type": "string"}},
+        "public": {"type": "boolean"},
         "created_at": {"type": "integer"},
     },
 }

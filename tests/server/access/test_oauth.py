@@ -427,6 +427,52 @@ def test_revoke_for_and_a_removed_client_end_the_tokens(
     assert host_behind(redis_url, token["access_token"]) is None
 
 
+def test_a_public_client_connects_with_pkce_alone(
+    foyer: FoyerProcess, host: dict[str, Any], sync_redis: redis.Redis, redis_url: str
+) -> None:
+    workspace = "ws-public"
+    with foyer.api() as api:
+        created = api.post(
+            "/api/oauth/clients",
+            json={
+                "workspace": workspace,
+                "name": "Acme Desktop",
+                "redirect_uris": [REDIRECT],
+                "public": True,
+            },
+        )
+    assert created.status_code == 201 and created.json()["public"] is True
+    assert "client_secret" not in created.json()
+    app = App(foyer, created.json()["client_id"], "", workspace, REDIRECT)
+    code = code_for(app, host["token"])
+    token_url = f"{foyer.http_url}/oauth/token"
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT,
+        "code_verifier": app.pkce.verifier,
+    }
+    # No client_id: nobody is named, so nobody is authenticated.
+    assert httpx.post(token_url, data=data).json()["error"] == "invalid_client"
+    wrong = httpx.post(
+        token_url, data={**data, "client_id": app.client_id, "code_verifier": "x" * 43}
+    )
+    assert wrong.json()["error"] == "invalid_grant"
+    issued = httpx.post(token_url, data={**data, "client_id": app.client_id})
+    assert issued.status_code == 200, issued.text
+    assert host_behind(redis_url, issued.json()["access_token"]) == host["id"]
+    assert (connection(sync_redis, workspace, host["id"]) or [None])[0] == "foyer"
+    # A made-up secret does not turn it into a confidential client.
+    basic = httpx.post(token_url, data=data, auth=(app.client_id, "guess"))
+    assert basic.status_code == 401 and basic.json()["error"] == "invalid_client"
+    revoked = httpx.post(
+        f"{foyer.http_url}/oauth/revoke",
+        data={"token": issued.json()["refresh_token"], "client_id": app.client_id},
+    )
+    assert revoked.status_code == 200
+    assert connection(sync_redis, workspace, host["id"]) is None
+
+
 def test_the_test_clients_pkce_is_rfc7636_s256() -> None:
     """The test client's S256, against RFC 7636 appendix B's example."""
     verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
