@@ -143,12 +143,12 @@ class FrontDoor:
 
 
 def http_routes() -> list[BaseRoute]:
-    """Every HTTP route (``tests/server/test_openapi.py`` checks each ``/api/``
-    one is in the OpenAPI document)."""
+    """Every HTTP route (``tests/server/test_openapi.py`` checks each ``/api/``,
+    ``/oauth/`` and ``/.well-known/`` one is in the OpenAPI document)."""
     return [
         *api.routes,
-        *meetings_api.routes,
         *webhooks_api.routes,
+        *meetings_api.routes,
         *openapi.routes,
         *pages.routes,
         *replies.routes,

@@ -541,8 +541,8 @@ def document() -> dict[str, Any]:
                     secure=False,
                 )
             },
-            **meeting_paths(),
             **_webhook_paths(),
+            **meeting_paths(),
         },
     }
 
