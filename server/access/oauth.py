@@ -47,6 +47,7 @@ from oauthlib.oauth2 import (
 )
 from oauthlib.oauth2.rfc6749.errors import (
     InvalidClientIdError,
+    InvalidGrantError,
     InvalidRedirectURIError,
     MismatchingRedirectURIError,
     MissingClientIdError,
@@ -360,6 +361,18 @@ class S256CodeGrant(AuthorizationCodeGrant):  # type: ignore[misc]
     request naming no method, which RFC 7636 reads as ``plain``) is refused."""
 
     _code_challenge_methods = {"S256": code_challenge_method_s256}
+
+    def validate_token_request(self, request: Any) -> None:
+        """A redirect URI other than the authorization request's is
+        ``invalid_grant`` (RFC 6749 section 5.2), not oauthlib's
+        ``invalid_request``."""
+        try:
+            super().validate_token_request(request)
+        except MismatchingRedirectURIError:
+            raise InvalidGrantError(
+                description="the redirect_uri is not the authorization request's",
+                request=request,
+            ) from None
 
 
 def _new_token(request: Any = None) -> str:
