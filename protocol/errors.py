@@ -29,6 +29,9 @@
     ├── CalendarUnreachable      the CalDAV server does not answer (HTTP 502)
     ├── ApiUnauthorized          missing or wrong API key (HTTP 401)
     ├── StoreUnavailable         Redis does not answer (HTTP 503)
+    ├── UnknownClient            no OAuth client with this id (HTTP 404)
+    ├── OAuthRefused             an authorization request Foyer must not redirect
+    │                            back (unknown client or redirect URI: HTTP 400 page)
     ├── UnknownMeeting           no such meeting (HTTP 404)
     ├── UnknownBooking           no such booking in this workspace (HTTP 404)
     ├── BookingCancelled         the booking was cancelled: it cannot change (HTTP 409)
@@ -224,6 +227,16 @@ class ApiUnauthorized(FoyerError):
 
 class StoreUnavailable(FoyerError):
     """Redis does not answer (the message is safe to show)."""
+
+
+class UnknownClient(FoyerError):
+    """No OAuth client has this id."""
+
+
+class OAuthRefused(FoyerError):
+    """An authorization request whose client or redirect URI is missing or
+    unknown: RFC 6749 section 4.1.2.1 forbids redirecting it anywhere, so the
+    host sees an error page. The message is written for people."""
 
 
 class UnknownMeeting(FoyerError):

@@ -29,6 +29,7 @@ from server.web import (
     calendars_api,
     errors,
     meetings_api,
+    oauth,
     openapi,
     pages,
     prometheus,
@@ -143,8 +144,8 @@ class FrontDoor:
 
 
 def http_routes() -> list[BaseRoute]:
-    """Every HTTP route (``tests/server/test_openapi.py`` checks each ``/api/``
-    one is in the OpenAPI document)."""
+    """Every HTTP route (``tests/server/test_openapi.py`` checks each ``/api/``,
+    ``/oauth/`` and ``/.well-known/`` one is in the OpenAPI document)."""
     return [
         *api.routes,
         *webhooks_api.routes,
@@ -154,6 +155,7 @@ def http_routes() -> list[BaseRoute]:
         *pages.routes,
         *replies.routes,
         *prometheus.routes,
+        *oauth.routes,
     ]
 
 

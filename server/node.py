@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from redis.exceptions import RedisError
 
 from server.access.credentials import CredentialBox
+from server.access.oauth import AuthorizationServer
 from server.access.reply_links import ReplyLinks
 from server.access.targets import check_target
 from server.access.tokens import Tokens
@@ -39,6 +40,7 @@ from server.storage import keys, scripts
 from server.storage.batcher import Batcher
 from server.storage.calendars import CalendarStore
 from server.storage.hosts import HostStore
+from server.storage.oauth import OAuthStore
 from server.storage.outbox import Outbox
 from server.storage.redis_client import is_cluster, open_redis
 from server.storage.store import Store
@@ -179,6 +181,7 @@ class Node:
             ),
             self.metrics,
         )
+        self.oauth = AuthorizationServer(OAuthStore(self.batch), self.connections, settings.secret)
         self.web = WebContext(
             store=self.store,
             hosts=self.hosts,
@@ -196,6 +199,7 @@ class Node:
             webhooks=self.webhooks,
             calendar_sync=self.calendar_sync,
             metrics_token=settings.metrics_token,
+            oauth=self.oauth,
             planned=MeetingsContext(
                 meetings=self.planned,
                 bookings=self.bookings,

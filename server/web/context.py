@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
+from server.access.oauth import AuthorizationServer
 from server.access.reply_links import ReplyLinks
 from server.access.tokens import Tokens
 from server.calendars.sync import CalendarSync
@@ -54,6 +55,7 @@ class WebContext:
     trusted_proxies: list[str] = field(default_factory=list)
     link_info_limit: int = 0  # GET /api/links/{slug} per client address per minute
     metrics_token: str | None = None
+    oauth: AuthorizationServer | None = None  # connecting an account (server.web.oauth)
     planned: MeetingsContext | None = None  # None: the meetings API answers 404
 
 
