@@ -45,6 +45,7 @@ from server.meetings.planned import Meeting, is_meeting_id, join_link
 from server.storage.hosts import HostRecord
 from server.web.api import _authorize, _authorize_host, _base_url, _body
 from server.web.context import MeetingsContext, web
+from server.web.oauth import bearer_host
 from server.web.pages import page_headers, template
 
 Millis = Annotated[int, Field(ge=0, le=2**53, description="ms since the Unix epoch, UTC")]
@@ -135,7 +136,9 @@ async def create_meeting(request: Request) -> Response:
     per call) or for a time."""
     planned = _planned(request)
     body = await _body(request, MeetingCreate)
-    _authorize_host(request, body.host)
+    # A connected app's OAuth token (scope meetings:write) acts for its host too.
+    if await bearer_host(request) != body.host:
+        _authorize_host(request, body.host)
     record = await _host(request, body.host)
     title = body.title or f"Meeting with {record['name']}"
     meeting, _ = await planned.meetings.create(
@@ -197,9 +200,11 @@ async def get_connection(request: Request) -> Response:
 async def delete_connection(request: Request) -> Response:
     """Disconnect: new bookings get no link until a connect."""
     _authorize(request)
-    await _planned(request).connections.disconnect(
-        _id(request, "ws", "workspace"), _id(request, "user", "user")
-    )
+    workspace, user = _id(request, "ws", "workspace"), _id(request, "user", "user")
+    await _planned(request).connections.disconnect(workspace, user)
+    oauth = web(request).oauth
+    if oauth is not None:
+        await oauth.revoke_for(workspace, user)  # the app's tokens end with the connection
     return Response(status_code=204)
 
 

@@ -475,3 +475,31 @@ def test_the_test_clients_pkce_is_rfc7636_s256() -> None:
     verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
     assert Pkce.challenge_of(verifier) == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
     assert 43 <= len(Pkce.new().verifier) <= 128
+
+
+def test_the_apps_token_makes_meetings_for_its_host_and_no_other(
+    app: App, host: dict[str, Any]
+) -> None:
+    """The point of connecting: the scheduling tool creates meeting links with
+    the token (scope meetings:write); disconnecting through the meetings API ends it."""
+    token = app.exchange(code_for(app, host["token"])).json()["access_token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    made = httpx.post(
+        f"{app.foyer.http_url}/api/meetings",
+        json={"host": host["id"], "title": "Booked call"},
+        headers=bearer,
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["host"] == host["id"] and made.json()["title"] == "Booked call"
+    other = app.foyer.create_host("Someone Else")
+    refused = httpx.post(
+        f"{app.foyer.http_url}/api/meetings", json={"host": other["id"]}, headers=bearer
+    )
+    assert refused.status_code == 401
+    with app.foyer.api() as api:
+        path = f"/api/workspaces/{app.workspace}/users/{host['id']}/connection"
+        assert api.delete(path).status_code == 204
+    after = httpx.post(
+        f"{app.foyer.http_url}/api/meetings", json={"host": host["id"]}, headers=bearer
+    )
+    assert after.status_code == 401
