@@ -153,6 +153,9 @@ class Node:
             room=self.room,
             reply_links=self.reply_links,
             metrics_token=settings.metrics_token,
+            allowed_origins=settings.origin_list,
+            email_enabled=self.mailer.enabled,
+            regions=settings.region_list,
         )
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -35,6 +35,9 @@ class WebContext:
     trusted_proxies: list[str] = field(default_factory=list)
     link_info_limit: int = 0  # GET /api/links/{slug} per client address per minute
     metrics_token: str | None = None
+    allowed_origins: list[str] = field(default_factory=list)  # may embed the widget
+    email_enabled: bool = False  # the host's email setting means something
+    regions: list[str] = field(default_factory=list)  # link option ``region``
 
 
 def web(request: Request) -> WebContext:

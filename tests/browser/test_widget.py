@@ -83,12 +83,23 @@ def test_widget_from_an_origin_not_allowed_is_refused(
         try:
             page = partner.new_page()
             query = urlencode({"server": strict.http_url, "link": host["slug"]})
+            sockets: list[str] = []
+            page.on("websocket", lambda ws: sockets.append(ws.url))
             page.goto(f"{site.origin}/embed?{query}")
             widget = page.locator("foyer-knock")
-            widget.locator("button.open").click()
-            widget.locator("#name").fill("Unwelcome")
-            widget.get_by_role("button", name="Knock", exact=True).click()
-            expect(widget.locator(".conn")).to_contain_text("reconnecting")
-            expect(widget.locator(".position")).to_have_text("\u2013")
+            # It says why at once, instead of "reconnecting..." forever, and never knocks.
+            expect(widget).to_have_attribute("data-outcome", "origin_refused")
+            expect(widget.locator(".outcome .title")).to_have_text("Not available on this site")
+            expect(widget.locator(".outcome .text")).to_contain_text("cannot be used")
+            expect(widget.locator("button.open")).to_be_hidden()
+            expect(widget.locator(".conn")).to_have_text("")
+            screenshot(page, "widget-not-on-this-site")
+            assert sockets == []
+
+            # In the visitor's language (the browser's Accept-Language, or lang=).
+            page.evaluate("document.querySelector('foyer-knock').setAttribute('lang', 'de')")
+            expect(widget.locator(".outcome .title")).to_have_text(
+                "Auf dieser Website nicht verfügbar"
+            )
         finally:
             partner.close()

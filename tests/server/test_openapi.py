@@ -21,12 +21,15 @@ def test_document_lists_every_endpoint(foyer: FoyerProcess) -> None:
         "/api/hosts/{host}",
         "/api/hosts/{host}/token",
         "/api/hosts/{host}/slug",
+        "/api/hosts/{host}/slug-check",
         "/api/hosts/{host}/settings",
         "/api/hosts/{host}/sessions",
         "/api/hosts/{host}/waiting",
         "/api/hosts/{host}/guests/{guest}/reply",
         "/api/guest-tokens",
         "/api/links/{slug}",
+        "/api/i18n",
+        "/l/{slug}/qr.svg",
         "/healthz",
     }
     page = httpx.get(f"{foyer.http_url}/api/docs")
