@@ -15,6 +15,7 @@ load the ``<foyer-knock>`` widget as a module.
 from __future__ import annotations
 
 import html
+import io
 import json
 import re
 from functools import lru_cache
@@ -170,8 +171,11 @@ async def guest_page(request: Request) -> Response:
 @lru_cache(maxsize=512)
 def _qr_svg(link: str) -> bytes:
     """The QR code of ``link`` as SVG (segno writes no user text into it)."""
-    qr = segno.make(link, error="m", micro=False)
-    return qr.svg_inline(scale=4, border=2, dark="#1d1f23", light="#ffffff").encode()
+    out = io.BytesIO()
+    segno.make(link, error="m", micro=False).save(
+        out, kind="svg", scale=4, border=2, dark="#1d1f23", light="#ffffff", xmldecl=False
+    )
+    return out.getvalue()
 
 
 async def link_qr(request: Request) -> Response:
