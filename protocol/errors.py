@@ -20,9 +20,16 @@
     ├── HostExists               a host with this id exists (HTTP 409)
     ├── UnknownHost              no host with this id (HTTP 404)
     ├── BadRequest               an HTTP body that is not JSON (HTTP 400)
+    │   └── InvalidCalendar      not iCalendar, too big, or a bad calendar event
     ├── InvalidBody              an HTTP body that breaks its schema (HTTP 422)
     ├── ApiUnauthorized          missing or wrong API key (HTTP 401)
     ├── StoreUnavailable         Redis does not answer (HTTP 503)
+    ├── UnknownMeeting           no such meeting (HTTP 404)
+    ├── UnknownBooking           no such booking in this workspace (HTTP 404)
+    ├── BookingCancelled         the booking was cancelled: it cannot change (HTTP 409)
+    ├── BookedMeeting            a booking's meeting changes with its booking (HTTP 409)
+    ├── IdempotencyKeyReused     an Idempotency-Key sent again with another body (HTTP 422)
+    ├── ProviderFailed           the meeting provider failed or timed out (HTTP 502)
     ├── EmbeddedStoreError       the embedded Valkey could not start
     └── ConnectionClosed         (client) the server closed the socket
 
@@ -179,6 +186,11 @@ class BadRequest(FoyerError):
     """An HTTP request body that is not JSON."""
 
 
+class InvalidCalendar(BadRequest):
+    """A calendar the rewrite cannot read: not iCalendar, over a size limit, or
+    an event that breaks a rule; the message names what and where (a line)."""
+
+
 class InvalidBody(FoyerError):
     """An HTTP request body that breaks its schema; the message names the field."""
 
@@ -189,6 +201,30 @@ class ApiUnauthorized(FoyerError):
 
 class StoreUnavailable(FoyerError):
     """Redis does not answer (the message is safe to show)."""
+
+
+class UnknownMeeting(FoyerError):
+    """No meeting has this id."""
+
+
+class UnknownBooking(FoyerError):
+    """No booking has this id in this workspace."""
+
+
+class BookingCancelled(FoyerError):
+    """The booking was cancelled; it cannot be changed any more."""
+
+
+class BookedMeeting(FoyerError):
+    """The meeting belongs to a booking: change or cancel the booking instead."""
+
+
+class IdempotencyKeyReused(FoyerError):
+    """An ``Idempotency-Key`` came again with a different request body."""
+
+
+class ProviderFailed(FoyerError):
+    """The meeting provider did not make the meeting (the message says why)."""
 
 
 class EmbeddedStoreError(FoyerError):

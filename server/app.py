@@ -23,7 +23,7 @@ from server.node import Node
 from server.ops.config import Settings
 from server.ops.process import follow_supervisor
 from server.tasks import cancel_and_wait
-from server.web import api, errors, openapi, pages, prometheus, replies
+from server.web import api, errors, meetings_api, openapi, pages, prometheus, replies
 
 log = logging.getLogger("foyer.app")
 
@@ -155,7 +155,14 @@ def create_app(settings: Settings | None = None) -> FrontDoor:
             drain.disarm()
 
     app = Starlette(
-        routes=[*api.routes, *openapi.routes, *pages.routes, *replies.routes, *prometheus.routes],
+        routes=[
+            *api.routes,
+            *meetings_api.routes,
+            *openapi.routes,
+            *pages.routes,
+            *replies.routes,
+            *prometheus.routes,
+        ],
         lifespan=lifespan,
         exception_handlers=errors.HANDLERS,
     )

@@ -18,10 +18,15 @@ from server.lobby.broker import Broker
 from server.lobby.endpoints import EndpointConfig, Lobby
 from server.lobby.hub import Hub
 from server.lobby.waiting_room import RoomConfig, WaitingRoom
-from server.meetings.provider import MeetingProvider
+from server.meetings.bookings import Bookings
+from server.meetings.connections import Connections
+from server.meetings.events import MeetingEvents
+from server.meetings.feed import CalendarFeeds
+from server.meetings.planned import PlannedMeetings
+from server.meetings.provider import MeetingProvider, Provider, TemplateProvider, WebhookProvider
 from server.metrics import Metrics, multiprocess_dir
 from server.notify.email import MailConfig, Mailer
-from server.notify.webhooks import WebhookConfig, Webhooks
+from server.notify.webhooks import WebhookConfig, Webhooks, check_target
 from server.ops.config import Settings
 from server.storage import keys, scripts
 from server.storage.batcher import Batcher
@@ -30,7 +35,7 @@ from server.storage.outbox import Outbox
 from server.storage.redis_client import is_cluster, open_redis
 from server.storage.store import Store
 from server.tasks import cancel_and_wait
-from server.web.context import WebContext
+from server.web.context import MeetingsContext, WebContext
 
 log = logging.getLogger("foyer.node")
 
@@ -84,6 +89,12 @@ class Node:
         self.hub = Hub(self.metrics, settings.position_interval)
         self.tokens = Tokens(settings.secret, settings.token_max_lifetime)
         self.meetings = MeetingProvider(settings.meeting_url)
+        self.meeting_events = MeetingEvents()  # where meeting/booking webhooks would go out
+        self.planned = PlannedMeetings(
+            self.batch, self._providers(settings), settings.meeting_provider, self.meeting_events
+        )
+        self.connections = Connections(self.batch)
+        self.bookings = Bookings(self.batch, self.connections, self.planned, self.meeting_events)
         self.host_settings = HostSettings(self.hosts, self.directory, settings.region_list)
         base = (settings.public_url or settings.listen_url or "http://127.0.0.1:8000").rstrip("/")
         self.reply_links = ReplyLinks(settings.secret, settings.reply_link_ttl)
@@ -123,6 +134,7 @@ class Node:
                 resume_limit=settings.resume_limit,
             ),
             self.metrics,
+            planned=self.planned,
         )
         self.lobby = Lobby(
             self.room,
@@ -156,8 +168,39 @@ class Node:
             allowed_origins=settings.origin_list,
             email_enabled=self.mailer.enabled,
             regions=settings.region_list,
+            meeting_provider=self.meetings,
+            planned=MeetingsContext(
+                meetings=self.planned,
+                bookings=self.bookings,
+                connections=self.connections,
+                feeds=CalendarFeeds(self.batch),
+                providers=frozenset(self.planned.providers),
+            ),
         )
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _providers(self, settings: Settings) -> dict[str, Provider]:
+        """The meeting providers this deployment can call, by connection provider
+        name: ``foyer`` (an OAuth grant to Foyer itself) makes Foyer's own rooms."""
+        template = TemplateProvider(self.meetings)
+        providers: dict[str, Provider] = {"template": template, "foyer": template}
+        if settings.meeting_webhook_url and settings.meeting_webhook_secret:
+            allow = WebhookConfig(allow=settings.webhook_allow_list)
+
+            async def check(url: str) -> None:
+                await check_target(url, allow)
+
+            providers["webhook"] = WebhookProvider(
+                settings.meeting_webhook_url,
+                settings.meeting_webhook_secret,
+                check,
+                timeout_s=settings.meeting_webhook_timeout,
+            )
+        elif settings.meeting_provider == "webhook":
+            raise ValueError(
+                "FOYER_MEETING_PROVIDER=webhook needs FOYER_MEETING_WEBHOOK_URL and _SECRET"
+            )
+        return providers
 
     async def start(self) -> None:
         await self.webhooks.start()  # a refused endpoint stops start-up here

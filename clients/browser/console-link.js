@@ -204,14 +204,17 @@ async function meetNow() {
   button.disabled = true;
   try {
     const meeting = await api("POST", "/api/meetings", { host: panel.host, ...(title ? { title } : {}) });
+    // The link to share (guests knock there) is copied; the host goes straight in.
+    const share = meeting.join_link || meeting.url;
     const url = meeting.url || meeting.join_link;
-    await copy(url);
+    await copy(share);
     if (tab) {
       tab.opener = null;
       tab.location.href = url;
     }
     $("meet-now-box").dataset.url = url;
-    panel.say(t("meet.started", { url }));
+    $("meet-now-box").dataset.share = share;
+    panel.say(t("meet.started", { url: share }));
   } catch (err) {
     tab?.close();
     panel.say(t("meet.failed", { why: err.message }), true);

@@ -182,6 +182,8 @@ const OPTION_LABELS = {
   announce: (v) => t(v ? "console.opt_announce" : "console.opt_no_announce"),
   autodelete: (v) => t(v ? "console.opt_autodelete" : "console.opt_keep"),
   recording: (v) => t("console.opt_recording", { v }),
+  when: (v) => t("console.opt_when", { v }), // a dedicated meeting's time (its join link, /m/{id})
+  meeting: () => t("console.opt_meeting"),
 };
 
 function optionChips(options) {

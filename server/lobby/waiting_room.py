@@ -61,6 +61,7 @@ from server.hosts.directory import Directory
 from server.hosts.settings import HostSettings
 from server.lobby.broker import Broker
 from server.lobby.hub import GuestSession, HostSession, Hub, outcome_message, resolved_message
+from server.meetings.planned import PlannedMeetings
 from server.meetings.provider import PER_GUEST_OPTIONS, MeetingProvider
 from server.metrics import Metrics
 from server.notify.email import Mailer
@@ -101,8 +102,11 @@ class WaitingRoom:
         mailer: Mailer,
         config: RoomConfig,
         metrics: Metrics,
+        *,
+        planned: PlannedMeetings | None = None,
     ) -> None:
         self._metrics = metrics
+        self._planned = planned  # dedicated meetings: a knock through /m/{id}
         self._store = store
         self._directory = directory
         self._broker = broker
@@ -220,7 +224,11 @@ class WaitingRoom:
         given.update(knock.options or {})
         clean, ignored = sanitise_options(given, self._config.regions)
         session_id = knock.session or query.get("s")
-        if session_id:
+        dedicated = None
+        if session_id and self._planned is not None:  # a dedicated meeting's join link
+            dedicated = await self._planned.knock_options(host, session_id)
+            clean.update(dedicated or {})
+        if session_id and dedicated is None:
             scheduled = await self._directory.session(host, session_id)
             if scheduled is None:
                 ignored.append("session")

@@ -13,9 +13,25 @@ from server.access.tokens import Tokens
 from server.hosts.directory import Directory
 from server.hosts.settings import HostSettings
 from server.lobby.waiting_room import WaitingRoom
+from server.meetings.bookings import Bookings
+from server.meetings.connections import Connections
+from server.meetings.feed import CalendarFeeds
+from server.meetings.planned import PlannedMeetings
+from server.meetings.provider import MeetingProvider
 from server.metrics import Metrics
 from server.storage.hosts import HostStore
 from server.storage.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingsContext:
+    """Dedicated meetings, connections, bookings and calendar feeds."""
+
+    meetings: PlannedMeetings
+    bookings: Bookings
+    connections: Connections
+    feeds: CalendarFeeds
+    providers: frozenset[str]  # the connection providers this deployment can serve
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +54,8 @@ class WebContext:
     allowed_origins: list[str] = field(default_factory=list)  # may embed the widget
     email_enabled: bool = False  # the host's email setting means something
     regions: list[str] = field(default_factory=list)  # link option ``region``
+    meeting_provider: MeetingProvider | None = None  # the personal room's URL (Meet now)
+    planned: MeetingsContext | None = None  # None: the meetings API answers 404
 
 
 def web(request: Request) -> WebContext:

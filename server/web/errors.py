@@ -15,19 +15,25 @@ from protocol.errors import (
     ApiUnauthorized,
     BadMessage,
     BadRequest,
+    BookedMeeting,
+    BookingCancelled,
     FoyerError,
     HostExists,
+    IdempotencyKeyReused,
     InvalidBody,
     InvalidSlug,
     Locked,
     NotInMeeting,
+    ProviderFailed,
     RateLimited,
     RetiredLink,
     SlugTaken,
     StoreUnavailable,
+    UnknownBooking,
     UnknownGuest,
     UnknownHost,
     UnknownLink,
+    UnknownMeeting,
 )
 
 log = logging.getLogger("foyer.web")
@@ -50,6 +56,12 @@ HTTP_ERRORS: dict[type[Exception], tuple[int, str]] = {
     AlreadyResolved: (409, "already_resolved"),
     NotInMeeting: (409, "not_in_meeting"),
     Locked: (423, "locked"),
+    UnknownMeeting: (404, "unknown_meeting"),
+    UnknownBooking: (404, "unknown_booking"),
+    BookingCancelled: (409, "booking_cancelled"),
+    BookedMeeting: (409, "booked_meeting"),
+    IdempotencyKeyReused: (422, "idempotency_key_reused"),
+    ProviderFailed: (502, "provider_failed"),
 }
 _STARLETTE = {
     404: ("not_found", "no such resource"),

@@ -31,6 +31,16 @@ def test_document_lists_every_endpoint(foyer: FoyerProcess) -> None:
         "/api/i18n",
         "/l/{slug}/qr.svg",
         "/healthz",
+        "/api/meetings",
+        "/api/meetings/{meeting}",
+        "/api/workspaces/{ws}/users/{user}/connection",
+        "/api/workspaces/{ws}/bookings",
+        "/api/workspaces/{ws}/bookings/{booking}",
+        "/api/workspaces/{ws}/bookings/{booking}/cancel",
+        "/api/workspaces/{ws}/bookings/{booking}.ics",
+        "/api/hosts/{host}/calendar-feed",
+        "/api/hosts/{host}/calendar.ics",
+        "/api/calendar/rewrite",
     }
     page = httpx.get(f"{foyer.http_url}/api/docs")
     assert page.status_code == 200 and "/api/hosts/{host}/slug" in page.text
