@@ -213,3 +213,55 @@ def test_email_setting_only_when_email_is_configured(
         expect(second.locator("#email-mode")).to_have_value("always")
         console.select_option("#email-mode", "never")
         expect(second.locator("#email-mode")).to_have_value("never")
+
+
+def test_meet_now_copies_and_opens_a_new_meeting_each_click(
+    browser: Browser,
+    clip_context: BrowserContext,
+    site: Any,
+    foyer_web: FoyerProcess,
+    host: dict[str, Any],
+) -> None:
+    console = open_panel(clip_context, foyer_web, host["token"])
+    meeting_page = re.compile(re.escape(site.origin) + r"/meet/.+")
+
+    def meet_now() -> tuple[str, str]:
+        """Click Meet now: (the page it opened, the link it copied)."""
+        with clip_context.expect_page() as opened:
+            console.click("#meet-now")
+        tab = opened.value
+        tab.wait_for_url(meeting_page)
+        expect(console.locator("#status")).to_contain_text("Meeting link copied and opened")
+        shared = str(console.evaluate("navigator.clipboard.readText()"))
+        url = tab.url
+        tab.close()
+        return url, shared
+
+    console.fill("#meet-name", "Standup")
+    first_url, first_link = meet_now()
+    expect(console.locator("#status")).to_contain_text(first_link)
+    screenshot(console, "console-meet-now")
+    second_url, second_link = meet_now()
+    assert first_url != second_url and first_link != second_link
+    assert re.search(r"/m/[^/]+$", first_link), first_link  # the meeting's join link
+
+    # A guest who opens the copied link reaches the meeting's knock page.
+    guest_ctx = new_context(browser)
+    try:
+        guest = guest_ctx.new_page()
+        answer = guest.goto(first_link)
+        assert answer is not None and answer.status == 200
+        expect(guest.locator("body")).to_contain_text("Knock for Ada Lovelace")
+    finally:
+        guest_ctx.close()
+
+    # "Instant meetings use my personal room": Meet now opens the personal room,
+    # every time, and copies the personal link.
+    console.check("#instant-personal")
+    expect(console.locator("#status")).to_have_text("Saved.")
+    room_url, room_link = meet_now()
+    again_url, _ = meet_now()
+    assert room_url == again_url and room_link == host["link"]
+    console.uncheck("#instant-personal")
+    expect(console.locator("#status")).to_have_text("Saved.")
+    assert meet_now()[0] != room_url
