@@ -13,7 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.browser.conftest import console_url, guest_url, new_context, screenshot
+from tests.browser.conftest import SCREENSHOTS, console_url, guest_url, new_context, screenshot
 from tests.support import FoyerProcess, spawn_foyer
 
 
@@ -102,6 +102,8 @@ def test_your_link_copy_share_qr_and_builder(
     }
     assert built in draft["body"]
     screenshot(console, "console-your-link")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)  # the panel alone (docs/img/console-link.png)
+    console.locator("#link-panel").screenshot(path=str(SCREENSHOTS / "console-link-panel.png"))
     console.click("#copy-built")
     expect(console.locator("#status")).to_have_text("Link copied.")
     assert console.evaluate("navigator.clipboard.readText()") == built
