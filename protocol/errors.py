@@ -7,6 +7,7 @@
     │   ├── BadMessage           wrong type or fields
     │   ├── Unauthorized         bad, missing or expired token
     │   ├── UnknownLink          no host behind the slug
+    │   │   └── RetiredLink      the host retired this slug (HTTP 410)
     │   ├── UnknownGuest         no such guest waiting
     │   ├── AlreadyResolved      another reply won
     │   ├── NotInMeeting         merge without in_meeting
@@ -131,6 +132,13 @@ class Unauthorized(ProtocolError):
 class UnknownLink(ProtocolError):
     code = ErrorCode.UNKNOWN_LINK
     default_message = "no host has this link"
+
+
+class RetiredLink(UnknownLink):
+    """The host retired this slug (a leaked link): same wire code as an unknown
+    link, so older clients stop too; HTTP says 410."""
+
+    default_message = "this link is no longer in use"
 
 
 class UnknownGuest(ProtocolError):

@@ -85,6 +85,24 @@ def validate_slug(raw: str) -> str:
     return slug
 
 
+# The rules a custom slug must pass, in the order a person reads them; each
+# name is a catalogue key (``slug_rule.<name>``) on the console.
+SLUG_RULES = ("length", "characters", "no_periods", "not_dev", "not_reserved")
+
+
+def slug_rules(raw: str) -> dict[str, bool]:
+    """Each rule of ``validate_slug`` with whether ``raw`` passes it, so a form
+    can name every rule as the user types (``taken`` is the store's to say)."""
+    slug = raw.strip().lower()
+    return {
+        "length": SLUG_MIN <= len(slug) <= SLUG_MAX,
+        "characters": bool(SLUG_RE.match(slug.replace(".", ""))) or not slug,
+        "no_periods": "." not in slug,
+        "not_dev": not slug.endswith("-dev"),
+        "not_reserved": slug not in RESERVED_SLUGS,
+    }
+
+
 def slug_base(name: str) -> str:
     """A readable slug made from a display name (``Ada Lovelace`` -> ``ada-lovelace``)."""
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()

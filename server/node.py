@@ -200,6 +200,10 @@ class Node:
             calendar_sync=self.calendar_sync,
             metrics_token=settings.metrics_token,
             oauth=self.oauth,
+            allowed_origins=settings.origin_list,
+            email_enabled=self.mailer.enabled,
+            regions=settings.region_list,
+            meeting_provider=self.meetings,
             planned=MeetingsContext(
                 meetings=self.planned,
                 bookings=self.bookings,

@@ -1,5 +1,7 @@
 // The host console at /host: sign in with a host token, answer knocks.
 import { FoyerError, HostClient } from "./foyer.js";
+import { t } from "./i18n.js";
+import { startLinkPanel, stopLinkPanel } from "./console-link.js";
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "foyer.host.token";
@@ -72,14 +74,9 @@ function say(text, bad = false) {
 
 function setConn(state) {
   const badge = $("conn");
-  const labels = {
-    connecting: ["connecting…", "warn"],
-    open: ["online", "ok"],
-    reconnecting: ["reconnecting…", "warn"],
-    closed: ["offline", "bad"],
-    idle: ["signed out", "off"],
-  };
-  const [text, tone] = labels[state] || [state, "off"];
+  const tones = { connecting: "warn", open: "ok", reconnecting: "warn", closed: "bad", idle: "off" };
+  const tone = tones[state] || "off";
+  const text = tones[state] ? t(`console.conn_${state}`) : state;
   badge.textContent = text;
   badge.className = `badge ${tone}`;
 }
@@ -88,14 +85,12 @@ function describe(err) {
   if (!(err instanceof FoyerError)) return String(err);
   switch (err.code) {
     case "already_resolved":
-      return "Already answered (perhaps on another device).";
     case "unknown_guest":
-      return "That guest is no longer waiting.";
     case "not_in_meeting":
-      return "Merge needs you to be in a meeting: set your status first.";
     case "not_connected":
+      return t(`console.${err.code}`);
     case "disconnected":
-      return "Not connected — try again in a moment.";
+      return t("console.not_connected");
     default:
       return err.message || err.code;
   }
@@ -132,8 +127,8 @@ function alertKnock(guest) {
   if ("Notification" in window && Notification.permission === "granted") {
     try {
       const title = guest.options?.title ? ` — ${guest.options.title}` : "";
-      const note = new Notification(`${guest.label || guest.name} is waiting`, {
-        body: `Someone knocked${title}.`,
+      const note = new Notification(t("console.is_waiting", { name: guest.label || guest.name }), {
+        body: t("console.someone_knocked", { title }),
         tag: "foyer-knock",
       });
       note.onclick = () => {
@@ -150,7 +145,7 @@ function setMuted(muted) {
   alerts.muted = muted;
   const button = $("mute");
   button.setAttribute("aria-pressed", String(muted));
-  button.textContent = muted ? "Sound off" : "Sound on";
+  button.textContent = t(muted ? "console.sound_off" : "console.sound_on");
   try {
     localStorage.setItem(MUTE_KEY, muted ? "1" : "0");
   } catch {
@@ -166,29 +161,29 @@ function updateNotifyButton() {
   }
   button.hidden = Notification.permission === "granted";
   button.disabled = Notification.permission === "denied";
-  if (Notification.permission === "denied") button.textContent = "Notifications blocked";
+  if (Notification.permission === "denied") button.textContent = t("console.notifications_blocked");
 }
 
 // ---- the waiting list ------------------------------------------------------
 
 function waitedFor(knockedAt) {
   const seconds = Math.max(0, Math.floor((Date.now() - (knockedAt || Date.now())) / 1000));
-  if (seconds < 60) return `waiting ${seconds} s`;
+  if (seconds < 60) return t("console.waited_s", { s: seconds });
   const minutes = Math.floor(seconds / 60);
-  if (minutes < 60) return `waiting ${minutes} min ${seconds % 60} s`;
-  return `waiting ${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+  if (minutes < 60) return t("console.waited_m", { m: minutes, s: seconds % 60 });
+  return t("console.waited_h", { h: Math.floor(minutes / 60), m: minutes % 60 });
 }
 
 const OPTION_LABELS = {
   title: (v) => `“${v}”`,
-  duration: (v) => `${v} min`,
-  region: (v) => `region ${v}`,
-  relationship: (v) => `relationship ${String(v).slice(0, 8)}…`,
-  announce: (v) => (v ? "announce recording" : "no announcement"),
-  autodelete: (v) => (v ? "auto-delete recording" : "keep recording"),
-  recording: (v) => `recording: ${v}`,
-  when: (v) => `planned ${v}`,  // a dedicated meeting's time (its join link, /m/{id})
-  meeting: () => "dedicated meeting",
+  duration: (v) => t("console.opt_duration", { v }),
+  region: (v) => t("console.opt_region", { v }),
+  relationship: (v) => t("console.opt_relationship", { v: String(v).slice(0, 8) }),
+  announce: (v) => t(v ? "console.opt_announce" : "console.opt_no_announce"),
+  autodelete: (v) => t(v ? "console.opt_autodelete" : "console.opt_keep"),
+  recording: (v) => t("console.opt_recording", { v }),
+  when: (v) => t("console.opt_when", { v }), // a dedicated meeting's time (its join link, /m/{id})
+  meeting: () => t("console.opt_meeting"),
 };
 
 function optionChips(options) {
@@ -233,17 +228,17 @@ function fillCard(li, guest, index) {
   if (guest.away && !note) {
     note = document.createElement("span");
     note.className = "away-note";
-    note.textContent = "connection lost, keeping their place";
+    note.textContent = t("console.away_note");
     li.querySelector(".since").after(note);
   } else if (!guest.away && note) {
     note.remove();
   }
   li.querySelector(".opts").replaceChildren(...optionChips(guest.options));
-  li.setAttribute("aria-label", `${guest.label || guest.name}, number ${index + 1} in line`);
+  li.setAttribute("aria-label", t("console.card_label", { name: guest.label || guest.name, n: index + 1 }));
   const inMeeting = client?.presence.state === "in_meeting";
   const merge = li.querySelector('[data-action="merge"]');
   merge.disabled = !inMeeting || li.dataset.busy === "1";
-  merge.title = inMeeting ? "Add to your current meeting" : "Set your status to “In a meeting” to merge";
+  merge.title = t(inMeeting ? "console.merge_title" : "console.merge_disabled");
 }
 
 // A big lobby: only the first cards are in the page (the oldest, who are answered
@@ -266,7 +261,7 @@ function render() {
   const seen = new Set();
   const hidden = Math.max(0, list.length - SHOWN);
   $("more").hidden = hidden === 0;
-  $("more").textContent = hidden ? `and ${hidden} more waiting` : "";
+  $("more").textContent = hidden ? t("console.more", { n: hidden }) : "";
   list.slice(0, SHOWN).forEach((guest, index) => {
     seen.add(guest.id);
     let li = cards.get(guest.id);
@@ -288,7 +283,7 @@ function render() {
   $("count").textContent = String(list.length);
   $("empty").hidden = list.length > 0;
   $("admit-all").disabled = list.length === 0;
-  document.title = list.length ? `(${list.length}) Foyer console` : "Foyer console";
+  document.title = list.length ? `(${list.length}) ${t("console.title")}` : t("console.title");
 }
 
 function tick() {
@@ -303,7 +298,7 @@ async function act(guestId, action, li) {
   const text = input.value.trim();
   const buttons = li.querySelectorAll("button[data-action]");
   if (action === "message" && !text) {
-    say("Type a line to send first.", true);
+    say(t("console.type_first"), true);
     input.focus();
     return;
   }
@@ -329,7 +324,7 @@ async function act(guestId, action, li) {
       case "message":
         await client.message(guestId, text);
         input.value = "";
-        say("Line sent.");
+        say(t("console.line_sent"));
         break;
       default:
         break;
@@ -357,10 +352,11 @@ function showPresence(presence) {
     $("meeting-url").value = presence.meeting.url || "";
     $("meeting-title").value = presence.meeting.title || "";
   }
-  const words = { available: "Available", in_meeting: "In a meeting", away: "Away" };
+  const known = ["available", "in_meeting", "away"].includes(presence.state);
   const meeting = presence.meeting?.title || presence.meeting?.id;
   $("presence-now").textContent =
-    `Now: ${words[presence.state] || presence.state}` + (presence.state === "in_meeting" && meeting ? ` (${meeting})` : "");
+    t("console.now", { state: known ? t(`console.${presence.state}`) : presence.state }) +
+    (presence.state === "in_meeting" && meeting ? ` (${meeting})` : "");
   render();
 }
 
@@ -383,7 +379,7 @@ $("presence-form").addEventListener("submit", async (event) => {
   if (state === "in_meeting") {
     const id = $("meeting-id").value.trim();
     if (!id) {
-      say("A meeting id is needed for “In a meeting”.", true);
+      say(t("console.need_meeting_id"), true);
       $("meeting-id").focus();
       return;
     }
@@ -395,7 +391,7 @@ $("presence-form").addEventListener("submit", async (event) => {
   }
   try {
     await client.setPresence(state, meeting);
-    say("Status updated.");
+    say(t("console.status_updated"));
   } catch (err) {
     say(describe(err), true);
   }
@@ -406,10 +402,10 @@ async function sendPolicy() {
   const policy = { locked: $("locked").checked, bypass: $("bypass").value };
   try {
     await client.setPolicy(policy);
-    say(policy.locked ? "Waiting room locked." : "Lobby settings saved.");
+    say(t(policy.locked ? "console.room_locked" : "console.lobby_saved"));
   } catch (err) {
     if (err instanceof FoyerError && err.code === "bad_message") {
-      say("This server does not support changing lobby settings yet.", true);
+      say(t("console.no_settings"), true);
     } else {
       say(describe(err), true);
     }
@@ -424,7 +420,7 @@ $("admit-all").addEventListener("click", async () => {
   $("admit-all").disabled = true;
   try {
     await client.admitAll();
-    say("Everyone was admitted.");
+    say(t("console.all_admitted"));
   } catch (err) {
     say(describe(err), true);
   } finally {
@@ -452,7 +448,7 @@ function connect(token) {
   $("console").hidden = false;
   $("signout").hidden = false;
   const sub = claims(token).sub;
-  $("who").textContent = sub ? `as ${sub}` : "";
+  $("who").textContent = sub ? t("console.as", { who: sub }) : "";
 
   client = new HostClient({
     // Read the token on every (re)connect: another sign-in replaces it.
@@ -460,9 +456,10 @@ function connect(token) {
   });
   client.on("state", setConn);
   client.on("welcome", (frame) => {
-    $("who").textContent = `as ${frame.name || frame.host}`;
+    $("who").textContent = t("console.as", { who: frame.name || frame.host });
     say("");
     showPolicy(frame.policy);
+    startLinkPanel({ host: frame.host, token: () => storedToken() || token, client, say });
   });
   client.on("presence", showPresence);
   client.on("settings", ({ policy }) => showPolicy(policy));
@@ -471,14 +468,15 @@ function connect(token) {
     if (isNew) alertKnock(frame.guest);
   });
   client.on("guest_left", (frame) => {
-    const why = { cancelled: "left", disconnected: "lost the connection", expired: "timed out" };
-    say(`A guest ${why[frame.reason] || "left"}.`);
+    const why = { cancelled: "console.guest_left", disconnected: "console.guest_lost", expired: "console.guest_expired" };
+    say(t(why[frame.reason] || "console.guest_left"));
   });
   client.on("error", (err) => say(describe(err), true));
   client.on("unauthorized", () => {
     client = null;
     forgetToken();
-    showSignin("That token was refused (expired or not valid). Paste a fresh one.");
+    stopLinkPanel();
+    showSignin(t("console.refused"));
   });
   client.connect();
 }
@@ -502,9 +500,10 @@ $("signout").addEventListener("click", () => {
   forgetToken();
   cards.clear();
   $("queue").replaceChildren();
-  document.title = "Foyer console";
+  document.title = t("console.title");
+  stopLinkPanel();
   showSignin();
-  say("Signed out.");
+  say(t("console.signed_out"));
 });
 
 $("mute").addEventListener("click", () => setMuted(!alerts.muted));

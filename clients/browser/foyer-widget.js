@@ -9,12 +9,15 @@
 //   options   link options as a query string, e.g. "title=Intro&duration=15"
 //   target    where the meeting opens: "_top" (default, this page) or "_blank"
 //   label     the button text (default: "Knock for <host name>")
+//   lang      the language (en, fr, de, es; default: the browser's, as
+//             Accept-Language tells the server)
 //
 // Everything renders in a shadow root so the page's CSS cannot break it.
 // DOM events (bubbling, composed): foyer-waiting, foyer-position,
 // foyer-message, foyer-outcome; and foyer-admitted, which is cancelable:
 // call preventDefault() to handle the meeting URL yourself.
 import { GuestClient, fetchLink, optionsFromQuery, safeUrl } from "./foyer.js";
+import { fetchMessages, translator } from "./i18n.js";
 
 const DEFAULT_SERVER = new URL(".", import.meta.url).href.replace(/\/static\/$/, "");
 
@@ -40,45 +43,46 @@ button:focus-visible, a.button:focus-visible, input:focus-visible { outline: non
 ul { list-style: none; margin: 8px 0; padding: 0; }
 li { background: #eef3ff; border-radius: 8px; padding: 6px 10px; margin: 0 0 6px; }
 .error { color: #b3261e; }
+.box:not(.ready) { visibility: hidden; }
 `;
 
 const TEMPLATE = `
 <div class="box closed" part="box">
-  <button class="primary open" part="button" type="button">Knock</button>
+  <button class="primary open" part="button" type="button"></button>
   <form class="form" hidden novalidate>
-    <h2 class="title" tabindex="-1">Knock</h2>
-    <label for="name">Your name</label>
+    <h2 class="title" tabindex="-1"></h2>
+    <label for="name" data-t="guest.name"></label>
     <input id="name" name="name" autocomplete="name" required maxlength="100">
-    <label for="email">Email <span class="muted">(optional)</span></label>
+    <label for="email"><span data-t="guest.email"></span> <span class="muted" data-t="guest.optional"></span></label>
     <input id="email" name="email" type="email" autocomplete="email" maxlength="254">
-    <p class="error name-error" role="alert" hidden>Please enter your name.</p>
+    <p class="error name-error" role="alert" hidden data-t="guest.name_error"></p>
     <div class="row">
-      <button class="primary" type="submit">Knock</button>
-      <button class="back" type="button">Cancel</button>
+      <button class="primary knock" type="submit" data-t="widget.knock"></button>
+      <button class="back" type="button" data-t="widget.cancel"></button>
     </div>
   </form>
   <section class="waiting" hidden>
-    <h2 class="title" tabindex="-1">Waiting</h2>
+    <h2 class="title" tabindex="-1"></h2>
     <p class="status" role="status" aria-live="polite"></p>
-    <p class="place">Your place in line: <strong class="position">–</strong></p>
+    <p class="place"><span data-t="guest.place"></span> <strong class="position">–</strong></p>
     <p class="conn muted" role="status" aria-live="polite"></p>
     <ul class="messages" aria-live="polite"></ul>
-    <button class="cancel" type="button">Leave</button>
+    <button class="cancel" type="button" data-t="widget.leave"></button>
   </section>
   <section class="outcome" hidden>
     <h2 class="title" tabindex="-1"></h2>
     <p class="text" role="status"></p>
     <p class="message muted" hidden></p>
     <div class="row">
-      <a class="button primary join" hidden rel="noopener">Join the meeting</a>
-      <button class="again" type="button" hidden>Knock again</button>
+      <a class="button primary join" hidden rel="noopener" data-t="guest.join"></a>
+      <button class="again" type="button" hidden data-t="guest.again"></button>
     </div>
   </section>
 </div>
 `;
 
 export class FoyerKnock extends HTMLElement {
-  static observedAttributes = ["link", "server", "label"];
+  static observedAttributes = ["link", "server", "label", "lang"];
 
   constructor() {
     super();
@@ -86,6 +90,8 @@ export class FoyerKnock extends HTMLElement {
     this.root.innerHTML = `<style>${STYLE}</style>${TEMPLATE}`;
     this.client = null;
     this.hostName = null;
+    this.t = translator({});
+    this.lang = null;
     this._q = (selector) => this.root.querySelector(selector);
     this._q(".open").addEventListener("click", () => this._view("form"));
     this._q(".back").addEventListener("click", () => this._view("closed"));
@@ -106,8 +112,34 @@ export class FoyerKnock extends HTMLElement {
   }
 
   connectedCallback() {
+    this._loadMessages();
     this._loadHost();
     this._label();
+  }
+
+  async _loadMessages() {
+    const wanted = this.getAttribute("lang") || "";
+    try {
+      const { lang, messages } = await fetchMessages(this.server, wanted);
+      if (wanted !== (this.getAttribute("lang") || "")) return;
+      this.t = translator(messages);
+      this.lang = lang;
+    } catch {
+      // The server is unreachable: the knock will say so; show what we have.
+    }
+    this._texts();
+  }
+
+  /** Every static string, from the catalogue. */
+  _texts() {
+    for (const node of this.root.querySelectorAll("[data-t]")) node.textContent = this.t(node.dataset.t);
+    this._q(".box").setAttribute("lang", this.lang || "");
+    this._q(".box").classList.add("ready");
+    this._label();
+    if (this.refused) {
+      this._q(".outcome .title").textContent = this.t("widget.not_here_heading");
+      this._q(".outcome .text").textContent = this.t("widget.not_here");
+    }
   }
 
   disconnectedCallback() {
@@ -118,6 +150,7 @@ export class FoyerKnock extends HTMLElement {
   attributeChangedCallback(name, oldValue, newValue) {
     if (oldValue === newValue || !this.isConnected) return;
     if (name === "link" || name === "server") this._loadHost();
+    if (name === "lang" || name === "server") this._loadMessages();
     this._label();
   }
 
@@ -128,6 +161,7 @@ export class FoyerKnock extends HTMLElement {
       const info = await fetchLink(link, { server: this.server });
       if (link !== this.link) return;
       this.hostName = info.host_name || null;
+      if (info.embed_allowed === false) this._notHere();
     } catch (err) {
       // Cross-origin reads may be refused; the knock itself still works.
       if (err?.code === "unknown_link") this.hostName = null;
@@ -135,10 +169,39 @@ export class FoyerKnock extends HTMLElement {
     this._label();
   }
 
+  /** This page's origin may not open the guest socket (FOYER_ALLOWED_ORIGINS):
+   * say so once, instead of "reconnecting…" forever, and knock no more. */
+  _notHere() {
+    this.refused = true;
+    if (this.client) {
+      const client = this.client;
+      this.client = null;
+      client.close();
+    }
+    this.dataset.outcome = "origin_refused";
+    this._q(".outcome .title").textContent = this.t("widget.not_here_heading");
+    this._q(".outcome .text").textContent = this.t("widget.not_here");
+    this._q(".outcome .message").hidden = true;
+    this._q(".join").hidden = true;
+    this._q(".again").hidden = true;
+    this._view("outcome", false);
+  }
+
+  /** The socket drops before any answer: perhaps this origin is refused. */
+  async _checkOrigin() {
+    try {
+      const info = await fetchLink(this.link, { server: this.server });
+      if (info.embed_allowed === false) this._notHere();
+    } catch {
+      // The server is unreachable: keep reconnecting.
+    }
+  }
+
   _label() {
-    const text = this.getAttribute("label") || (this.hostName ? `Knock for ${this.hostName}` : "Knock");
-    this._q(".open").textContent = text;
-    this._q(".form .title").textContent = this.hostName ? `Knock for ${this.hostName}` : "Knock";
+    const t = this.t;
+    const title = this.hostName ? t("guest.knock_for", { host: this.hostName }) : t("widget.knock");
+    this._q(".open").textContent = this.getAttribute("label") || title;
+    this._q(".form .title").textContent = title;
   }
 
   _view(name, focus = true) {
@@ -165,25 +228,34 @@ export class FoyerKnock extends HTMLElement {
       return;
     }
     this._q(".name-error").hidden = true;
-    const who = this.hostName || "The host";
+    if (this.refused) {
+      this._notHere();
+      return;
+    }
+    const t = this.t;
+    const who = this.hostName || t("widget.the_host");
     const { options, session } = optionsFromQuery(this.getAttribute("options") || "");
     this.client?.close();
     this._q(".messages").replaceChildren();
     this._q(".position").textContent = "–";
-    this._q(".status").textContent = "Knocking…";
+    this._q(".status").textContent = t("guest.knocking");
     this._q(".conn").textContent = "";
-    this._q(".waiting .title").textContent = this.hostName ? `Waiting for ${this.hostName}` : "Waiting";
+    this._q(".waiting .title").textContent = this.hostName
+      ? t("guest.waiting_for", { host: this.hostName })
+      : t("widget.waiting");
     this._view("waiting");
 
     const client = new GuestClient({ server: this.server, slug: this.link, name, email, options, session });
     this.client = client;
+    let answered = false;
     client.on("waiting", (frame) => {
+      answered = true;
       this.dataset.guest = frame.guest;
       this._q(".status").textContent = frame.host_online
-        ? `${who} knows you're here.`
-        : `${who} isn't online right now, but has been told you're waiting.`;
+        ? t("widget.knows", { host: who })
+        : t("guest.waiting_offline", { host: who });
       this._q(".position").textContent = String(frame.position);
-      this._q(".conn").textContent = frame.resumed ? "Reconnected — you kept your place." : "";
+      this._q(".conn").textContent = frame.resumed ? t("guest.resumed") : "";
       this._fire("foyer-waiting", { guest: frame.guest, position: frame.position });
     });
     client.on("position", ({ position }) => {
@@ -192,12 +264,15 @@ export class FoyerKnock extends HTMLElement {
     });
     client.on("message", ({ text }) => {
       const item = document.createElement("li");
-      item.textContent = `${who}: ${text}`;
+      item.textContent = `${who}: ${text}`; // the host's own words
       this._q(".messages").append(item);
       this._fire("foyer-message", { text });
     });
     client.on("state", (state) => {
-      if (state === "reconnecting") this._q(".conn").textContent = "Connection lost — reconnecting…";
+      if (state !== "reconnecting") return;
+      this._q(".conn").textContent = t("guest.reconnecting");
+      // Never answered: a refused origin looks like a dropped handshake; ask why.
+      if (!answered && client === this.client) this._checkOrigin();
     });
     client.on("outcome", (frame) => this._outcome(frame, who));
     client.connect();
@@ -214,6 +289,7 @@ export class FoyerKnock extends HTMLElement {
 
   _outcome(frame, who) {
     this._fire("foyer-outcome", frame);
+    const t = this.t;
     const show = (title, text, { message, url, again = false } = {}) => {
       this.dataset.outcome = frame.type === "error" ? frame.code : frame.type;
       this._q(".outcome .title").textContent = title;
@@ -233,7 +309,7 @@ export class FoyerKnock extends HTMLElement {
     switch (frame.type) {
       case "admitted": {
         const url = safeUrl(frame.meeting?.url);
-        show("You're in", url ? "Taking you to the meeting…" : `${who} let you in.`, { url });
+        show(t("guest.admitted_heading"), url ? t("widget.going") : t("guest.admitted", { host: who }), { url });
         if (url && this._fire("foyer-admitted", frame, true)) {
           if (this.getAttribute("target") === "_blank") window.open(url, "_blank", "noopener");
           else setTimeout(() => this._navigate(url), 300);
@@ -241,18 +317,18 @@ export class FoyerKnock extends HTMLElement {
         break;
       }
       case "busy":
-        show("Busy right now", `${who} is busy right now.`, { message: frame.message, again: true });
+        show(t("guest.busy_heading"), t("guest.busy", { host: who }), { message: frame.message, again: true });
         break;
       case "denied":
-        show("Not admitted", `${who} can't let you in.`, { message: frame.message });
+        show(t("guest.denied_heading"), t("guest.denied", { host: who }), { message: frame.message });
         break;
       case "cancelled":
-        show("You left", "You left the waiting room.", { again: true });
+        show(t("guest.cancelled_heading"), t("guest.cancelled"), { again: true });
         break;
       default:
-        if (frame.code === "locked") show("Room locked", "The waiting room is locked right now.", { again: true });
-        else if (frame.code === "unknown_link") show("Unknown link", "This link does not lead to anyone.");
-        else show("Something went wrong", "The waiting room refused this request.", { message: frame.message, again: true });
+        if (frame.code === "locked") show(t("guest.locked_heading"), t("widget.locked"), { again: true });
+        else if (frame.code === "unknown_link") show(t("guest.unknown_heading"), t("widget.unknown"));
+        else show(t("guest.error_heading"), t("widget.error"), { message: frame.message, again: true });
     }
   }
 }

@@ -1,11 +1,12 @@
 // The guest page at /l/{slug}: knock form, waiting state, outcome.
 import { GuestClient, fetchLink, optionsFromQuery, safeUrl } from "./foyer.js";
+import { t } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
 const app = $("app");
 const slug = app.dataset.slug;
 const { options, session } = optionsFromQuery(location.search);
-let hostName = slug;
+let hostName = app.dataset.hostName || slug; // rendered by the server
 let client = null;
 
 // Exposed for debugging and for the browser tests (drop / inspect).
@@ -32,7 +33,7 @@ function setHost(link) {
   $("host-name").textContent = hostName;
   const badge = $("host-status");
   badge.hidden = false;
-  badge.textContent = link.host_online ? "online" : "offline";
+  badge.textContent = t(link.host_online ? "guest.online" : "guest.offline");
   badge.className = `badge ${link.host_online ? "ok" : "off"}`;
 }
 
@@ -51,14 +52,12 @@ function outcome(kind, text, { message, url, retry = false, heading } = {}) {
 }
 
 function positionText(position) {
-  if (position === 1) return "1 (you're next)";
+  if (position === 1) return t("guest.next", { n: 1 });
   return position == null ? "–" : String(position);
 }
 
 function waitingText(online) {
-  return online
-    ? `${hostName} knows you're here and will let you in soon.`
-    : `${hostName} isn't online right now, but has been told you're waiting.`;
+  return t(online ? "guest.waiting_online" : "guest.waiting_offline", { host: hostName });
 }
 
 function addMessage(text) {
@@ -75,9 +74,9 @@ function knock(name, email) {
   $("messages").replaceChildren();
   $("ignored").hidden = true;
   $("position").textContent = "–";
-  $("connection").textContent = "Knocking…";
-  $("waiting-text").textContent = "Knocking…";
-  show("waiting", `Waiting for ${hostName}`);
+  $("connection").textContent = t("guest.knocking");
+  $("waiting-text").textContent = t("guest.knocking");
+  show("waiting", t("guest.waiting_for", { host: hostName }));
   focusHeading();
 
   client = new GuestClient({ slug, name, email, options, session });
@@ -85,16 +84,16 @@ function knock(name, email) {
     $("waiting-text").textContent = waitingText(frame.host_online);
     $("position").textContent = positionText(frame.position);
     $("connection").textContent = frame.resumed
-      ? "Reconnected — you kept your place."
+      ? t("guest.resumed")
       : requeued
-        ? "You were away too long and have knocked again."
+        ? t("guest.requeued_done")
         : "";
     requeued = false;
     app.dataset.guest = frame.guest;
     if (Array.isArray(frame.ignored) && frame.ignored.length) {
       const note = $("ignored");
       note.hidden = false;
-      note.textContent = `Some link options were not valid and were ignored: ${frame.ignored.join(", ")}.`;
+      note.textContent = t("guest.ignored", { names: frame.ignored.join(", ") });
     }
   });
   client.on("position", ({ position }) => {
@@ -104,55 +103,55 @@ function knock(name, email) {
   let requeued = false;
   client.on("requeued", () => {
     requeued = true;
-    $("connection").textContent = "You were away too long; knocking again…";
+    $("connection").textContent = t("guest.requeued");
   });
   client.on("state", (state) => {
-    if (state === "reconnecting") $("connection").textContent = "Connection lost — reconnecting…";
+    if (state === "reconnecting") $("connection").textContent = t("guest.reconnecting");
   });
   client.on("rate_limited", () => {
-    $("connection").textContent = "Too many attempts — trying again shortly…";
+    $("connection").textContent = t("guest.rate_limited");
   });
   client.on("outcome", (frame) => {
     switch (frame.type) {
       case "admitted": {
         const url = safeUrl(frame.meeting?.url);
-        outcome("admitted", `${hostName} let you in.`, {
-          heading: "You're in",
+        outcome("admitted", t("guest.admitted", { host: hostName }), {
+          heading: t("guest.admitted_heading"),
           url: url || undefined,
         });
         if (url) {
-          $("outcome-text").textContent = `${hostName} let you in. Taking you to the meeting…`;
+          $("outcome-text").textContent = t("guest.admitted_going", { host: hostName });
           setTimeout(() => location.assign(url), 300);
         }
         break;
       }
       case "busy":
-        outcome("busy", `${hostName} is busy right now.`, {
-          heading: "Busy right now",
+        outcome("busy", t("guest.busy", { host: hostName }), {
+          heading: t("guest.busy_heading"),
           message: frame.message,
           retry: true,
         });
         break;
       case "denied":
-        outcome("denied", `${hostName} can't let you in.`, {
-          heading: "Not admitted",
+        outcome("denied", t("guest.denied", { host: hostName }), {
+          heading: t("guest.denied_heading"),
           message: frame.message,
         });
         break;
       case "cancelled":
-        outcome("cancelled", "You left the waiting room.", { heading: "You left", retry: true });
+        outcome("cancelled", t("guest.cancelled"), { heading: t("guest.cancelled_heading"), retry: true });
         break;
       case "error":
         if (frame.code === "locked") {
-          outcome("locked", `${hostName}'s waiting room is locked: no new guests right now.`, {
-            heading: "Room locked",
+          outcome("locked", t("guest.locked", { host: hostName }), {
+            heading: t("guest.locked_heading"),
             retry: true,
           });
         } else if (frame.code === "unknown_link") {
-          unknownLink();
+          unknownLink(frame.message === RETIRED);
         } else {
-          outcome("error", "Sorry, the waiting room refused this request.", {
-            heading: "Something went wrong",
+          outcome("error", t("guest.error"), {
+            heading: t("guest.error_heading"),
             message: frame.message,
             retry: true,
           });
@@ -165,10 +164,12 @@ function knock(name, email) {
   client.connect();
 }
 
-function unknownLink() {
-  outcome("unknown_link", "This link does not lead to anyone. Please check the address.", {
-    heading: "Unknown link",
-  });
+// The server's message for a retired link (RetiredLink; its wire code is unknown_link).
+const RETIRED = "this link is no longer in use";
+
+function unknownLink(retired = false) {
+  const kind = retired ? "retired" : "unknown";
+  outcome(`${kind}_link`, t(`guest.${kind}`), { heading: t(`guest.${kind}_heading`) });
   $("host-line").hidden = true;
 }
 
@@ -195,7 +196,7 @@ $("knock-form").addEventListener("submit", (event) => {
 
 $("cancel").addEventListener("click", () => client?.cancel());
 $("retry").addEventListener("click", () => {
-  show("form", `Knock for ${hostName}`);
+  show("form", t("guest.knock_for", { host: hostName }));
   $("name").focus();
 });
 
@@ -212,7 +213,7 @@ async function start() {
   if (options.title) {
     const topic = $("topic");
     topic.hidden = false;
-    topic.textContent = `Topic: ${options.title}`;
+    topic.textContent = t("guest.topic", { title: options.title });
   }
   try {
     setHost(await fetchLink(slug));
@@ -221,9 +222,13 @@ async function start() {
       unknownLink();
       return;
     }
+    if (err.code === "retired_link" || err.code === "http_410") {
+      unknownLink(true);
+      return;
+    }
     // The API is unreachable: the knock itself will tell us more.
   }
-  show("form", `Knock for ${hostName}`);
+  show("form", t("guest.knock_for", { host: hostName }));
   $("name").focus();
 }
 

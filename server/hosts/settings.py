@@ -67,6 +67,11 @@ class SettingsPatch(BaseModel):
     busy_message: str | None = Field(
         default=None, max_length=500, description="the line an email's Busy link sends"
     )
+    instant_personal_room: bool | None = Field(
+        default=None,
+        description="new_meeting and Meet now use the host's personal room instead of a "
+        "fresh meeting",
+    )
     meeting_defaults: MeetingDefaultsPatch | None = None
     policy: PolicyPatch | None = None
 
@@ -120,6 +125,8 @@ class HostSettings:
                 new["email_notifications"] = body.email_notifications
             if body.email_mode is not None:
                 new["email_mode"] = body.email_mode
+            if body.instant_personal_room is not None:
+                new["instant_personal_room"] = body.instant_personal_room
             if body.busy_message is not None:
                 new["busy_message"] = body.busy_message
             if defaults is not None:

@@ -28,6 +28,7 @@ from protocol.errors import (
     CloseCode,
     ErrorCode,
     ProtocolError,
+    RetiredLink,
     Unauthorized,
     UnknownLink,
 )
@@ -352,6 +353,8 @@ async def guest_endpoint(ws: WebSocket, lobby: Lobby, slug: str) -> None:
     try:
         try:
             host = await lobby.directory.host_for_slug(slug)
+            if slug.lower() in (await lobby.directory.record(host))["retired"]:
+                raise RetiredLink()
         except UnknownLink as exc:
             conn.send(error_for(exc))
             conn.close(CloseCode.UNKNOWN_LINK)

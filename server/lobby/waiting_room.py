@@ -496,7 +496,9 @@ class WaitingRoom:
             return Admitted(mode=event.value, meeting=meeting), str(declared["id"])
         if event is lobby.LobbyEvent.NEW_MEETING:
             opts = {**options, **({"title": title} if title else {})}
-            return Admitted(mode=event.value, meeting=self._meetings.new(opts)), ""
+            record = await self._directory.record(host)
+            meeting = self._meetings.instant(record["room"], record["settings"], opts)
+            return Admitted(mode=event.value, meeting=meeting), ""
         record = await self._directory.record(host)
         return Admitted(
             mode=event.value, meeting=self._meetings.personal(record["room"], options)

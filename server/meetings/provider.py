@@ -65,6 +65,15 @@ class MeetingProvider:
         """A fresh, unique meeting (``new_meeting``)."""
         return self.meeting("foyer-" + secrets.token_hex(8), options)
 
+    def instant(
+        self, room: str, settings: dict[str, Any], options: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A meeting made on the spot (``new_meeting``, Meet now): a fresh one,
+        or the personal room when the host's ``instant_personal_room`` says so."""
+        if settings.get("instant_personal_room"):
+            return self.personal(room, options)
+        return self.new(options)
+
     def declared(self, declared: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
         """The meeting the host said it is in (``merge``)."""
         out = self.meeting(str(declared["id"]), options)

@@ -42,6 +42,7 @@ class HostRecord(TypedDict):
     room: str
     created_at: int
     settings: dict[str, Any]
+    retired: list[str]  # old slugs the host retired: they answer "no longer in use"
 
 
 def record_from_hash(raw: dict[str, str]) -> HostRecord | None:
@@ -56,6 +57,7 @@ def record_from_hash(raw: dict[str, str]) -> HostRecord | None:
         "room": raw.get("room", ""),
         "created_at": int(raw.get("created_at") or 0),
         "settings": json.loads(raw.get("settings") or "{}"),
+        "retired": json.loads(raw.get("retired") or "[]"),
     }
 
 
@@ -116,10 +118,13 @@ class HostStore:
     async def host_for_slug(self, slug: str) -> str | None:
         return text(await self.batch.call("GET", keys.slug(slug))) or None
 
-    async def change_slug(self, host: str, requested: str) -> str:
-        """Claim ``requested`` for ``host``; the old slug stays reserved to the
-        host (it keeps leading to this host's room, never to anyone else's)."""
+    async def change_slug(self, host: str, requested: str, *, retire_old: bool = False) -> str:
+        """Claim ``requested`` for ``host``. The old slug stays reserved to the
+        host: kept, it keeps leading to this host's room (a redirect); retired
+        (``retire_old``: a leaked link), it answers "no longer in use" at once.
+        Taking a retired slug back brings it back to life."""
         slug = validate_slug(requested)
+        record = await self.require_host(host)
         owner = text(await self.batch.call("GET", keys.slug(slug)))
         if owner and owner != host:
             raise SlugTaken("this slug belongs to another host")
@@ -127,7 +132,14 @@ class HostStore:
             "SET", keys.slug(slug), host, "NX", replayable=False
         ):
             raise SlugTaken("this slug belongs to another host")  # lost the race
-        await self.batch.call("HSET", keys.host(host), "slug", slug)
+        retired = [old for old in record["retired"] if old != slug]
+        if retire_old and record["slug"] != slug and record["slug"] not in retired:
+            retired.append(record["slug"])
+        # Through the settings script: every process drops its cached record
+        # (the knock path reads ``retired`` from it) in the same step.
+        await self.patch_settings(
+            host, lambda current: current, fields={"slug": slug, "retired": json.dumps(retired)}
+        )
         return slug
 
     async def patch_settings(
@@ -137,6 +149,7 @@ class HostStore:
         *,
         name: str | None = None,
         email: str | None = None,
+        fields: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Read, merge and compare-and-set the settings (retried on a concurrent
         change, so no update is lost); the script tells every device."""
@@ -145,6 +158,8 @@ class HostStore:
             extra += ["name", name]
         if email is not None:
             extra += ["email", email]
+        for field, value in (fields or {}).items():
+            extra += [field, value]
         for _ in range(CAS_ATTEMPTS):
             raw = await self.batch.call("HGET", keys.host(host), "settings")
             if raw is None:

@@ -23,16 +23,19 @@ from protocol.errors import (
     BadRequest,
     InvalidBody,
     RateLimited,
+    RetiredLink,
     Unauthorized,
     UnknownHost,
     UnknownLink,
 )
+from protocol.links import slug_rules
 from protocol.lobby import PAGE_GUESTS
 from protocol.messages import HOST_FRAMES, HOST_ID_RE, LobbyPage, Page, parse
-from server.access.origins import client_address
+from server.access.origins import client_address, origin_allowed
 from server.access.tokens import same_secret
 from server.hosts.settings import DisplayName, EmailAddress, SettingsPatch, validation_message
 from server.storage.hosts import HostRecord
+from server.web import i18n
 from server.web.context import web
 from server.web.errors import error_response
 
@@ -52,6 +55,11 @@ class HostCreate(BaseModel):
 class SlugChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     slug: str = Field(max_length=200)
+    retire_old: bool = Field(
+        default=False,
+        description="retire the old slug at once (a leaked link): it answers 410 'no longer "
+        "in use' instead of leading to the new one",
+    )
 
 
 class SessionCreate(BaseModel):
@@ -110,13 +118,18 @@ def _base_url(request: Request) -> str:
 
 
 def _host_view(request: Request, record: HostRecord) -> dict[str, Any]:
+    context = web(request)
     return {
         "id": record["id"],
         "name": record["name"],
         "email": record["email"],
         "slug": record["slug"],
         "link": f"{_base_url(request)}/l/{record['slug']}",
+        "retired": record["retired"],
         "settings": record["settings"],
+        # What this deployment offers (the console's link builder and email setting).
+        "email_enabled": context.email_enabled,
+        "regions": context.regions,
     }
 
 
@@ -138,7 +151,7 @@ async def create_host(request: Request) -> Response:
 
 
 async def get_host(request: Request) -> Response:
-    _authorize(request)
+    _authorize_host(request, str(request.path_params["host"]))
     return JSONResponse(_host_view(request, await _require_host(request)))
 
 
@@ -151,15 +164,35 @@ async def host_token(request: Request) -> Response:
 
 
 async def change_slug(request: Request) -> Response:
-    _authorize(request)
+    _authorize_host(request, str(request.path_params["host"]))
     record = await _require_host(request)
     body = await _body(request, SlugChange)
-    record["slug"] = await web(request).hosts.change_slug(record["id"], body.slug)
-    return JSONResponse(_host_view(request, record))
+    context = web(request)
+    await context.hosts.change_slug(record["id"], body.slug, retire_old=body.retire_old)
+    context.directory.forget(record["id"])
+    return JSONResponse(_host_view(request, await _require_host(request)))
+
+
+async def check_slug(request: Request) -> Response:
+    """``GET /api/hosts/{host}/slug-check?slug=``: each slug rule, passed or not,
+    and whether another host has it: the console names them as the host types."""
+    host = str(request.path_params["host"])
+    _authorize_host(request, host)
+    await _require_host(request)
+    raw = request.query_params.get("slug", "")[:200]
+    slug = raw.strip().lower()
+    rules = slug_rules(raw)
+    free = True
+    if all(rules.values()):
+        owner = await web(request).hosts.host_for_slug(slug)
+        free = owner is None or owner == host
+    rules["available"] = free
+    checks = [{"rule": name, "ok": ok} for name, ok in rules.items()]
+    return JSONResponse({"slug": slug, "ok": all(rules.values()), "rules": checks})
 
 
 async def patch_settings(request: Request) -> Response:
-    _authorize(request)
+    _authorize_host(request, str(request.path_params["host"]))
     record = await _require_host(request)
     body = await _body(request, SettingsPatch)
     try:
@@ -258,18 +291,43 @@ async def link_info(request: Request) -> Response:
         address = client_address(request.scope, context.trusted_proxies)
         if await context.store.hit(f"links:{address}") > context.link_info_limit:
             raise RateLimited("too many link lookups from this address; try again in a minute")
-    host = await context.directory.host_for_slug(str(request.path_params["slug"]))
-    record = await context.hosts.get_host(host)  # fresh: names and slugs change
-    if record is None:
-        raise UnknownLink()
-    # Public, read-only: any site embedding the widget may read it.
+    slug = str(request.path_params["slug"])
+    cors = {"Access-Control-Allow-Origin": "*"}
+    try:
+        host = await context.directory.host_for_slug(slug)
+        record = await context.hosts.get_host(host)  # fresh: names and slugs change
+        if record is None:
+            raise UnknownLink()
+        if slug.lower() in record["retired"]:
+            raise RetiredLink()
+    except UnknownLink as exc:  # the widget on another site must read why, too
+        status, code = (
+            (410, "retired_link") if isinstance(exc, RetiredLink) else (404, "unknown_link")
+        )
+        answer = error_response(status, code, str(exc))
+        answer.headers.update(cors)
+        return answer
+    # Public, read-only: any site embedding the widget may read it. Whether the
+    # asking page's origin may open the guest socket: the widget says "not
+    # available on this site" instead of retrying a refused handshake forever.
     return JSONResponse(
         {
             "slug": record["slug"],
             "host_name": record["name"],
             "host_online": await context.store.host_online(record["id"]),
+            "embed_allowed": origin_allowed(request.headers, context.allowed_origins),
         },
-        headers={"Access-Control-Allow-Origin": "*"},
+        headers=cors,
+    )
+
+
+async def catalogue(request: Request) -> Response:
+    """``GET /api/i18n?lang=``: the strings of the visitor's language (``lang``,
+    else ``Accept-Language``, else English), for the widget on another site."""
+    lang = i18n.choose(request.query_params.get("lang"), request.headers.get("accept-language"))
+    return JSONResponse(
+        {"lang": lang, "messages": i18n.messages(lang)},
+        headers={"Access-Control-Allow-Origin": "*", "Vary": "Accept-Language"},
     )
 
 
@@ -295,10 +353,12 @@ routes = [
     Route("/api/hosts/{host}", get_host, methods=["GET"]),
     Route("/api/hosts/{host}/token", host_token, methods=["POST"]),
     Route("/api/hosts/{host}/slug", change_slug, methods=["PUT"]),
+    Route("/api/hosts/{host}/slug-check", check_slug, methods=["GET"]),
     Route("/api/hosts/{host}/settings", patch_settings, methods=["PATCH"]),
     Route("/api/hosts/{host}/sessions", create_session, methods=["POST"]),
     Route("/api/hosts/{host}/waiting", waiting, methods=["GET"]),
     Route("/api/hosts/{host}/guests/{guest}/reply", reply_to_guest, methods=["POST"]),
     Route("/api/guest-tokens", guest_token, methods=["POST"]),
     Route("/api/links/{slug}", link_info, methods=["GET"]),
+    Route("/api/i18n", catalogue, methods=["GET"]),
 ]

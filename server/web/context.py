@@ -19,6 +19,7 @@ from server.meetings.bookings import Bookings
 from server.meetings.connections import Connections
 from server.meetings.feed import CalendarFeeds
 from server.meetings.planned import PlannedMeetings
+from server.meetings.provider import MeetingProvider
 from server.metrics import Metrics
 from server.notify.webhooks import Webhooks
 from server.storage.hosts import HostStore
@@ -56,6 +57,10 @@ class WebContext:
     link_info_limit: int = 0  # GET /api/links/{slug} per client address per minute
     metrics_token: str | None = None
     oauth: AuthorizationServer | None = None  # connecting an account (server.web.oauth)
+    allowed_origins: list[str] = field(default_factory=list)  # may embed the widget
+    email_enabled: bool = False  # the host's email setting means something
+    regions: list[str] = field(default_factory=list)  # link option ``region``
+    meeting_provider: MeetingProvider | None = None  # the personal room's URL (Meet now)
     planned: MeetingsContext | None = None  # None: the meetings API answers 404
 
 

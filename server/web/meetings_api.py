@@ -10,10 +10,10 @@ by its secret URL alone (a wrong or old secret answers 404).
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.requests import Request
@@ -43,10 +43,11 @@ from server.meetings.connections import PROVIDERS, Connection
 from server.meetings.invitation import feed, invitation
 from server.meetings.planned import Meeting, is_meeting_id, join_link
 from server.storage.hosts import HostRecord
+from server.web import i18n
 from server.web.api import _authorize, _authorize_host, _base_url, _body
 from server.web.context import MeetingsContext, web
 from server.web.oauth import bearer_host
-from server.web.pages import page_headers, template
+from server.web.pages import language, page_headers, render
 
 Millis = Annotated[int, Field(ge=0, le=2**53, description="ms since the Unix epoch, UTC")]
 Instant = Annotated[
@@ -141,6 +142,24 @@ async def create_meeting(request: Request) -> Response:
         _authorize_host(request, body.host)
     record = await _host(request, body.host)
     title = body.title or f"Meeting with {record['name']}"
+    provider = web(request).meeting_provider
+    instant = body.starts_at is None and body.ends_at is None
+    if instant and provider is not None and record["settings"].get("instant_personal_room"):
+        # The host's setting: instant meetings (Meet now) use the personal room.
+        room = provider.personal(record["room"], {"title": title})
+        base = _base_url(request)
+        view = {
+            "id": record["room"],
+            "host": record["id"],
+            "title": title,
+            "starts_at": None,
+            "ends_at": None,
+            "url": room["url"],
+            "join_link": f"{base}/l/{record['slug']}",
+            "status": "personal_room",
+            "booking": None,
+        }
+        return JSONResponse(view, status_code=201)
     meeting, _ = await planned.meetings.create(
         record["id"], title, _ms(body.starts_at), _ms(body.ends_at)
     )
@@ -385,12 +404,16 @@ async def rewrite_calendar(request: Request) -> Response:
 # ------------------------------------------------------------------- join link
 
 
-def _meeting_page(heading: str, lead: str, status: int) -> HTMLResponse:
-    body = (
-        template("meeting.html")
-        .replace("{heading}", html.escape(heading))
-        .replace("{lead}", html.escape(lead))
-    )
+def _meeting_page(request: Request, kind: str, status: int, title: str = "") -> HTMLResponse:
+    """The page of a join link that leads nowhere (unknown or cancelled), in
+    the visitor's language."""
+    lang = language(request)
+    values = {
+        "lang": lang,
+        "heading": i18n.t(lang, f"meeting.{kind}_heading"),
+        "lead": i18n.t(lang, f"meeting.{kind}", {"title": title}),
+    }
+    body = render("meeting.html", lang, values)
     return HTMLResponse(body, status_code=status, headers=page_headers(frameable=True))
 
 
@@ -406,15 +429,15 @@ async def join_page(request: Request) -> Response:
         except UnknownMeeting:
             meeting = None
     if meeting is None:
-        return _meeting_page("Unknown meeting", "This link does not lead to a meeting.", 404)
+        return _meeting_page(request, "unknown", 404)
     if meeting.cancelled:
-        return _meeting_page(
-            "Meeting cancelled", f"“{meeting.title}” was cancelled by its host.", 410
-        )
+        return _meeting_page(request, "cancelled", 410, meeting.title)
     record = await web(request).hosts.get_host(meeting.host)
     if record is None:
-        return _meeting_page("Unknown meeting", "This link does not lead to a meeting.", 404)
-    return RedirectResponse(f"/l/{record['slug']}?s={meeting.id}", status_code=303)
+        return _meeting_page(request, "unknown", 404)
+    lang = request.query_params.get("lang")
+    keep = f"&lang={quote(lang, safe='')}" if lang else ""
+    return RedirectResponse(f"/l/{record['slug']}?s={meeting.id}{keep}", status_code=303)
 
 
 routes: list[BaseRoute] = [

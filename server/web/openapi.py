@@ -24,6 +24,7 @@ from server.web.api import (
     TokenRequest,
 )
 from server.web.calendars_api import CalendarPut
+from server.web.i18n import LANGUAGES
 from server.web.meetings_api import BookingCreate, BookingPatch, ConnectionPut, MeetingCreate
 from server.web.oauth import OAuthClientCreate
 from server.web.webhooks_api import SecretRotation, WebhookCreate
@@ -62,6 +63,8 @@ HOST_ID = {
     "schema": {"type": "string", "pattern": HOST_ID_RE.pattern},
 }
 SLUG = {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}
+SLUG_QUERY = {"name": "slug", "in": "query", "required": True, "schema": {"type": "string"}}
+LANG = {"name": "lang", "in": "query", "required": False, "schema": {"type": "string"}}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -74,6 +77,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         401: "missing or wrong API key",
         404: "not found",
         409: "conflict (already_resolved: another reply won)",
+        410: "retired_link: the host retired this link",
         422: "invalid body (the message says which rule failed)",
         429: "too many requests from this address in this minute",
         502: "provider_failed: the meeting provider failed or did not answer",
@@ -360,7 +364,10 @@ def document() -> dict[str, Any]:
             "email": {"type": ["string", "null"]},
             "slug": {"type": "string"},
             "link": {"type": "string"},
+            "retired": {"type": "array", "items": {"type": "string"}},
             "settings": {"type": "object"},
+            "email_enabled": {"type": "boolean"},
+            "regions": {"type": "array", "items": {"type": "string"}},
         },
     }
     token = {
@@ -384,6 +391,33 @@ def document() -> dict[str, Any]:
             "slug": {"type": "string"},
             "host_name": {"type": "string"},
             "host_online": {"type": "boolean"},
+            "embed_allowed": {
+                "type": "boolean",
+                "description": "whether the asking page's Origin may open the guest socket",
+            },
+        },
+    }
+    slug_check = {
+        "type": "object",
+        "required": ["slug", "ok", "rules"],
+        "properties": {
+            "slug": {"type": "string"},
+            "ok": {"type": "boolean"},
+            "rules": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"rule": {"type": "string"}, "ok": {"type": "boolean"}},
+                },
+            },
+        },
+    }
+    catalogue = {
+        "type": "object",
+        "required": ["lang", "messages"],
+        "properties": {
+            "lang": {"type": "string", "enum": list(LANGUAGES)},
+            "messages": {"type": "object", "additionalProperties": {"type": "string"}},
         },
     }
     lobby_page = {
@@ -426,7 +460,7 @@ def document() -> dict[str, Any]:
             },
             "/api/hosts/{host}": {
                 "get": _op(
-                    "A host, with its settings",
+                    "A host, with its settings (API key or the host's token)",
                     (200, HOST_VIEW, "the host"),
                     errors=(401, 404),
                     params=[HOST_ID],
@@ -444,16 +478,27 @@ def document() -> dict[str, Any]:
             },
             "/api/hosts/{host}/slug": {
                 "put": _op(
-                    "Change the personal link's slug (the old one keeps leading to this host)",
+                    "Change the personal link's slug: the old one keeps leading to this "
+                    "host, or is retired at once (retire_old); API key or the host's token",
                     (200, HOST_VIEW, "changed"),
                     body="SlugChange",
                     errors=(400, 401, 404, 409, 422),
                     params=[HOST_ID],
                 )
             },
+            "/api/hosts/{host}/slug-check": {
+                "get": _op(
+                    "Each slug rule, passed or not, and whether another host has the slug "
+                    "(API key or the host's token)",
+                    (200, slug_check, "the rules"),
+                    errors=(401, 404),
+                    params=[HOST_ID, SLUG_QUERY],
+                )
+            },
             "/api/hosts/{host}/settings": {
                 "patch": _op(
-                    "Partial update of name, email, notifications, meeting defaults, policy",
+                    "Partial update of name, email, notifications, meeting defaults, policy "
+                    "(API key or the host's token)",
                     (200, HOST_VIEW, "the whole host after the update"),
                     body="SettingsPatch",
                     errors=(400, 401, 404, 422),
@@ -498,7 +543,7 @@ def document() -> dict[str, Any]:
                 "get": _op(
                     "Public: who is behind a personal link",
                     (200, link, "the link"),
-                    errors=(404, 429),
+                    errors=(404, 410, 429),
                     params=[SLUG],
                     secure=False,
                 )
@@ -585,6 +630,30 @@ def document() -> dict[str, Any]:
                     (200, {"type": "object"}, "the metadata"),
                     secure=False,
                 )
+            },
+            "/api/i18n": {
+                "get": _op(
+                    "Public: the strings of the visitor's language (lang, else Accept-Language)",
+                    (200, catalogue, "the catalogue"),
+                    params=[LANG],
+                    secure=False,
+                )
+            },
+            "/l/{slug}/qr.svg": {
+                "get": {
+                    "summary": "Public: the QR code (SVG) of a personal link, with the valid "
+                    "link options of the query string",
+                    "parameters": [SLUG],
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "the QR code",
+                            "content": {"image/svg+xml": {"schema": {"type": "string"}}},
+                        },
+                        "404": {"description": "unknown link (an HTML page)"},
+                        "410": {"description": "retired link (an HTML page)"},
+                    },
+                }
             },
             "/healthz": {
                 "get": _op(

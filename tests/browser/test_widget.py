@@ -6,7 +6,7 @@ import re
 from typing import Any
 from urllib.parse import urlencode
 
-from playwright.sync_api import Browser, BrowserContext, expect
+from playwright.sync_api import Browser, BrowserContext, Route, expect
 
 from tests.browser.conftest import LocalSite, console_url, new_context, screenshot
 from tests.support import FoyerProcess
@@ -83,12 +83,49 @@ def test_widget_from_an_origin_not_allowed_is_refused(
         try:
             page = partner.new_page()
             query = urlencode({"server": strict.http_url, "link": host["slug"]})
+            sockets: list[str] = []
+            page.on("websocket", lambda ws: sockets.append(ws.url))
             page.goto(f"{site.origin}/embed?{query}")
             widget = page.locator("foyer-knock")
-            widget.locator("button.open").click()
-            widget.locator("#name").fill("Unwelcome")
-            widget.get_by_role("button", name="Knock", exact=True).click()
-            expect(widget.locator(".conn")).to_contain_text("reconnecting")
-            expect(widget.locator(".position")).to_have_text("\u2013")
+            # It says why at once, instead of "reconnecting..." forever, and never knocks.
+            expect(widget).to_have_attribute("data-outcome", "origin_refused")
+            expect(widget.locator(".outcome .title")).to_have_text("Not available on this site")
+            expect(widget.locator(".outcome .text")).to_contain_text("cannot be used")
+            expect(widget.locator("button.open")).to_be_hidden()
+            expect(widget.locator(".conn")).to_have_text("")
+            screenshot(page, "widget-not-on-this-site")
+            assert sockets == []
+
+            # In the visitor's language (the browser's Accept-Language, or lang=).
+            page.evaluate("document.querySelector('foyer-knock').setAttribute('lang', 'de')")
+            expect(widget.locator(".outcome .title")).to_have_text(
+                "Auf dieser Website nicht verfügbar"
+            )
+
+            # A stale answer said "allowed" (a cache, a proxy): the refused
+            # handshake itself makes the widget ask again, and it stops retrying.
+            stale = page.context.new_page()
+            asked: list[bool] = []  # per lookup: whether it was answered stale
+            pretend = [True]
+
+            def stale_until_the_knock(route: Route) -> None:
+                asked.append(pretend[0])
+                if not pretend[0]:
+                    route.continue_()
+                    return
+                real = route.fetch()
+                route.fulfill(response=real, json={**real.json(), "embed_allowed": True})
+
+            stale.route(re.compile(r".*/api/links/.*"), stale_until_the_knock)
+            stale.goto(f"{site.origin}/embed?{query}")
+            knock = stale.locator("foyer-knock")
+            knock.locator("button.open").click()
+            knock.locator("#name").fill("Unwelcome")
+            pretend[0] = False
+            knock.get_by_role("button", name="Knock", exact=True).click()
+            expect(knock).to_have_attribute("data-outcome", "origin_refused")
+            expect(knock.locator(".outcome .title")).to_have_text("Not available on this site")
+            assert asked[-1] is False  # it asked again after the refused handshake
+            assert stale.evaluate("document.querySelector('foyer-knock').client") is None
         finally:
             partner.close()

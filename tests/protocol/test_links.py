@@ -18,6 +18,7 @@ from protocol.links import (
     resolve_options,
     sanitise_options,
     slug_base,
+    slug_rules,
     slug_with_suffix,
     validate_slug,
 )
@@ -131,3 +132,35 @@ def test_examples() -> None:
     assert clean == {} and ignored == ["duration", "title"]
     assert resolve_options(clean, {"duration": 50}, "Auto")["title"] == "Auto"
     assert resolve_options(clean, {"duration": 50}, "Auto")["duration"] == 50
+
+
+SLUGGISH = st.text(alphabet="abcXYZ019-._ é", max_size=70) | st.sampled_from(
+    [*RESERVED_SLUGS, "sales-dev", "ab", "a" * 64, "a" * 65]
+)
+
+
+@given(SLUGGISH)
+def test_slug_rules_pass_exactly_when_the_slug_is_valid(raw: str) -> None:
+    """The console's rule list and the server's check never disagree."""
+    rules = slug_rules(raw)
+    try:
+        validate_slug(raw)
+        valid = True
+    except InvalidSlug:
+        valid = False
+    assert all(rules.values()) is valid, rules
+
+
+@pytest.mark.parametrize(
+    ("raw", "failing"),
+    [
+        ("ab", {"length"}),
+        ("ada.lovelace", {"no_periods"}),
+        ("ada_lovelace", {"characters"}),
+        ("ada-dev", {"not_dev"}),
+        ("help", {"not_reserved"}),
+        ("Ada-Lovelace", set()),
+    ],
+)
+def test_slug_rules_name_each_failing_rule(raw: str, failing: set[str]) -> None:
+    assert {name for name, ok in slug_rules(raw).items() if not ok} == failing

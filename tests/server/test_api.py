@@ -32,7 +32,12 @@ def test_create_get_token_and_link(foyer: FoyerProcess) -> None:
         dup = api.post("/api/hosts", json={"id": host_id, "name": "Other"})
         assert dup.status_code == 409 and dup.json()["code"] == "conflict"
     link = httpx.get(f"{foyer.http_url}/api/links/{body['slug']}").json()
-    assert link == {"slug": body["slug"], "host_name": "Grace Hopper", "host_online": False}
+    assert link == {
+        "slug": body["slug"],
+        "host_name": "Grace Hopper",
+        "host_online": False,
+        "embed_allowed": True,  # no Origin header: not a browser on another site
+    }
 
 
 def test_slugs_unique_from_same_name(foyer: FoyerProcess) -> None:

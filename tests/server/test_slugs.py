@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from foyer_client import GuestClient, HostClient
+from protocol.errors import UnknownLink
 from protocol.messages import JoinRequest
 from tests.support import FoyerProcess
 
@@ -105,3 +106,109 @@ def test_link_info_is_readable_from_other_origins(
         headers={"Origin": "https://elsewhere.example"},
     )
     assert r.headers["access-control-allow-origin"] == "*"
+
+
+def _as(foyer: FoyerProcess, bearer: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=foyer.http_url, timeout=10, headers={"Authorization": f"Bearer {bearer}"}
+    )
+
+
+async def test_a_retired_slug_is_dead_at_once_and_stays_reserved(
+    foyer: FoyerProcess, foyer2: FoyerProcess, host: dict[str, Any]
+) -> None:
+    """A leaked link: the host changes its slug and retires the old one. Every
+    way in answers "no longer in use" (the page 410, the API 410, a knock on
+    either process refused), nobody else can claim it, and the host can."""
+    old, new = host["slug"], _fresh()
+    # Both processes have the old slug and the record cached before the change.
+    for proc in (foyer, foyer2):
+        async with GuestClient(proc.ws_url, old, name="Before") as before:
+            await before.cancel()
+    with _as(foyer, host["token"]) as api:  # the host's own token will do
+        r = api.put(f"/api/hosts/{host['id']}/slug", json={"slug": new, "retire_old": True})
+    assert r.status_code == 200 and r.json()["slug"] == new and r.json()["retired"] == [old]
+
+    async with httpx.AsyncClient(base_url=foyer.http_url, timeout=10) as web:
+        page = await web.get(f"/l/{old}", follow_redirects=False)
+        assert page.status_code == 410 and "no longer in use" in page.text
+        info = await web.get(f"/api/links/{old}", headers={"Origin": "https://x.example"})
+        assert info.status_code == 410 and info.json()["code"] == "retired_link"
+        assert info.headers["access-control-allow-origin"] == "*"
+        for proc in (foyer, foyer2):
+            with pytest.raises(UnknownLink, match="no longer in use"):
+                async with GuestClient(proc.ws_url, old, name="Leaked"):
+                    pass
+        assert (await web.get(f"/l/{new}")).status_code == 200
+
+        other = foyer.create_host("Mallory")
+        assert _put(foyer, other["id"], old).status_code == 409  # never handed to anyone else
+        back = _put(foyer, host["id"], old)  # the host takes it back: alive again
+        assert back.status_code == 200 and back.json()["retired"] == []
+        assert (await web.get(f"/l/{old}")).status_code == 200
+
+
+def test_keeping_the_old_slug_is_the_default(foyer: FoyerProcess, host: dict[str, Any]) -> None:
+    old, new = host["slug"], _fresh()
+    r = _put(foyer, host["id"], new)
+    assert r.status_code == 200 and r.json()["retired"] == []
+    assert httpx.get(f"{foyer.http_url}/l/{old}", follow_redirects=False).status_code == 301
+
+
+def _check(foyer: FoyerProcess, host: dict[str, Any], slug: str) -> dict[str, Any]:
+    with _as(foyer, host["token"]) as api:
+        r = api.get(f"/api/hosts/{host['id']}/slug-check", params={"slug": slug})
+    assert r.status_code == 200, r.text
+    answer: dict[str, Any] = r.json()
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("slug", "failing"),
+    [
+        ("ab", {"length"}),
+        ("x" * 65, {"length"}),
+        ("my.name", {"no_periods"}),
+        ("my_name", {"characters"}),
+        ("sales-dev", {"not_dev"}),
+        ("api", {"not_reserved"}),
+        ("a.b_dev", {"no_periods", "characters"}),
+        ("Fine-Slug-9", set()),
+    ],
+)
+def test_slug_check_names_each_rule(
+    foyer: FoyerProcess, host: dict[str, Any], slug: str, failing: set[str]
+) -> None:
+    answer = _check(foyer, host, slug)
+    assert [rule["rule"] for rule in answer["rules"]] == [
+        "length",
+        "characters",
+        "no_periods",
+        "not_dev",
+        "not_reserved",
+        "available",
+    ]
+    assert {rule["rule"] for rule in answer["rules"] if not rule["ok"]} == failing
+    assert answer["ok"] is (not failing)
+    assert answer["slug"] == slug.lower()
+
+
+def test_slug_check_knows_taken_and_own(foyer: FoyerProcess, host: dict[str, Any]) -> None:
+    other = foyer.create_host("Grace Hopper")
+    taken = _check(foyer, host, other["slug"])
+    assert taken["ok"] is False
+    assert [r["rule"] for r in taken["rules"] if not r["ok"]] == ["available"]
+    assert _check(foyer, host, host["slug"].upper())["ok"] is True  # its own
+    assert _check(foyer, host, _fresh())["ok"] is True
+
+
+def test_the_host_token_reaches_only_its_own_host(foyer: FoyerProcess) -> None:
+    ada, grace = foyer.create_host("Ada Lovelace"), foyer.create_host("Grace Hopper")
+    with _as(foyer, ada["token"]) as api:
+        assert api.get(f"/api/hosts/{ada['id']}").status_code == 200
+        assert api.get(f"/api/hosts/{grace['id']}").status_code == 401
+        assert api.put(f"/api/hosts/{grace['id']}/slug", json={"slug": _fresh()}).status_code == 401
+        assert api.patch(f"/api/hosts/{grace['id']}/settings", json={}).status_code == 401
+        check = api.get(f"/api/hosts/{grace['id']}/slug-check", params={"slug": "abc"})
+        assert check.status_code == 401
+    assert httpx.get(f"{foyer.http_url}/api/hosts/{ada['id']}/slug-check?slug=x").status_code == 401

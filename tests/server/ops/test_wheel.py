@@ -69,11 +69,20 @@ def test_the_wheel_serves_every_page(tmp_path: Path, redis_url: str) -> None:
             "/static/guest.js": "text/javascript",
             "/static/console.js": "text/javascript",
             "/static/foyer.css": "text/css",
+            "/static/console-link.js": "text/javascript",
+            "/static/i18n.js": "text/javascript",
+            "/static/favicon.svg": "image/svg+xml",
+            "/static/i18n.fr.json": "application/json",
+            f"/l/{host['slug']}/qr.svg": "image/svg+xml",
+            "/api/i18n?lang=de": "application/json",
         }
         for path, media in pages.items():
             r = httpx.get(proc.http_url + path, timeout=10)
             assert r.status_code == 200, (path, r.status_code)
             assert r.headers["content-type"].startswith(media), path
             assert r.content, path
+        # The catalogues came along: the pages speak German from the wheel too.
+        german = httpx.get(f"{proc.http_url}/l/{host['slug']}?lang=de", timeout=10).text
+        assert "Treffen mit Wheel Host" in german
         served = httpx.get(proc.http_url + "/static/foyer.js", timeout=10).text
         assert served == (ROOT / "clients" / "browser" / "foyer.js").read_text()

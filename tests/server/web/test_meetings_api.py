@@ -330,4 +330,7 @@ def test_a_cancelled_meeting_join_link_says_so(foyer: FoyerProcess, host: dict[s
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     page = httpx.get(made["join_link"])
     assert page.status_code == 410 and "“Retro” was cancelled" in page.text
+    german = httpx.get(made["join_link"], headers={"Accept-Language": "de"})
+    assert german.status_code == 410 and "„Retro“ wurde vom Gastgeber abgesagt." in german.text
+    assert '<html lang="de">' in german.text
     assert httpx.get(f"{foyer.http_url}/m/mffffffffffffffffffff").status_code == 404
