@@ -38,6 +38,7 @@ async def _guest_in(redis: Redis, state: GuestState, *, deadline_ms: int) -> tup
             "score": 1,
             "info": pack(info),
             "deadline": deadline_ms,
+            "wait_until": deadline_ms,  # the maximum wait (time_out's guard)
             "outcome": pack(OUTCOME),
         },
     )
