@@ -88,7 +88,9 @@ LOBBY_DEFAULTS: dict[str, Any] = {
     "max_wait_message": "",
     "raid_threshold": 20,
     "raid_autolock": False,
-    "deny_cooldown_s": 600,
+    # Off unless the host sets it: an address stands for a whole office behind one
+    # NAT, and a deny is often only "not today".
+    "deny_cooldown_s": 0,
 }
 
 
