@@ -57,6 +57,17 @@ export const LINK_OPTIONS = Object.freeze([
   "recording",
 ]);
 
+/**
+ * `guest_left.reason` values: Python's `protocol.lobby.LeftReason`, in its order
+ * (tests/clients/test_browser_client.py checks it); `timed_out` is an addition.
+ */
+export const LEFT_REASONS = Object.freeze([
+  "cancelled",
+  "disconnected",
+  "expired",
+  "timed_out",
+]);
+
 /** An `error` frame (or a local failure) as an Error with a wire `code`. */
 export class FoyerError extends Error {
   constructor(code, message, frame = null) {

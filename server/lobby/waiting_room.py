@@ -41,6 +41,7 @@ from protocol.messages import (
     Denied,
     Deny,
     DenyAll,
+    GuestHeld,
     GuestLeft,
     Held,
     Hello,
@@ -620,6 +621,8 @@ class WaitingRoom:
                 announced[info["id"]] = info.get("options") or {}
                 message = JoinRequest(guest=info, position=position, host_state=state)
                 self._hub.to_hosts(host, message)
+            elif info.get("held"):  # a hold may have been missed: saying it again is harmless
+                self._hub.to_hosts(host, GuestHeld(guest=info["id"], held=info["held"]))
         # Only the guests the snapshot was asked about: one announced while it was
         # in flight is newer than it, and still waiting.
         for gid in [g for g in announced if g not in queued and g in snapshot.known]:
@@ -639,12 +642,15 @@ class WaitingRoom:
 
     def _recover_guests(self, snapshot: Snapshot, local: list[GuestSession]) -> None:
         ranks = {g["id"]: i for i, g in enumerate(snapshot.queue, start=1)}
+        holds = {g["id"]: g["held"] for g in snapshot.queue if g.get("held")}
         for session in local:
             known = snapshot.known.get(session.guest)
             if session.finished or known is None or session.score is None:
                 continue
             if session.guest in ranks:
                 session.move_to(ranks[session.guest], snapshot.counter)
+                if session.guest in holds:  # as for devices: a repeat is harmless
+                    session.conn.send(Held.from_map(holds[session.guest]))
             elif known.state not in lobby.QUEUED:
                 if known.outcome is not None:
                     self._hub.finish(session, outcome_message(known.outcome))

@@ -222,6 +222,14 @@ async def test_a_denied_identity_cools_down(foyer: FoyerProcess, host: dict[str,
             await device.deny(vera.waiting.guest)
         async with GuestClient(foyer.ws_url, host["slug"], name="V", token=token) as vera2:
             assert isinstance(await vera2.wait_for(Denied, Waiting), Denied)
+        # deny_all starts the cool-down of every guest it turns away.
+        wes_token = _guest_token(foyer, "wes@example.com", "Wes")
+        async with GuestClient(foyer.ws_url, host["slug"], name="W", token=wes_token) as wes:
+            await device.deny_all("Not today")
+            assert (await wes.wait_for(Denied)).message == "Not today"
+        async with GuestClient(foyer.ws_url, host["slug"], name="W", token=wes_token) as wes2:
+            out = await wes2.wait_for(Denied, Waiting)
+            assert isinstance(out, Denied) and out.message is None
         await device.ping()
         knocks = [m for m in device.pending() if isinstance(m, JoinRequest)]
-        assert len(knocks) == 2  # the cooled-down knocks never reached the host
+        assert len(knocks) == 3  # the cooled-down knocks never reached the host
