@@ -6,11 +6,12 @@ from __future__ import annotations
 import contextlib
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 from playwright.sync_api import Browser, BrowserContext, expect
 from websockets.sync.client import connect
 
-from tests.browser.conftest import new_context, screenshot
+from tests.browser.conftest import LocalSite, new_context, screenshot
 from tests.browser.test_pages import card, knock, open_console
 from tests.support import FoyerProcess
 
@@ -144,3 +145,40 @@ def test_a_raid_collapses_into_one_notice_and_one_click_locks(
         expect(console.locator("#locked")).to_be_checked()
         assert '"locked"' in _knock_ws(sockets, foyer_web, host["slug"], "Too late")
     assert page_errors == []
+
+
+def test_the_widget_shows_a_hold_and_the_maximum_wait(
+    browser: Browser, site: LocalSite, foyer_web: FoyerProcess, context: BrowserContext
+) -> None:
+    held_host = _host(foyer_web)
+    timed_host = _host(foyer_web, max_wait_s=1, max_wait_message="Book a slot instead")
+    console = open_console(context, foyer_web, held_host["token"])
+    partner = new_context(browser)
+    errors: list[str] = []
+    partner.on("weberror", lambda error: errors.append(str(error.error)))
+    try:
+        widgets = []
+        for host in (held_host, timed_host):
+            page = partner.new_page()
+            query = urlencode({"server": foyer_web.http_url, "link": host["slug"]})
+            page.goto(f"{site.origin}/embed?{query}")
+            widget = page.locator("foyer-knock")
+            widget.locator("button.open").click()
+            widget.locator("#name").fill("Partner Visitor")
+            widget.get_by_role("button", name="Knock", exact=True).click()
+            widgets.append((page, widget))
+        (held_page, held), (timed_page, timed) = widgets
+        expect(held.locator(".position")).to_have_text("1")
+        row = console.locator(".guest-card")
+        row.locator("input").fill("In a call")
+        row.locator('[data-action="hold"]').click()
+        expect(held.locator(".conn")).to_contain_text("asked you to hold on: “In a call”")
+        expect(held.locator(".position")).to_have_text("1")
+        screenshot(held_page, "widget-held")
+
+        expect(timed).to_have_attribute("data-outcome", "timed_out")
+        expect(timed.locator(".outcome .message")).to_contain_text("Book a slot instead")
+        screenshot(timed_page, "widget-timed-out")
+    finally:
+        partner.close()
+    assert errors == []

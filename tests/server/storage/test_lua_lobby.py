@@ -89,6 +89,7 @@ GUARDED = [
     (LobbyEvent.DISCONNECT, {"conn": "another-socket"}),
     (LobbyEvent.MERGE, {"merge_id": "another-meeting"}),
     (LobbyEvent.EXPIRE, {}),  # the deadline is in the future
+    (LobbyEvent.TIME_OUT, {}),  # the maximum wait is in the future
 ]
 
 
