@@ -87,6 +87,29 @@ async def test_a_held_guest_keeps_its_place_and_every_device_sees_it(
         assert (await d1.wait_for(Resolved)).guest == gid
 
 
+async def test_a_backend_can_hold_a_guest_over_http(
+    foyer: FoyerProcess, host: dict[str, Any]
+) -> None:
+    async with (
+        HostClient(foyer.ws_url, host["token"]) as device,
+        GuestClient(foyer.ws_url, host["slug"], name="Dee") as dee,
+    ):
+        with foyer.api() as api:
+            r = api.post(
+                f"/api/hosts/{host['id']}/guests/{dee.waiting.guest}/reply",
+                json={"action": "hold", "message": "Wrapping up", "estimate_s": 120},
+            )
+            assert r.status_code == 200 and r.json()["action"] == "hold"
+            bad = api.post(
+                f"/api/hosts/{host['id']}/guests/{dee.waiting.guest}/reply",
+                json={"action": "hold", "estimate_s": -5},
+            )
+            assert bad.status_code == 422
+        held = await dee.wait_for(Held)
+        assert held.message == "Wrapping up" and held.estimate_s == 120
+        assert (await device.wait_for(GuestHeld)).held["estimate_s"] == 120
+
+
 async def test_a_hold_needs_a_waiting_guest(foyer: FoyerProcess, host: dict[str, Any]) -> None:
     async with (
         HostClient(foyer.ws_url, host["token"]) as device,
