@@ -536,8 +536,25 @@ function addLobbyControls() {
   locked.className = "muted";
   locked.textContent = "The link is locked: no new knocks.";
   locked.hidden = true;
-  raid.append(text, lock, locked);
+  const auto = document.createElement("label");
+  auto.className = "check";
+  const autoBox = document.createElement("input");
+  autoBox.id = "raid-autolock";
+  autoBox.type = "checkbox";
+  auto.append(autoBox, " Lock the link by itself in the next raid");
+  raid.append(text, lock, locked, auto);
   document.querySelector(".queue-head").after(raid);
+
+  autoBox.addEventListener("change", async () => {
+    if (!client) return;
+    try {
+      await client.setLobby({ raid_autolock: autoBox.checked });
+      say(autoBox.checked ? "The link will lock itself in a raid." : "The link will stay open in a raid.");
+    } catch (err) {
+      autoBox.checked = !autoBox.checked;
+      say(describe(err), true);
+    }
+  });
 
   denyAll.addEventListener("click", async () => {
     if (!client) return;
@@ -568,6 +585,7 @@ function showRaid(frame, wasActive) {
   const raid = $("raid");
   const auto = frame.autolock ? " The link is locking itself." : "";
   $("raid-text").textContent = `${frame.count} new guests in the last minute.${auto}`;
+  $("raid-autolock").checked = Boolean(frame.autolock || client?.settings?.lobby?.raid_autolock);
   raid.hidden = false;
   showPolicy(client?.policy);
   if (wasActive || alerts.muted) return; // one alert per raid, however many knocks

@@ -681,6 +681,16 @@ export class HostClient extends Connection {
     return this.request(message ? { type: "deny_all", message } : { type: "deny_all" });
   }
 
+  /**
+   * Queue-control settings (addition, `settings.lobby`): `{max_wait_s,
+   * max_wait_message, raid_threshold, raid_autolock, deny_cooldown_s}`, any part.
+   */
+  async setLobby(lobby) {
+    const result = await this.request({ type: "settings", settings: { lobby } });
+    this.settings = { ...(this.settings || {}), lobby: { ...(this.settings?.lobby || {}), ...lobby } };
+    return result;
+  }
+
   /** True while the last `raid` notice lasts: alert once, not per knock. */
   raidActive(now = Date.now()) {
     return Boolean(this.raid && now < this.raid.until);

@@ -140,6 +140,12 @@ def test_a_raid_collapses_into_one_notice_and_one_click_locks(
         assert (alerts["count"], alerts["quieted"], alerts["raids"]) == (2, 4, 1)
         screenshot(console, "console-raid")
 
+        console.locator("#raid-autolock").check()  # and next time, by itself
+        expect(console.locator("#status")).to_contain_text("lock itself")
+        with foyer_web.api() as api:
+            settings = api.get(f"/api/hosts/{host['id']}").json()["settings"]
+        assert settings["lobby"] == {"raid_threshold": 2, "raid_autolock": True}
+
         console.locator("#raid-lock").click()
         expect(console.locator("#raid-locked")).to_be_visible()
         expect(console.locator("#locked")).to_be_checked()
