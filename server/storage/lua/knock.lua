@@ -75,12 +75,16 @@ local position = redis.call('ZCARD', KEYS[2])
 local online = redis.call('ZCOUNT', KEYS[6], ARGV[4], '+inf')
 local state = 'away'
 if online > 0 then state = redis.call('HGET', KEYS[5], 'state') or 'available' end
--- Raid protection: count the knocks of the last window, atomically with the knock.
+-- Raid protection: count the knocks of the last window (sliding), atomically with
+-- the knock; a host with raids off (threshold 0) pays nothing for it.
 local WINDOW, EVERY = __RAID_WINDOW_MS__, __RAID_NOTICE_EVERY_MS__
-redis.call('ZADD', KEYS[13], now, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[13], '-inf', now - WINDOW)
-redis.call('PEXPIRE', KEYS[13], WINDOW)
-local recent, threshold, started = redis.call('ZCARD', KEYS[13]), tonumber(ARGV[17]), 0
+local recent, threshold, started = 0, tonumber(ARGV[17]), 0
+if threshold > 0 then
+  redis.call('ZADD', KEYS[13], now, ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[13], '-inf', now - WINDOW)
+  redis.call('PEXPIRE', KEYS[13], WINDOW)
+  recent = redis.call('ZCARD', KEYS[13])
+end
 if threshold > 0 and recent > threshold then
   local raid = redis.call('HMGET', KEYS[14], 'since', 'sent')
   if not raid[1] then started = 1 end

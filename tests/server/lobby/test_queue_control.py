@@ -208,6 +208,26 @@ async def test_a_raid_makes_one_collapsed_notice(foyer: FoyerProcess, host: dict
     assert notice.until > int(time.time() * 1000)
 
 
+async def test_raid_protection_can_be_turned_off(foyer: FoyerProcess, host: dict[str, Any]) -> None:
+    _lobby(foyer, host, raid_threshold=0)
+    async with HostClient(foyer.ws_url, host["token"]) as device:
+        async with (
+            GuestClient(foyer.ws_url, host["slug"], name="A"),
+            GuestClient(foyer.ws_url, host["slug"], name="B"),
+        ):
+            seen = await _messages_until(device, 2)
+            await device.ping()  # anything sent with the knocks is in the inbox now
+            seen += device.pending()
+    assert not [m for m in seen if isinstance(m, RaidNotice)]
+    _lobby(foyer, host, raid_threshold=1)  # the same two knocks would have been a raid
+    async with HostClient(foyer.ws_url, host["token"]) as device:
+        async with (
+            GuestClient(foyer.ws_url, host["slug"], name="C"),
+            GuestClient(foyer.ws_url, host["slug"], name="D"),
+        ):
+            assert (await device.wait_for(RaidNotice)).count == 2
+
+
 async def test_a_raid_can_lock_the_link(foyer: FoyerProcess, host: dict[str, Any]) -> None:
     _lobby(foyer, host, raid_threshold=2, raid_autolock=True)
     async with HostClient(foyer.ws_url, host["token"]) as device:
