@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import ipaddress
 import os
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import report, spawn
+from loadtest.receiver import sleeping_receiver
 from loadtest.runner import Run, RunConfig, Target
 
 REPLY_MODES = ("admit", "busy", "deny", "new_meeting", "mixed", "none")
@@ -90,6 +92,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="a FOYER_* variable for the spawned Foyer processes, e.g. FOYER_METRICS=false "
         "(repeatable; for A/B runs)",
+    )
+
+    where.add_argument(
+        "--webhook-sleep",
+        type=float,
+        default=None,
+        metavar="S",
+        help="deliver Foyer's webhooks to a receiver of the run's own that sleeps S seconds "
+        "before answering (0: answers at once); shows a slow integrator costs no knock latency",
     )
 
     load = p.add_argument_group("load")
@@ -267,9 +278,14 @@ async def run_target(
     if args.idle:
         count = 1
     stack = None
+    hooks = contextlib.ExitStack()
     if count:
         show(f"starting {kind}: valkey + {count} process(es)...")
         extra = dict(item.partition("=")[::2] for item in args.server_env)
+        if kind == "foyer" and args.webhook_sleep is not None:
+            receiver = hooks.enter_context(sleeping_receiver(args.webhook_sleep))
+            extra = {**receiver.env(), **extra}
+            session["webhooks"] = {"sleep_s": args.webhook_sleep, "receiver": receiver}
         stack = spawn.spawn(kind, count, workdir / kind, workers=args.workers, extra_env=extra)
     try:
         target = _target(kind, stack, args)
@@ -322,6 +338,10 @@ async def run_target(
     finally:
         if stack is not None:
             stack.stop()
+        hooks_info = session.get("webhooks")
+        if hooks_info and "receiver" in hooks_info:
+            hooks_info["received"] = hooks_info.pop("receiver").received
+        hooks.close()
 
 
 async def session_main(args: argparse.Namespace) -> dict[str, Any]:

@@ -94,6 +94,12 @@ def table(session: dict[str, Any]) -> str:
         if foyer and floor and foyer.get("cpu") and floor.get("cpu"):
             a, b = foyer["cpu"]["server_us_per_knock"], floor["cpu"]["server_us_per_knock"]
             lines.append(f"server CPU per knock cycle, foyer/floor: {_ratio(a, b)}")
+    hooks = session.get("webhooks")
+    if hooks and "received" in hooks:
+        lines.append(
+            f"\nwebhooks: on, to a receiver of this run that sleeps {hooks['sleep_s']:g} s "
+            f"per request; it got {hooks['received']:,d} deliveries during the run"
+        )
     for run in runs:
         if run.get("mode") == "idle":
             lines.append(

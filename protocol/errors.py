@@ -19,9 +19,18 @@
     ├── HostExists               a host with this id exists (HTTP 409)
     ├── UnknownHost              no host with this id (HTTP 404)
     ├── BadRequest               an HTTP body that is not JSON (HTTP 400)
+    │   └── InvalidCalendar      not iCalendar, too big, or a bad calendar event
     ├── InvalidBody              an HTTP body that breaks its schema (HTTP 422)
+    │   └── RefusedWebhookTarget a webhook URL Foyer will not call (HTTP 422)
+    ├── UnknownWebhook           no such webhook endpoint or delivery (HTTP 404)
     ├── ApiUnauthorized          missing or wrong API key (HTTP 401)
     ├── StoreUnavailable         Redis does not answer (HTTP 503)
+    ├── UnknownMeeting           no such meeting (HTTP 404)
+    ├── UnknownBooking           no such booking in this workspace (HTTP 404)
+    ├── BookingCancelled         the booking was cancelled: it cannot change (HTTP 409)
+    ├── BookedMeeting            a booking's meeting changes with its booking (HTTP 409)
+    ├── IdempotencyKeyReused     an Idempotency-Key sent again with another body (HTTP 422)
+    ├── ProviderFailed           the meeting provider failed or timed out (HTTP 502)
     ├── EmbeddedStoreError       the embedded Valkey could not start
     └── ConnectionClosed         (client) the server closed the socket
 
@@ -171,8 +180,22 @@ class BadRequest(FoyerError):
     """An HTTP request body that is not JSON."""
 
 
+class InvalidCalendar(BadRequest):
+    """A calendar the rewrite cannot read: not iCalendar, over a size limit, or
+    an event that breaks a rule; the message names what and where (a line)."""
+
+
 class InvalidBody(FoyerError):
     """An HTTP request body that breaks its schema; the message names the field."""
+
+
+class RefusedWebhookTarget(InvalidBody):
+    """A webhook URL that is not http(s), or resolves to a private address
+    that is not allow-listed (server-side request forgery)."""
+
+
+class UnknownWebhook(FoyerError):
+    """No webhook endpoint (or no delivery of it) has this id."""
 
 
 class ApiUnauthorized(FoyerError):
@@ -181,6 +204,30 @@ class ApiUnauthorized(FoyerError):
 
 class StoreUnavailable(FoyerError):
     """Redis does not answer (the message is safe to show)."""
+
+
+class UnknownMeeting(FoyerError):
+    """No meeting has this id."""
+
+
+class UnknownBooking(FoyerError):
+    """No booking has this id in this workspace."""
+
+
+class BookingCancelled(FoyerError):
+    """The booking was cancelled; it cannot be changed any more."""
+
+
+class BookedMeeting(FoyerError):
+    """The meeting belongs to a booking: change or cancel the booking instead."""
+
+
+class IdempotencyKeyReused(FoyerError):
+    """An ``Idempotency-Key`` came again with a different request body."""
+
+
+class ProviderFailed(FoyerError):
+    """The meeting provider did not make the meeting (the message says why)."""
 
 
 class EmbeddedStoreError(FoyerError):

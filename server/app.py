@@ -14,6 +14,7 @@ from types import FrameType
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
@@ -23,7 +24,16 @@ from server.node import Node
 from server.ops.config import Settings
 from server.ops.process import follow_supervisor
 from server.tasks import cancel_and_wait
-from server.web import api, errors, openapi, pages, prometheus, replies
+from server.web import (
+    api,
+    errors,
+    meetings_api,
+    openapi,
+    pages,
+    prometheus,
+    replies,
+    webhooks_api,
+)
 
 log = logging.getLogger("foyer.app")
 
@@ -131,6 +141,20 @@ class FrontDoor:
         await self.app(scope, receive, send)
 
 
+def http_routes() -> list[BaseRoute]:
+    """Every HTTP route (``tests/server/test_openapi.py`` checks each ``/api/``
+    one is in the OpenAPI document)."""
+    return [
+        *api.routes,
+        *webhooks_api.routes,
+        *meetings_api.routes,
+        *openapi.routes,
+        *pages.routes,
+        *replies.routes,
+        *prometheus.routes,
+    ]
+
+
 def create_app(settings: Settings | None = None) -> FrontDoor:
     """Build the app; settings come from ``FOYER_*`` env vars unless given."""
     follow_supervisor()  # a worker of --workers N dies with its supervisor
@@ -155,7 +179,7 @@ def create_app(settings: Settings | None = None) -> FrontDoor:
             drain.disarm()
 
     app = Starlette(
-        routes=[*api.routes, *openapi.routes, *pages.routes, *replies.routes, *prometheus.routes],
+        routes=http_routes(),
         lifespan=lifespan,
         exception_handlers=errors.HANDLERS,
     )

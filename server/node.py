@@ -18,10 +18,14 @@ from server.lobby.broker import Broker
 from server.lobby.endpoints import EndpointConfig, Lobby
 from server.lobby.hub import Hub
 from server.lobby.waiting_room import RoomConfig, WaitingRoom
-from server.meetings.provider import MeetingProvider
+from server.meetings.bookings import Bookings
+from server.meetings.connections import Connections
+from server.meetings.feed import CalendarFeeds
+from server.meetings.planned import PlannedMeetings
+from server.meetings.provider import MeetingProvider, Provider, TemplateProvider, WebhookProvider
 from server.metrics import Metrics, multiprocess_dir
 from server.notify.email import MailConfig, Mailer
-from server.notify.webhooks import WebhookConfig, Webhooks
+from server.notify.webhooks import WebhookConfig, WebhookMeetingEvents, Webhooks, check_target
 from server.ops.config import Settings
 from server.storage import keys, scripts
 from server.storage.batcher import Batcher
@@ -29,8 +33,9 @@ from server.storage.hosts import HostStore
 from server.storage.outbox import Outbox
 from server.storage.redis_client import is_cluster, open_redis
 from server.storage.store import Store
+from server.storage.webhooks import WebhookStore
 from server.tasks import cancel_and_wait
-from server.web.context import WebContext
+from server.web.context import MeetingsContext, WebContext
 
 log = logging.getLogger("foyer.node")
 
@@ -59,6 +64,7 @@ class Node:
         )
         self.webhooks = Webhooks(
             Outbox(self.batch),
+            WebhookStore(self.batch),
             WebhookConfig(
                 url=settings.webhook_url,
                 secret=settings.webhook_secret,
@@ -70,6 +76,7 @@ class Node:
                 timeout_s=settings.webhook_timeout,
                 claim_s=settings.webhook_claim,
             ),
+            switch=self.store.write_outbox,
         )
         self.hosts = HostStore(self.batch, publish_command=publish)
         self.directory = Directory(self.hosts)
@@ -84,6 +91,15 @@ class Node:
         self.hub = Hub(self.metrics, settings.position_interval)
         self.tokens = Tokens(settings.secret, settings.token_max_lifetime)
         self.meetings = MeetingProvider(settings.meeting_url)
+        # Meeting and booking changes leave as webhooks, through the outbox.
+        self.meeting_events = WebhookMeetingEvents(
+            Outbox(self.batch), self.webhooks, settings.public_url
+        )
+        self.planned = PlannedMeetings(
+            self.batch, self._providers(settings), settings.meeting_provider, self.meeting_events
+        )
+        self.connections = Connections(self.batch)
+        self.bookings = Bookings(self.batch, self.connections, self.planned, self.meeting_events)
         self.host_settings = HostSettings(self.hosts, self.directory, settings.region_list)
         base = (settings.public_url or settings.listen_url or "http://127.0.0.1:8000").rstrip("/")
         self.reply_links = ReplyLinks(settings.secret, settings.reply_link_ttl)
@@ -123,6 +139,7 @@ class Node:
                 resume_limit=settings.resume_limit,
             ),
             self.metrics,
+            planned=self.planned,
         )
         self.lobby = Lobby(
             self.room,
@@ -152,13 +169,44 @@ class Node:
             metrics=self.metrics,
             room=self.room,
             reply_links=self.reply_links,
+            webhooks=self.webhooks,
             metrics_token=settings.metrics_token,
+            planned=MeetingsContext(
+                meetings=self.planned,
+                bookings=self.bookings,
+                connections=self.connections,
+                feeds=CalendarFeeds(self.batch),
+                providers=frozenset(self.planned.providers),
+            ),
         )
         self._tasks: list[asyncio.Task[None]] = []
 
+    def _providers(self, settings: Settings) -> dict[str, Provider]:
+        """The meeting providers this deployment can call, by connection provider
+        name: ``foyer`` (an OAuth grant to Foyer itself) makes Foyer's own rooms."""
+        template = TemplateProvider(self.meetings)
+        providers: dict[str, Provider] = {"template": template, "foyer": template}
+        if settings.meeting_webhook_url and settings.meeting_webhook_secret:
+            allow = WebhookConfig(allow=settings.webhook_allow_list)
+
+            async def check(url: str) -> None:
+                await check_target(url, allow)
+
+            providers["webhook"] = WebhookProvider(
+                settings.meeting_webhook_url,
+                settings.meeting_webhook_secret,
+                check,
+                timeout_s=settings.meeting_webhook_timeout,
+            )
+        elif settings.meeting_provider == "webhook":
+            raise ValueError(
+                "FOYER_MEETING_PROVIDER=webhook needs FOYER_MEETING_WEBHOOK_URL and _SECRET"
+            )
+        return providers
+
     async def start(self) -> None:
-        await self.webhooks.start()  # a refused endpoint stops start-up here
         await self.batch.start()
+        await self.webhooks.start()  # a refused endpoint stops start-up here
         await self.broker.start(self.room)
         every = self.settings.sweep_interval
         self._tasks = [
@@ -172,14 +220,12 @@ class Node:
             self._tasks.append(
                 asyncio.create_task(self._every(every, self.mailer.send_due), name="foyer-mail")
             )
-        if self.webhooks.enabled:
-            # Its own task: a slow receiver delays no sweep, email or knock.
-            poll = self.settings.webhook_poll
-            self._tasks.append(
-                asyncio.create_task(
-                    self._every(poll, self.webhooks.deliver_due), name="foyer-webhooks"
-                )
-            )
+        # Its own task: a slow receiver delays no sweep, email or knock. It runs
+        # with no endpoint too: one may be registered through the API at any time.
+        poll = self.settings.webhook_poll
+        self._tasks.append(
+            asyncio.create_task(self._every(poll, self.webhooks.deliver_due), name="foyer-webhooks")
+        )
 
     @property
     def draining(self) -> bool:

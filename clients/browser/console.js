@@ -192,6 +192,8 @@ const OPTION_LABELS = {
   announce: (v) => (v ? "announce recording" : "no announcement"),
   autodelete: (v) => (v ? "auto-delete recording" : "keep recording"),
   recording: (v) => `recording: ${v}`,
+  when: (v) => `planned ${v}`,  // a dedicated meeting's time (its join link, /m/{id})
+  meeting: () => "dedicated meeting",
 };
 
 function optionChips(options) {

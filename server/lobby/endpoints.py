@@ -257,7 +257,7 @@ async def host_endpoint(ws: WebSocket, lobby: Lobby) -> None:
                     raise Unauthorized("not this host's token")
                 expiry.at(fresh.expires_at)
                 return None
-            return await lobby.room.handle_host(device.host, message)
+            return await lobby.room.handle_host(device.host, message, f"device:{device.device}")
 
         await _read_loop(ws, conn, HOST_FRAMES, handle, ack=True)
     except Exception as exc:  # the store is unreachable, or a bug: no detail leaves

@@ -66,6 +66,7 @@ from server.hosts.directory import Directory
 from server.hosts.settings import HostSettings, lobby_settings
 from server.lobby.broker import Broker
 from server.lobby.hub import GuestSession, HostSession, Hub, outcome_message, resolved_message
+from server.meetings.planned import PlannedMeetings
 from server.meetings.provider import PER_GUEST_OPTIONS, MeetingProvider
 from server.metrics import Metrics
 from server.notify.email import Mailer
@@ -106,8 +107,11 @@ class WaitingRoom:
         mailer: Mailer,
         config: RoomConfig,
         metrics: Metrics,
+        *,
+        planned: PlannedMeetings | None = None,
     ) -> None:
         self._metrics = metrics
+        self._planned = planned  # dedicated meetings: a knock through /m/{id}
         self._store = store
         self._directory = directory
         self._broker = broker
@@ -250,7 +254,11 @@ class WaitingRoom:
         given.update(knock.options or {})
         clean, ignored = sanitise_options(given, self._config.regions)
         session_id = knock.session or query.get("s")
-        if session_id:
+        dedicated = None
+        if session_id and self._planned is not None:  # a dedicated meeting's join link
+            dedicated = await self._planned.knock_options(host, session_id)
+            clean.update(dedicated or {})
+        if session_id and dedicated is None:
             scheduled = await self._directory.session(host, session_id)
             if scheduled is None:
                 ignored.append("session")
@@ -402,9 +410,11 @@ class WaitingRoom:
                 session.holding = False
                 self._broker.release(session.host)
 
-    async def handle_host(self, host: str, message: Message) -> Message | None:
+    async def handle_host(self, host: str, message: Message, by: str = "") -> Message | None:
         """Apply one host frame (from a device, or the HTTP API); returns its
-        answer if it has one (else the caller acks it); an error raises."""
+        answer if it has one (else the caller acks it); an error raises.
+        ``by`` says who sent it ("device:<id>", "api", "email"): the
+        ``guest.resolved`` webhook tells the integrator which one answered."""
         match message:
             case Page(after=after, limit=limit, ref=ref):
                 size = min(limit or lobby.PAGE_GUESTS, lobby.PAGE_GUESTS)
@@ -417,15 +427,15 @@ class WaitingRoom:
             case Presence(state=state, meeting=meeting):
                 await self._store.set_presence(host, state, meeting)
             case Admit(guest=guest):
-                await self.reply(host, lobby.LobbyEvent.ADMIT, guest)
+                await self.reply(host, lobby.LobbyEvent.ADMIT, guest, by=by)
             case Merge(guest=guest):
-                await self.reply(host, lobby.LobbyEvent.MERGE, guest)
+                await self.reply(host, lobby.LobbyEvent.MERGE, guest, by=by)
             case NewMeeting(guest=guest, title=title):
-                await self.reply(host, lobby.LobbyEvent.NEW_MEETING, guest, title=title)
+                await self.reply(host, lobby.LobbyEvent.NEW_MEETING, guest, title=title, by=by)
             case Busy(guest=guest, message=text):
-                await self.reply(host, lobby.LobbyEvent.BUSY, guest, message=text)
+                await self.reply(host, lobby.LobbyEvent.BUSY, guest, message=text, by=by)
             case Deny(guest=guest, message=text, block=block):
-                await self.reply(host, lobby.LobbyEvent.DENY, guest, message=text)
+                await self.reply(host, lobby.LobbyEvent.DENY, guest, message=text, by=by)
                 if block:  # only once the deny has won
                     found = await self._store.guest_info(host, guest)
                     info = found[1] if found else {}
@@ -436,11 +446,11 @@ class WaitingRoom:
             case SendMessage(guest=guest, text=text):
                 await self._store.say(host, guest, text)
             case AdmitAll():
-                await self.admit_all(host)
+                await self.admit_all(host, by=by)
             case Hold(guest=guest, message=text, estimate_s=estimate):
-                await self.hold(host, guest, text, estimate)
+                await self.hold(host, guest, text, estimate, by=by)
             case DenyAll(message=text):
-                await self.deny_all(host, text)
+                await self.deny_all(host, text, by=by)
             case UpdateSettings(settings=patch):
                 await self._host_settings.update(host, patch)
             case _:
@@ -470,10 +480,11 @@ class WaitingRoom:
         *,
         title: str | None = None,
         message: str | None = None,
+        by: str = "",
     ) -> None:
         """Build the guest's outcome and apply the reply; exactly one wins."""
         with self._counted(event):
-            await self._apply_reply(host, event, guest, title, message)
+            await self._apply_reply(host, event, guest, title, message, by)
 
     async def _apply_reply(
         self,
@@ -482,6 +493,7 @@ class WaitingRoom:
         guest: str,
         title: str | None,
         message: str | None,
+        by: str,
     ) -> None:
         options = self._announced.get(host, {}).get(guest)
         if options is None:  # not announced here: read it (the script checks the state)
@@ -494,7 +506,7 @@ class WaitingRoom:
             options = info.get("options") or {}
         outcome, merge_id = await self._outcome(host, event, options, title, message)
         (step,) = await self._store.transition(
-            host, event, [(guest, pack(outcome.to_map()))], merge_id=merge_id
+            host, event, [(guest, pack(outcome.to_map()))], merge_id=merge_id, by=by
         )
         raise_for(step)
 
@@ -526,7 +538,7 @@ class WaitingRoom:
             mode=event.value, meeting=self._meetings.personal(record["room"], options)
         ), ""
 
-    async def admit_all(self, host: str) -> int:
+    async def admit_all(self, host: str, by: str = "") -> int:
         """Admit every guest waiting now, oldest first, in one atomic step: the
         script puts each guest's own options into the personal room's meeting."""
         record = await self._directory.record(host)
@@ -534,12 +546,12 @@ class WaitingRoom:
             mode=lobby.LobbyEvent.ADMIT.value, meeting=self._meetings.personal(record["room"], {})
         )
         steps = await self._store.transition_all(
-            host, lobby.LobbyEvent.ADMIT, template.to_map(), PER_GUEST_OPTIONS
+            host, lobby.LobbyEvent.ADMIT, template.to_map(), PER_GUEST_OPTIONS, by
         )
         return sum(1 for s in steps if s.ok)
 
     async def hold(
-        self, host: str, guest: str, message: str | None, estimate_s: int | None
+        self, host: str, guest: str, message: str | None, estimate_s: int | None, by: str = ""
     ) -> None:
         """Keep the guest in its place with the host's line and estimate (see
         ``protocol.lobby``: a queued-state attribute); it may be admitted later."""
@@ -548,15 +560,17 @@ class WaitingRoom:
         held = {k: v for k, v in notice.to_map().items() if k != "type"}
         with self._counted(lobby.LobbyEvent.HOLD):
             (step,) = await self._store.transition(
-                host, lobby.LobbyEvent.HOLD, [(guest, pack(held))]
+                host, lobby.LobbyEvent.HOLD, [(guest, pack(held))], by=by
             )
             raise_for(step)
 
-    async def deny_all(self, host: str, message: str | None) -> int:
+    async def deny_all(self, host: str, message: str | None, by: str = "") -> int:
         """Deny every guest waiting now with one line, in one atomic step (as
         ``admit_all``); each deny starts that guest's cool-down."""
         template = Denied(message=message)
-        steps = await self._store.transition_all(host, lobby.LobbyEvent.DENY, template.to_map(), ())
+        steps = await self._store.transition_all(
+            host, lobby.LobbyEvent.DENY, template.to_map(), (), by
+        )
         return sum(1 for s in steps if s.ok)
 
     # -- the doorbell (the Broker's handler) --------------------------------------------

@@ -1,5 +1,6 @@
-"""The meeting provider: meeting ids and URLs for admitted guests (Foyer does
-no media). Planned meetings and other providers will land here.
+"""Meetings: the provider of meeting ids and URLs for admitted guests (Foyer
+does no media), dedicated (planned) meetings, connections of a user's
+video-conferencing account per workspace, and bookings (docs/meetings.md).
 
-May import: ``protocol``.
+May import: ``protocol``, ``server.access``, ``server.storage``.
 """

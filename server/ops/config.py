@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(default=10.0, gt=0)  # seconds a receiver has to answer
     webhook_poll: float = Field(default=1.0, gt=0)  # seconds between outbox passes
     webhook_claim: float = Field(default=60.0, gt=0)  # a crashed process's outbox claim
+    # Dedicated meetings (docs/meetings.md): "template" uses meeting_url; "webhook" POSTs,
+    # signed, to meeting_webhook_url (private targets need webhook_allow).
+    meeting_provider: Literal["template", "webhook"] = "template"
+    meeting_webhook_url: str | None = None  # the integrator's endpoint that makes meetings
+    meeting_webhook_secret: str | None = None  # whsec_<base64>: signs every request
+    meeting_webhook_timeout: float = Field(default=10.0, gt=0)  # then 502 provider_failed
     metrics: bool = True  # record Prometheus metrics (GET /metrics); false: record nothing
     metrics_token: str | None = None  # set: GET /metrics needs Authorization: Bearer <token>
     log_level: str = "info"

@@ -9,8 +9,10 @@ LEASES = "foyer:guest-leases"  # zset "host\\nguest\\nconn" -> lease deadline ms
 MAIL_DUE = "foyer:mail-due"  # zset host -> when to send its email
 OUTBOX_HOSTS = "foyer:outbox-hosts"  # zset host -> when its webhook outbox is due
 WEBHOOK_GONE = "foyer:webhook-gone"  # the deployment URL that answered 410
+WEBHOOKS = "foyer:webhooks"  # hash endpoint id -> the registered endpoint (msgpack)
 OUTBOX_MAX = 10_000  # entries kept per host outbox (MAXLEN ~): a dead receiver's backlog
-DEAD_MAX = 1_000  # dead-lettered deliveries kept per host
+DEAD_MAX = 1_000  # dead-lettered deliveries kept per endpoint
+ATTEMPTS_MAX = 500  # delivery attempts kept per endpoint (its log)
 
 
 def tag(host: str) -> str:
@@ -47,6 +49,11 @@ def outbox_tries(host: str) -> str:
     return f"{tag(host)}:outbox-tries"
 
 
-def dead_letters(host: str) -> str:
-    """List of deliveries that ran out of retries (newest first)."""
-    return f"{tag(host)}:webhook-dead"
+def dead_letters(endpoint: str) -> str:
+    """List of an endpoint's deliveries that ran out of retries (newest first)."""
+    return f"foyer:webhook:{{{endpoint}}}:dead"
+
+
+def webhook_attempts(endpoint: str) -> str:
+    """List of an endpoint's latest delivery attempts (newest first)."""
+    return f"foyer:webhook:{{{endpoint}}}:attempts"

@@ -6,9 +6,10 @@ event to ``foyer:{h:<host>}:outbox`` in the same atomic step that publishes it
 ``foyer:outbox-hosts`` schedule right behind. A delivery worker in any process
 claims due hosts with ``due.lua`` (a claim that is not released, because its
 process died, runs out and another process takes the host), reads the
-host's entries, and removes each once delivered or dead-lettered. An entry's
-attempts and next attempt live in a hash beside the stream, so a retry
-schedule survives a crash too.
+host's entries, and removes each once every endpoint it is owed to has it (or
+gave up on it). What each endpoint is still owed of an entry (attempts, next
+attempt) lives in a hash beside the stream, so a retry schedule survives a
+crash too.
 """
 
 from __future__ import annotations
@@ -18,24 +19,33 @@ from typing import Any
 
 from server.storage import keys
 from server.storage.batcher import Batcher
-from server.storage.values import now_ms, pack, text
+from server.storage.values import now_ms, pack, text, unpack
 
 READ_LIMIT = 100  # entries of one host read per pass
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One outbox entry: its stream id, its fields, and its retry state."""
+    """One outbox entry: its stream id, its fields, and what is left to do:
+    ``pending`` maps each endpoint still owed the event to (attempts, next
+    attempt ms); None means never tried yet (every matching endpoint is owed)."""
 
     id: str
     fields: dict[str, bytes]
-    attempts: int = 0
-    next_ms: int = 0  # 0: due now
+    pending: dict[str, tuple[int, int]] | None = None
 
     @property
     def created_ms(self) -> int:
         """When the script wrote it (a stream id starts with the server's ms)."""
         return int(self.id.split("-", 1)[0])
+
+    @property
+    def redelivery(self) -> tuple[str, str, bytes] | None:
+        """(endpoint, webhook-id, body) when this entry redelivers one event."""
+        if "redeliver" not in self.fields:
+            return None
+        f = self.fields
+        return text(f["to"]), text(f["msg"]), f["redeliver"]
 
 
 class Outbox:
@@ -59,38 +69,58 @@ class Outbox:
         """The oldest ``limit`` entries of the host's outbox, with retry state."""
         rows = self.batch.call("XRANGE", keys.outbox(host), "-", "+", "COUNT", limit)
         tries = self.batch.call("HGETALL", keys.outbox_tries(host))
-        state = {text(k): text(v) for k, v in (await tries).items()}
+        state = {text(k): v for k, v in (await tries).items()}
         out: list[Entry] = []
         for raw_id, raw_fields in await rows:
             entry_id = text(raw_id)
             fields = {text(k): bytes(v) for k, v in raw_fields.items()}
-            attempts, _, next_ms = state.get(entry_id, "0:0").partition(":")
-            out.append(Entry(entry_id, fields, int(attempts), int(next_ms or 0)))
+            raw = state.get(entry_id)
+            pending = None
+            if raw is not None:
+                pending = {str(k): (int(v[0]), int(v[1])) for k, v in unpack(raw).items()}
+            out.append(Entry(entry_id, fields, pending))
         return out
 
-    async def delivered(self, host: str, entry_id: str) -> None:
+    async def done(self, host: str, entry_id: str) -> None:
+        """Every endpoint got the entry (or gave up on it): remove it."""
         xdel = self.batch.call("XDEL", keys.outbox(host), entry_id)
         hdel = self.batch.call("HDEL", keys.outbox_tries(host), entry_id)
         await xdel
         await hdel
 
-    async def retry_at(self, host: str, entry_id: str, attempts: int, at_ms: int) -> None:
-        await self.batch.call("HSET", keys.outbox_tries(host), entry_id, f"{attempts}:{at_ms}")
+    async def owed(self, host: str, entry_id: str, pending: dict[str, tuple[int, int]]) -> None:
+        """What is still owed of the entry: endpoint -> (attempts, next attempt ms)."""
+        packed = pack({k: list(v) for k, v in pending.items()})
+        await self.batch.call("HSET", keys.outbox_tries(host), entry_id, packed)
 
-    async def dead(self, host: str, entry_id: str, record: dict[str, Any]) -> None:
-        """Keep a delivery that ran out of retries, newest first, bounded."""
-        push = self.batch.call("LPUSH", keys.dead_letters(host), pack(record))
-        trim = self.batch.call("LTRIM", keys.dead_letters(host), 0, keys.DEAD_MAX - 1)
-        await push
-        await trim
-        await self.delivered(host, entry_id)
+    async def append(self, host: str, kind: str, data: bytes) -> None:
+        """An event made outside the lifecycle scripts (a meeting, a booking):
+        its type and its JSON ``data``, appended and marked due."""
+        add = self.batch.call(
+            "XADD",
+            keys.outbox(host),
+            "MAXLEN",
+            "~",
+            keys.OUTBOX_MAX,
+            "*",
+            "type",
+            kind,
+            "json",
+            data,
+        )
+        mark = self.batch.call("ZADD", keys.OUTBOX_HOSTS, "LT", now_ms(), host)
+        await add
+        await mark
 
-    async def dead_letters(self, host: str) -> list[bytes]:
-        return [bytes(x) for x in await self.batch.call("LRANGE", keys.dead_letters(host), 0, -1)]
+    async def redeliver(self, host: str, endpoint: str, message_id: str, body: bytes) -> None:
+        """Queue one event again for one endpoint, with its original webhook-id
+        (a receiver that has it already de-duplicates)."""
+        fields = {"redeliver": body, "to": endpoint, "msg": message_id}
+        add = self.batch.call("XADD", keys.outbox(host), "*", *_flat(fields))
+        mark = self.batch.call("ZADD", keys.OUTBOX_HOSTS, "LT", now_ms(), host)
+        await add
+        await mark
 
-    async def gone(self) -> str:
-        """The deployment URL that answered 410 Gone ("" if none)."""
-        return text(await self.batch.call("GET", keys.WEBHOOK_GONE) or b"")
 
-    async def mark_gone(self, url: str) -> None:
-        await self.batch.call("SET", keys.WEBHOOK_GONE, url)
+def _flat(fields: dict[str, Any]) -> list[Any]:
+    return [x for pair in fields.items() for x in pair]

@@ -27,6 +27,8 @@ NAMES = (
     "hit",
     "page",
     "defer",
+    "claim",
+    "swap",
 )
 _PLACEHOLDER = re.compile(r"__[A-Z_]+__")
 

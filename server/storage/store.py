@@ -40,6 +40,7 @@ class Transit(TypedDict, total=False):
     window_ms: int
     merge_id: str
     now: int | None
+    by: str  # who answered, for the webhook: "device:<id>", "api" or "email"
 
 
 class KnockVerdict(StrEnum):
@@ -170,6 +171,10 @@ class Store:
         self.publish_command = "SPUBLISH" if sharded else "PUBLISH"
         self.outbox = outbox  # webhooks on: the scripts also append to each host's outbox
 
+    def write_outbox(self, on: bool) -> None:
+        """Turn the scripts' outbox writes on (some webhook endpoint exists) or off."""
+        self.outbox = on
+
     def _outbox_key(self, host: str) -> str:
         """The outbox argument of a script: the stream's key, or "" (webhooks off)."""
         return keys.outbox(host) if self.outbox else ""
@@ -270,6 +275,7 @@ class Store:
         window_ms: int,
         merge: str,
         now: int | None = None,
+        by: str = "",
     ) -> tuple[list[str], list[Any]]:
         t = keys.tag(host)
         keys_ = [f"{t}:q", f"{t}:presence", f"{t}:ev", f"{t}:denied"]
@@ -277,7 +283,7 @@ class Store:
         args: list[Any] = [event.value, when, keys.channel(host), self.publish_command]
         # The operation id makes the call idempotent: sent twice, it applies once.
         args += [conn, resume, window_ms, merge, keys.guest_prefix(host), secrets.token_hex(8)]
-        args.append(self._outbox_key(host))
+        args += [self._outbox_key(host), by]
         return keys_, args
 
     def transition_command(
@@ -296,6 +302,7 @@ class Store:
             how.get("window_ms", 30_000),
             how.get("merge_id", ""),
             how.get("now"),
+            how.get("by", ""),
         )
         args.append("")
         for gid, payload in guests:
@@ -319,12 +326,17 @@ class Store:
         return steps
 
     async def transition_all(
-        self, host: str, event: lobby.LobbyEvent, template: dict[str, Any], copied: tuple[str, ...]
+        self,
+        host: str,
+        event: lobby.LobbyEvent,
+        template: dict[str, Any],
+        copied: tuple[str, ...],
+        by: str = "",
     ) -> list[Step]:
         """Apply ``event`` to every queued guest in one step; each guest's outcome
         is ``template`` with the ``copied`` options of that guest put into its
         ``meeting`` (admit all: the same room, each guest's own title)."""
-        keys_, args = self._transition_args(host, event, "", "", 0, "")
+        keys_, args = self._transition_args(host, event, "", "", 0, "", by=by)
         pending = self.batch.script("transition", keys_, [*args, "*", pack(template), *copied])
         self._ring_outbox(host)
         replies = await pending
@@ -404,6 +416,7 @@ class Store:
                 keys.channel(host),
                 self.publish_command,
                 self._outbox_key(host),
+                secrets.token_hex(8),  # makes a resent call a no-op (one webhook)
             ],
         )
         self._ring_outbox(host)

@@ -94,6 +94,11 @@ def _authorize(request: Request) -> None:
         raise ApiUnauthorized("missing or wrong API key (Authorization: Bearer)")
 
 
+# What the other API modules use (server/web/webhooks_api.py, ...).
+read_body = _body
+require_api_key = _authorize
+
+
 def _base_url(request: Request) -> str:
     public = web(request).public_url
     return (public or str(request.base_url)).rstrip("/")
@@ -241,7 +246,7 @@ async def reply_to_guest(request: Request) -> Response:
         )
     except BadMessage as exc:
         raise InvalidBody(exc.message) from None
-    await web(request).room.handle_host(record["id"], message)
+    await web(request).room.handle_host(record["id"], message, "api")
     return JSONResponse({"status": "ok", "action": body.action})
 
 

@@ -13,9 +13,25 @@ from server.access.tokens import Tokens
 from server.hosts.directory import Directory
 from server.hosts.settings import HostSettings
 from server.lobby.waiting_room import WaitingRoom
+from server.meetings.bookings import Bookings
+from server.meetings.connections import Connections
+from server.meetings.feed import CalendarFeeds
+from server.meetings.planned import PlannedMeetings
 from server.metrics import Metrics
+from server.notify.webhooks import Webhooks
 from server.storage.hosts import HostStore
 from server.storage.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingsContext:
+    """Dedicated meetings, connections, bookings and calendar feeds."""
+
+    meetings: PlannedMeetings
+    bookings: Bookings
+    connections: Connections
+    feeds: CalendarFeeds
+    providers: frozenset[str]  # the connection providers this deployment can serve
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +46,13 @@ class WebContext:
     metrics: Metrics
     room: WaitingRoom  # replies over HTTP go through the same steps as a device's
     reply_links: ReplyLinks  # the away email's one-click links
+    webhooks: Webhooks  # the endpoints registered through the API
     # Why this process should get no traffic now (``/readyz``), or None.
     unready: Callable[[], Awaitable[str | None]]
     trusted_proxies: list[str] = field(default_factory=list)
     link_info_limit: int = 0  # GET /api/links/{slug} per client address per minute
     metrics_token: str | None = None
+    planned: MeetingsContext | None = None  # None: the meetings API answers 404
 
 
 def web(request: Request) -> WebContext:

@@ -23,6 +23,8 @@ from server.web.api import (
     SlugChange,
     TokenRequest,
 )
+from server.web.meetings_api import BookingCreate, BookingPatch, ConnectionPut, MeetingCreate
+from server.web.webhooks_api import SecretRotation, WebhookCreate
 
 BODIES: dict[str, type[BaseModel]] = {
     "HostCreate": HostCreate,
@@ -32,6 +34,12 @@ BODIES: dict[str, type[BaseModel]] = {
     "TokenRequest": TokenRequest,
     "GuestTokenRequest": GuestTokenRequest,
     "GuestReply": GuestReply,
+    "WebhookCreate": WebhookCreate,
+    "SecretRotation": SecretRotation,
+    "MeetingCreate": MeetingCreate,
+    "ConnectionPut": ConnectionPut,
+    "BookingCreate": BookingCreate,
+    "BookingPatch": BookingPatch,
 }
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -64,6 +72,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         409: "conflict (already_resolved: another reply won)",
         422: "invalid body (the message says which rule failed)",
         429: "too many requests from this address in this minute",
+        502: "provider_failed: the meeting provider failed or did not answer",
         503: "the store does not answer",
     }
     return {str(s): _json(ERROR, text[s]) for s in statuses}
@@ -96,6 +105,102 @@ def _op(
 
 
 HOST_VIEW = {"$ref": "#/components/schemas/Host"}
+ENDPOINT = {"name": "endpoint", "in": "path", "required": True, "schema": {"type": "string"}}
+MESSAGE = {"name": "message", "in": "path", "required": True, "schema": {"type": "string"}}
+WEBHOOK_VIEW = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "url": {"type": "string"},
+        "events": {"type": "array", "items": {"type": "string"}},
+        "hosts": {"type": "array", "items": {"type": "string"}},
+        "description": {"type": "string"},
+        "created_at": {"type": "integer"},
+        "enabled": {"type": "boolean"},
+        "disabled_reason": {"type": ["string", "null"]},
+        "deployment": {"type": "boolean"},
+        "secrets_signing": {"type": "integer"},
+        "secret": {"type": "string", "description": "only when created or rotated"},
+    },
+}
+
+
+def _webhook_paths() -> dict[str, Any]:
+    """``/api/webhooks``: registered endpoints (server/web/webhooks_api.py)."""
+    listing = {
+        "type": "object",
+        "properties": {"webhooks": {"type": "array", "items": WEBHOOK_VIEW}},
+    }
+    log = {
+        "type": "object",
+        "properties": {
+            "attempts": {"type": "array", "items": {"type": "object"}},
+            "dead": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+    queued = {
+        "type": "object",
+        "properties": {"status": {"type": "string"}, "id": {"type": "string"}},
+    }
+    return {
+        "/api/webhooks": {
+            "post": _op(
+                "Register a webhook endpoint (its secret is in the answer)",
+                (201, WEBHOOK_VIEW, "registered"),
+                body="WebhookCreate",
+                errors=(400, 401, 422),
+            ),
+            "get": _op("Every webhook endpoint", (200, listing, "the endpoints"), errors=(401,)),
+        },
+        "/api/webhooks/{endpoint}": {
+            "get": _op(
+                "One webhook endpoint",
+                (200, WEBHOOK_VIEW, "the endpoint"),
+                errors=(401, 404),
+                params=[ENDPOINT],
+            ),
+            "delete": _op(
+                "Remove a registered endpoint",
+                (204, {"type": "null"}, "removed"),
+                errors=(401, 404, 422),
+                params=[ENDPOINT],
+            ),
+        },
+        "/api/webhooks/{endpoint}/rotate": {
+            "post": _op(
+                "A new secret; the old one keeps signing for the overlap",
+                (200, WEBHOOK_VIEW, "rotated (the new secret is in the answer)"),
+                body="SecretRotation",
+                body_required=False,
+                errors=(400, 401, 404, 422),
+                params=[ENDPOINT],
+            )
+        },
+        "/api/webhooks/{endpoint}/enable": {
+            "post": _op(
+                "Turn an endpoint on again after it answered 410",
+                (200, WEBHOOK_VIEW, "enabled"),
+                errors=(401, 404),
+                params=[ENDPOINT],
+            )
+        },
+        "/api/webhooks/{endpoint}/deliveries": {
+            "get": _op(
+                "The endpoint's latest attempts and its dead letters",
+                (200, log, "attempts (newest first) and dead letters"),
+                errors=(401, 404, 422),
+                params=[ENDPOINT, {**LIMIT, "schema": {"type": "integer", "maximum": 500}}],
+            )
+        },
+        "/api/webhooks/{endpoint}/deliveries/{message}/redeliver": {
+            "post": _op(
+                "Send one logged or dead-lettered event again, with its webhook-id",
+                (202, queued, "queued"),
+                errors=(401, 404),
+                params=[ENDPOINT, MESSAGE],
+            )
+        },
+    }
 
 
 @cache
@@ -265,7 +370,218 @@ def document() -> dict[str, Any]:
                     secure=False,
                 )
             },
+            **_webhook_paths(),
+            **meeting_paths(),
         },
+    }
+
+
+def _path(name: str, pattern: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if pattern:
+        schema["pattern"] = pattern
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _ics(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"text/calendar": {"schema": {"type": "string"}}},
+    }
+
+
+MEETING = {
+    "type": "object",
+    "required": ["id", "host", "title", "url", "join_link", "status"],
+    "properties": {
+        "id": {"type": "string"},
+        "host": {"type": "string"},
+        "title": {"type": "string"},
+        "starts_at": {"type": ["integer", "null"]},
+        "ends_at": {"type": ["integer", "null"]},
+        "url": {"type": "string", "description": "the provider's meeting URL"},
+        "join_link": {"type": "string", "description": "/m/{id}: through the waiting room"},
+        "status": {"type": "string", "enum": ["scheduled", "cancelled"]},
+        "booking": {"type": ["string", "null"]},
+    },
+}
+CONNECTION = {
+    "type": "object",
+    "properties": {
+        "workspace": {"type": "string"},
+        "user": {"type": "string"},
+        "provider": {"type": "string"},
+        "account": {"type": "string"},
+        "connected_at": {"type": "integer"},
+    },
+}
+BOOKING = {
+    "type": "object",
+    "required": ["id", "workspace", "host", "status", "join_link"],
+    "properties": {
+        "id": {"type": "string"},
+        "workspace": {"type": "string"},
+        "host": {"type": "string"},
+        "title": {"type": "string"},
+        "starts_at": {"type": "integer"},
+        "ends_at": {"type": "integer"},
+        "attendees": {"type": "array", "items": {"type": "string"}},
+        "location": {"type": "string"},
+        "status": {"type": "string", "enum": ["scheduled", "cancelled"]},
+        "sequence": {"type": "integer"},
+        "meeting_id": {"type": ["string", "null"]},
+        "meeting_url": {"type": ["string", "null"]},
+        "join_link": {"type": ["string", "null"], "description": "null: no meeting link"},
+    },
+}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "maxLength": 255},
+    "description": "same key + same body: the same booking; another body: 422",
+}
+
+
+def meeting_paths() -> dict[str, Any]:
+    """Dedicated meetings, connections, bookings, calendar feeds (docs/meetings.md)."""
+    ws = _path("ws", HOST_ID_RE.pattern)
+    user = _path("user", HOST_ID_RE.pattern)
+    booking = _path("booking")
+    conn_path = "/api/workspaces/{ws}/users/{user}/connection"
+    booking_path = "/api/workspaces/{ws}/bookings/{booking}"
+    show = _op("A booking (Accept: text/calendar: its invitation)", (200, BOOKING, "the booking"),
+               errors=(401, 404, 422), params=[ws, booking])  # fmt: skip
+    show["responses"]["200"]["content"]["text/calendar"] = {"schema": {"type": "string"}}
+    cancel = _op("Cancel the booking and its meeting (its join link says so)",
+                 (200, BOOKING, "the cancelled booking"), errors=(401, 404, 422),
+                 params=[ws, booking])  # fmt: skip
+    feed = _op("A host's calendar feed (bookings and dedicated meetings), by its secret URL",
+               (200, {"type": "string"}, "iCalendar"), errors=(404,),
+               params=[HOST_ID, {"name": "key", "in": "query", "required": True,
+                                 "schema": {"type": "string"}}], secure=False)  # fmt: skip
+    feed["responses"]["200"] = _ics("the feed")
+    ics = _op("A booking's invitation (METHOD:REQUEST, or CANCEL)",
+              (200, {"type": "string"}, "iCalendar"), errors=(401, 404, 422),
+              params=[ws, booking])  # fmt: skip
+    ics["responses"]["200"] = _ics("the invitation")
+    rewrite = _op(
+        "Rewrite a calendar: each one-off event with the host's personal link gets a "
+        "dedicated meeting link (once per event); API key or the host's token",
+        (200, {"type": "object"}, "the JSON event and its outcome, or (text/calendar) the file"),
+        errors=(400, 401, 404, 422, 502),
+        params=[{"name": "host", "in": "query", "required": False,
+                 "schema": {"type": "string", "pattern": HOST_ID_RE.pattern}}],
+    )  # fmt: skip
+    rewrite["responses"]["200"]["content"]["text/calendar"] = {"schema": {"type": "string"}}
+    rewrite["requestBody"] = {
+        "required": True,
+        "content": {
+            "text/calendar": {"schema": {"type": "string"}},
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["uid"],
+                    "properties": {
+                        "host": {"type": "string", "pattern": HOST_ID_RE.pattern},
+                        "uid": {"type": "string"},
+                        "recurrence_id": {"type": "string"},
+                        "title": {"type": "string"},
+                        "starts_at": {"type": ["string", "integer"]},
+                        "ends_at": {"type": ["string", "integer"]},
+                        "location": {"type": "string"},
+                        "description": {"type": "string"},
+                        "url": {"type": "string"},
+                        "recurring": {"type": "boolean"},
+                        "rrule": {"type": "string"},
+                        "status": {"type": "string"},
+                    },
+                }
+            },
+        },
+    }
+    return {
+        "/api/meetings": {
+            "post": _op(
+                "A dedicated meeting with its own join link (Meet Now: one per call); "
+                "API key or the host's token",
+                (201, MEETING, "created"),
+                body="MeetingCreate",
+                errors=(400, 401, 404, 422, 502),
+            )
+        },
+        "/api/meetings/{meeting}": {
+            "get": _op(
+                "A dedicated meeting (API key or its host's token)",
+                (200, MEETING, "the meeting"),
+                errors=(401, 404),
+                params=[_path("meeting")],
+            ),
+            "delete": _op(
+                "Cancel a dedicated meeting: its join link then says so (a booking's "
+                "meeting: 409, cancel the booking)",
+                (200, MEETING, "the cancelled meeting"),
+                errors=(401, 404, 409),
+                params=[_path("meeting")],
+            ),
+        },
+        conn_path: {
+            "put": _op(
+                "Connect (or reconnect) the user's video account in the workspace",
+                (200, CONNECTION, "connected"),
+                body="ConnectionPut",
+                errors=(400, 401, 404, 422),
+                params=[ws, user],
+            ),
+            "get": _op(
+                "The user's connection in the workspace",
+                (200, CONNECTION, "connected"),
+                errors=(401, 404, 422),
+                params=[ws, user],
+            ),
+            "delete": {
+                **_op(
+                    "Disconnect: new bookings get no link until a connect",
+                    (204, {"type": "object"}, "disconnected"),
+                    errors=(401, 422),
+                    params=[ws, user],
+                ),
+                "responses": {"204": {"description": "disconnected"}, **_errors(401, 422)},
+            },
+        },
+        "/api/workspaces/{ws}/bookings": {
+            "post": _op(
+                "A booking; location video and a connected host: a fresh meeting link",
+                (201, BOOKING, "created (200: the same key and body again)"),
+                body="BookingCreate",
+                errors=(400, 401, 404, 422, 502),
+                params=[ws, IDEMPOTENCY_KEY],
+            )
+        },
+        booking_path: {
+            "get": show,
+            "patch": _op(
+                "Reschedule: new times (and title); the meeting link stays",
+                (200, BOOKING, "the booking"),
+                body="BookingPatch",
+                errors=(400, 401, 404, 409, 422),
+                params=[ws, booking],
+            ),
+            "delete": cancel,
+        },
+        booking_path + "/cancel": {"post": cancel},
+        booking_path + ".ics": {"get": ics},
+        "/api/hosts/{host}/calendar-feed": {
+            "post": _op(
+                "A new secret calendar feed URL (the old one then answers 404); "
+                "API key or the host's token",
+                (201, {"type": "object", "properties": {"url": {"type": "string"}}}, "created"),
+                errors=(401, 404),
+                params=[HOST_ID],
+            )
+        },
+        "/api/hosts/{host}/calendar.ics": {"get": feed},
+        "/api/calendar/rewrite": {"post": rewrite},
     }
 
 

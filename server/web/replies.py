@@ -110,7 +110,7 @@ async def act(request: Request) -> Response:
     settings = record["settings"] if record is not None else {}
     busy_line = str(settings.get("busy_message") or DEFAULT_BUSY)
     try:
-        await context.room.handle_host(claim.host, _reply_for(claim, busy_line))
+        await context.room.handle_host(claim.host, _reply_for(claim, busy_line), "email")
     except (AlreadyResolved, UnknownGuest):
         label, answered, _ = await _guest(context, claim)
         lead = f"{html.escape(label)} was already {answered or 'answered'}."

@@ -95,7 +95,15 @@ async def test_settings_policy_and_expiry_on_cluster(
 async def test_webhooks_are_delivered_from_outboxes_on_every_slot(cluster: ValkeyCluster) -> None:
     from tests.server.notify.test_webhooks import SECRET, Webhook, hook_env, receiving
 
-    with receiving() as receiver, spawn_foyer(cluster.url, hook_env(receiver)) as proc:
+    with (
+        receiving() as receiver,
+        receiving() as registered,
+        spawn_foyer(cluster.url, hook_env(receiver)) as proc,
+        proc.api() as api,
+    ):
+        made = api.post("/api/webhooks", json={"url": registered.url, "events": ["guest.left"]})
+        assert made.status_code == 201, made.text
+        endpoint = made.json()
         hosts = [proc.create_host(f"Hooked Cluster Host {i}") for i in range(4)]  # several slots
         for host in hosts:
             async with GuestClient(proc.ws_url, host["slug"], name="Shard Guest") as guest:
@@ -105,3 +113,10 @@ async def test_webhooks_are_delivered_from_outboxes_on_every_slot(cluster: Valke
             assert receiver.types(host["id"]) == ["guest.knocked", "guest.left"]
             for delivery in receiver.delivered(host["id"]).values():
                 Webhook(SECRET).verify(delivery.body, delivery.headers)
+            await registered.until(lambda h=host["id"]: len(registered.delivered(h)) >= 1)
+            assert registered.types(host["id"]) == ["guest.left"]
+            for delivery in registered.delivered(host["id"]).values():
+                Webhook(endpoint["secret"]).verify(delivery.body, delivery.headers)
+        log = api.get(f"/api/webhooks/{endpoint['id']}/deliveries").json()
+        done = [a["host"] for a in log["attempts"] if a["result"] == "delivered"]
+        assert done and set(done) <= {h["id"] for h in hosts}  # the log, read across slots

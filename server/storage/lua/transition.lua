@@ -6,11 +6,12 @@
 -- ARGV: 1 event, 2 now ms, 3 channel, 4 publish command, 5 connection id,
 --       6 resume secret, 7 resume window ms, 8 merge meeting id,
 --       9 guest key prefix, 10 operation id (unique per call, or ""),
---       11 webhook outbox stream key or "" (off),
---       12 "*" to apply the event to every queued guest
---       (then ARGV 13 is the outcome template and 14.. the option names copied
+--       11 webhook outbox stream key or "" (off), 12 who answered (for the
+--       outbox: "device:<id>", "api", "email" or ""),
+--       13 "*" to apply the event to every queued guest
+--       (then ARGV 14 is the outcome template and 15.. the option names copied
 --       from each guest's options into the template's meeting), else
---       13.. per guest: guest id, payload (msgpack; the outcome map for replies,
+--       14.. per guest: guest id, payload (msgpack; the outcome map for replies,
 --       the held map for hold; time_out takes the outcome the knock stored)
 -- Idempotent: a guest a step changed keeps its operation id, so the same call
 -- sent again (its reply was lost, the Batcher cannot know whether it ran) answers
@@ -21,11 +22,11 @@
 --   outcome) | away (0, guest) | resumed (0, guest, conn) | held (0, guest, held) |
 --   dismissed (ev, guest, score, reason, outcome)
 -- Outbox (ARGV 11 set), beside each publish: guest.left (guest, reason) |
---   guest.resolved (guest, action, outcome) | guest.away (guest) | guest.back (guest)
+--   guest.resolved (guest, action, outcome, by) | guest.away (guest) | guest.back (guest)
 local T, FINAL, LEFT, QUEUED = __TRANSITIONS__, __FINAL__, __LEFT__, __QUEUED__
 local E, V, K, H = __EVENT__, __VERDICT__, __KIND__, __HOOK__
 local event, now, chan, pub = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
-local op, outbox = ARGV[10], ARGV[11]
+local op, outbox, by = ARGV[10], ARGV[11], ARGV[12]
 local function hook(...)
   if outbox ~= '' then
     redis.call('XADD', outbox, 'MAXLEN', '~', __OUTBOX_MAX__, '*', ...)
@@ -37,8 +38,8 @@ if event == E.MERGE then
 end
 
 local guests = {}
-if ARGV[12] == '*' then
-  local template = cmsgpack.unpack(ARGV[13])
+if ARGV[13] == '*' then
+  local template = cmsgpack.unpack(ARGV[14])
   for _, gid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     local key = ARGV[9] .. gid
     local info = redis.call('HGET', key, 'info')
@@ -47,7 +48,7 @@ if ARGV[12] == '*' then
       local options = cmsgpack.unpack(info).options or {}
       local meeting = {}
       for k, v in pairs(template.meeting) do meeting[k] = v end
-      for i = 14, #ARGV do
+      for i = 15, #ARGV do
         if options[ARGV[i]] ~= nil then meeting[ARGV[i]] = options[ARGV[i]] end
       end
       outcome = {}
@@ -58,7 +59,7 @@ if ARGV[12] == '*' then
   end
 else
   for i = 5, #KEYS do
-    guests[#guests + 1] = {KEYS[i], ARGV[13 + (i - 5) * 2], ARGV[14 + (i - 5) * 2]}
+    guests[#guests + 1] = {KEYS[i], ARGV[14 + (i - 5) * 2], ARGV[15 + (i - 5) * 2]}
   end
 end
 
@@ -106,7 +107,7 @@ for _, item in ipairs(guests) do
         else
           redis.call('HSET', key, 'outcome', payload)
           redis.call(pub, chan, cmsgpack.pack(K.Resolved, ev, gid, score, event) .. payload)
-          hook('type', H.RESOLVED, 'guest', gid, 'action', event, 'outcome', payload)
+          hook('type', H.RESOLVED, 'guest', gid, 'action', event, 'outcome', payload, 'by', by)
         end
         out[#out + 1] = {V.OK, new}
       elseif event == E.DISCONNECT then

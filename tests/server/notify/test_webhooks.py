@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
-import secrets
 import signal
+import socket
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import msgpack
@@ -24,102 +22,17 @@ from foyer_client import GuestClient, HostClient
 from protocol.messages import Admitted, JoinRequest
 from server.notify.webhooks import RefusedTarget, WebhookConfig, check_target
 from server.storage import keys
+from tests.receiver import SECRET, WAIT, Receiver, receiving
 from tests.support import FoyerProcess, spawn_foyer, valkey_server
-
-SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-WAIT = 30.0  # seconds any one wait may take on a slow shared machine
-
-
-@dataclass(frozen=True)
-class Delivery:
-    headers: dict[str, str]
-    body: bytes
-    status: int
-
-    @property
-    def event(self) -> dict[str, Any]:
-        event: dict[str, Any] = json.loads(self.body)
-        return event
-
-    @property
-    def id(self) -> str:
-        return self.headers["webhook-id"]
-
-
-class Receiver:
-    """A real HTTP server in a thread. ``answer`` decides each request's status
-    and headers; every request is recorded with what it was answered."""
-
-    def __init__(self) -> None:
-        self.deliveries: list[Delivery] = []
-        self.changed = threading.Condition()
-        self.answer: Callable[[dict[str, Any]], tuple[int, dict[str, str]]] = lambda e: (200, {})
-        self.hold = threading.Event()  # while cleared, a request flagged "hold" waits
-        self.hold.set()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                status, extra = receiver.answer(json.loads(body))
-                if status == 0:  # hold the request open, as a receiver that hangs
-                    with receiver.changed:
-                        receiver.deliveries.append(Delivery(headers, body, 0))
-                        receiver.changed.notify_all()
-                    receiver.hold.wait(WAIT)
-                    status = 503
-                self.send_response(status)
-                for name, value in extra.items():
-                    self.send_header(name, value)
-                self.send_header("content-length", "0")
-                self.end_headers()
-                with receiver.changed:
-                    receiver.deliveries.append(Delivery(headers, body, status))
-                    receiver.changed.notify_all()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def of(self, host: str) -> list[Delivery]:
-        with self.changed:
-            return [d for d in self.deliveries if d.event["data"]["host"] == host]
-
-    def delivered(self, host: str) -> dict[str, Delivery]:
-        """De-duplicated by ``webhook-id``: the deliveries answered 2xx."""
-        return {d.id: d for d in self.of(host) if 200 <= d.status < 300}
-
-    def wait(self, ready: Callable[[], bool]) -> bool:
-        with self.changed:
-            return self.changed.wait_for(ready, WAIT)
-
-    async def until(self, ready: Callable[[], bool]) -> None:
-        assert await asyncio.to_thread(self.wait, ready), self.deliveries
-
-    def types(self, host: str) -> list[str]:
-        return sorted(d.event["type"] for d in self.delivered(host).values())
-
-
-@contextlib.contextmanager
-def receiving() -> Iterator[Receiver]:
-    receiver = Receiver()
-    receiver.thread.start()
-    try:
-        yield receiver
-    finally:
-        receiver.hold.set()
-        receiver.server.shutdown()
-        receiver.server.server_close()
 
 
 def hook_env(receiver: Receiver, **extra: str) -> dict[str, str]:
+    return url_env(receiver.url, **extra)
+
+
+def url_env(url: str, **extra: str) -> dict[str, str]:
     return {
-        "FOYER_WEBHOOK_URL": receiver.url,
+        "FOYER_WEBHOOK_URL": url,
         "FOYER_WEBHOOK_SECRET": SECRET,
         "FOYER_WEBHOOK_ALLOW": "127.0.0.1",
         "FOYER_WEBHOOK_POLL": "0.1",
@@ -172,6 +85,8 @@ async def test_a_knock_and_an_admit_are_delivered_signed(
     resolved = got["guest.resolved"].event["data"]
     assert resolved["guest"] == guest.waiting.guest and resolved["action"] == "admit"
     assert resolved["meeting"] == admitted.meeting
+    # Which one answered: a device (its connection id), not the API or an email.
+    assert resolved["by"] == "device" and len(resolved["device"]) == 16
 
 
 async def test_a_receiver_failing_for_a_while_gets_every_event_once(
@@ -281,15 +196,18 @@ async def test_a_process_killed_mid_delivery_loses_nothing(
     Webhook(SECRET).verify(again.body, again.headers)
 
 
-async def _dead_letters(redis_url: str, host: str, count: int) -> list[dict[str, Any]]:
+async def _dead_letters(
+    redis_url: str, host: str, count: int, endpoint: str = "deployment"
+) -> list[dict[str, Any]]:
     """The host's dead-letter list once it holds ``count`` (bounded: fails the test)."""
     redis = Redis.from_url(redis_url)
     try:
         async with asyncio.timeout(WAIT):
             while True:
-                raw = await redis.lrange(keys.dead_letters(host), 0, -1)
-                if len(raw) >= count:
-                    return [msgpack.unpackb(r) for r in raw]
+                raw = await redis.lrange(keys.dead_letters(endpoint), 0, -1)
+                mine = [m for m in map(msgpack.unpackb, raw) if m["host"] == host]
+                if len(mine) >= count:
+                    return mine
                 await asyncio.sleep(0.05)
     except TimeoutError:
         raise AssertionError(f"no {count} dead letters for {host}") from None
@@ -345,3 +263,61 @@ def test_a_process_with_a_private_target_does_not_start(redis_url: str) -> None:
     with pytest.raises(RuntimeError, match="exited early"):
         proc.start()
     assert "FOYER_WEBHOOK_ALLOW" in proc.log()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_a_receiver_down_for_a_minute_then_up_gets_every_event_once(
+    own_redis: str,
+) -> None:
+    """Nothing listens on the endpoint's port for a full minute while guests
+    knock and leave; then the receiver starts there and gets every event, each
+    webhook-id standing for one event."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/hook"
+    env = {
+        **url_env(url),
+        "FOYER_WEBHOOK_BACKOFF": "1",
+        "FOYER_WEBHOOK_BACKOFF_MAX": "8",
+        "FOYER_WEBHOOK_ATTEMPTS": "100",
+    }
+    with spawn_foyer(own_redis, env) as proc:
+        host = proc.create_host("Patient Ada")
+        guests: list[str] = []
+        down_until = time.monotonic() + 60
+        async with HostClient(proc.ws_url, host["token"]) as device:
+            while time.monotonic() < down_until - 5 and len(guests) < 12:  # bounded
+                async with GuestClient(proc.ws_url, host["slug"], name="G") as guest:
+                    guests.append(guest.waiting.guest)
+                    await device.wait_for(JoinRequest)
+                    if len(guests) % 2:
+                        await device.admit(guest.waiting.guest)
+                        await guest.wait_for(Admitted)
+                    else:
+                        await guest.cancel()
+                await asyncio.sleep(4)  # spread the events over the outage
+            await asyncio.sleep(max(0.0, down_until - time.monotonic()))
+            with receiving(port) as receiver:
+                expected = {(g, "guest.knocked") for g in guests}
+                expected |= {
+                    (g, "guest.resolved" if i % 2 == 0 else "guest.left")
+                    for i, g in enumerate(guests)
+                }
+
+                def seen() -> set[tuple[str, str]]:
+                    return {
+                        (d.event["data"]["guest"], d.event["type"])
+                        for d in receiver.delivered(host["id"]).values()
+                    }
+
+                await receiver.until(lambda: expected <= seen())
+                by_id = receiver.delivered(host["id"])
+                pairs = [(d.event["data"]["guest"], d.event["type"]) for d in by_id.values()]
+                assert sorted(pairs) == sorted(expected)  # one id per event, none missing
+                for delivery in by_id.values():
+                    Webhook(SECRET).verify(delivery.body, delivery.headers)
+    assert len(guests) >= 8

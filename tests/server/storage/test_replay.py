@@ -64,3 +64,16 @@ async def test_a_reply_sent_twice_wins_once_and_answers_ok_twice(stores: Stores)
     # Another device's reply (another operation) still loses.
     (other,) = await stores.store.transition(host, LobbyEvent.ADMIT, [("g1", pack({}))])
     assert other == Step(Verdict.ALREADY_RESOLVED, "busy", {"type": "busy"})
+
+
+async def test_a_presence_sent_twice_appends_one_webhook(stores: Stores) -> None:
+    host = await _host(stores)
+    outbox = keys.outbox(host)
+    args = ["in_meeting", pack({"id": "m1"}), "m1", keys.channel(host), "PUBLISH", outbox, "op1"]
+    presence = [f"{keys.tag(host)}:presence"]
+    assert await stores.store.batch.script("presence", presence, args) == b"ok"
+    assert await stores.store.batch.script("presence", presence, args) == b"ok"
+    assert await stores.redis.xlen(outbox) == 1
+    # A new call (another operation) with the same state is a change of its own.
+    await stores.store.batch.script("presence", presence, [*args[:-1], "op2"])
+    assert await stores.redis.xlen(outbox) == 2
