@@ -216,6 +216,7 @@ class Hook(StrEnum):
     LEFT = "guest.left"
     AWAY = "guest.away"
     BACK = "guest.back"
+    HELD = "guest.held"  # addition (issue 14): a device put a guest on hold
     PRESENCE = "host.presence"
     # Planned meetings (server/meetings): written by the code that made the
     # change, right after it is stored, with the thing's JSON view as ``data``.

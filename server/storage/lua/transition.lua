@@ -22,7 +22,8 @@
 --   outcome) | away (0, guest) | resumed (0, guest, conn) | held (0, guest, held) |
 --   dismissed (ev, guest, score, reason, outcome)
 -- Outbox (ARGV 11 set), beside each publish: guest.left (guest, reason) |
---   guest.resolved (guest, action, outcome, by) | guest.away (guest) | guest.back (guest)
+--   guest.resolved (guest, action, outcome, by) | guest.away (guest) | guest.back (guest) |
+--   guest.held (guest, held, by)
 local T, FINAL, LEFT, QUEUED = __TRANSITIONS__, __FINAL__, __LEFT__, __QUEUED__
 local E, V, K, H = __EVENT__, __VERDICT__, __KIND__, __HOOK__
 local event, now, chan, pub = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
@@ -127,6 +128,7 @@ for _, item in ipairs(guests) do
         redis.call('HSET', key, 'held', payload)
         redis.call('HDEL', key, 'wait_until')  -- answered: no maximum wait any more
         redis.call(pub, chan, cmsgpack.pack(K.HeldSet, 0, gid) .. payload)
+        hook('type', H.HELD, 'guest', gid, 'held', payload, 'by', by)
         out[#out + 1] = {V.OK, new}
       else
         out[#out + 1] = {V.OK, new}
