@@ -560,6 +560,8 @@ function addLobbyControls() {
 
   denyAll.addEventListener("click", async () => {
     if (!client) return;
+    const count = client.list().length;
+    if (!window.confirm(`Turn away all ${count} waiting guest${count === 1 ? "" : "s"}?`)) return;
     denyAll.disabled = true;
     try {
       await client.denyAll(line.value.trim() || undefined);

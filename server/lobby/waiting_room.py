@@ -200,7 +200,11 @@ class WaitingRoom:
         if result.raid_started and rules.raid_autolock:
             # The link locks itself (raid_autolock): a settings change like a
             # device's, so every device hears it; knocks after it are refused.
-            await self._host_settings.update(host, {"policy": {"locked": True}})
+            # This guest is queued whatever happens here: a failure is logged.
+            try:
+                await self._host_settings.update(host, {"policy": {"locked": True}})
+            except Exception as exc:
+                log.warning("a raid could not lock its link (%s)", type(exc).__name__)
 
     async def _lobby_rules(self, host: str, info: dict[str, Any], address: str) -> Lobby:
         """The host's lobby settings as the knock script takes them. The deny
