@@ -23,8 +23,15 @@
     ├── InvalidBody              an HTTP body that breaks its schema (HTTP 422)
     │   └── RefusedWebhookTarget a webhook URL Foyer will not call (HTTP 422)
     ├── UnknownWebhook           no such webhook endpoint or delivery (HTTP 404)
+    ├── UnknownCalendar          no connected calendar of this name (HTTP 404)
+    ├── CalendarRefused          the CalDAV server refused the credentials (HTTP 422)
+    ├── NotACalendarUrl          the URL is not a CalDAV calendar (HTTP 422)
+    ├── CalendarUnreachable      the CalDAV server does not answer (HTTP 502)
     ├── ApiUnauthorized          missing or wrong API key (HTTP 401)
     ├── StoreUnavailable         Redis does not answer (HTTP 503)
+    ├── UnknownClient            no OAuth client with this id (HTTP 404)
+    ├── OAuthRefused             an authorization request Foyer must not redirect
+    │                            back (unknown client or redirect URI: HTTP 400 page)
     ├── UnknownMeeting           no such meeting (HTTP 404)
     ├── UnknownBooking           no such booking in this workspace (HTTP 404)
     ├── BookingCancelled         the booking was cancelled: it cannot change (HTTP 409)
@@ -194,6 +201,22 @@ class RefusedWebhookTarget(InvalidBody):
     that is not allow-listed (server-side request forgery)."""
 
 
+class UnknownCalendar(FoyerError):
+    """The host has no connected calendar of this name."""
+
+
+class CalendarRefused(FoyerError):
+    """The CalDAV server answered 401/403 to these credentials."""
+
+
+class NotACalendarUrl(FoyerError):
+    """The URL answers, but is not a CalDAV calendar collection."""
+
+
+class CalendarUnreachable(FoyerError):
+    """The CalDAV server does not answer, or fails (5xx, timeout)."""
+
+
 class UnknownWebhook(FoyerError):
     """No webhook endpoint (or no delivery of it) has this id."""
 
@@ -204,6 +227,16 @@ class ApiUnauthorized(FoyerError):
 
 class StoreUnavailable(FoyerError):
     """Redis does not answer (the message is safe to show)."""
+
+
+class UnknownClient(FoyerError):
+    """No OAuth client has this id."""
+
+
+class OAuthRefused(FoyerError):
+    """An authorization request whose client or redirect URI is missing or
+    unknown: RFC 6749 section 4.1.2.1 forbids redirecting it anywhere, so the
+    host sees an error page. The message is written for people."""
 
 
 class UnknownMeeting(FoyerError):

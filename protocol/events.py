@@ -226,6 +226,8 @@ class Hook(StrEnum):
     BOOKING_CREATED = "booking.created"
     BOOKING_UPDATED = "booking.updated"
     BOOKING_CANCELLED = "booking.cancelled"
+    # Calendar sync (server/calendars): a connected calendar's round failed.
+    CALENDAR_SYNC_FAILED = "calendar.sync_failed"
 
 
 def lua_hooks() -> dict[str, str]:

@@ -26,8 +26,10 @@ from server.ops.process import follow_supervisor
 from server.tasks import cancel_and_wait
 from server.web import (
     api,
+    calendars_api,
     errors,
     meetings_api,
+    oauth,
     openapi,
     pages,
     prometheus,
@@ -142,16 +144,18 @@ class FrontDoor:
 
 
 def http_routes() -> list[BaseRoute]:
-    """Every HTTP route (``tests/server/test_openapi.py`` checks each ``/api/``
-    one is in the OpenAPI document)."""
+    """Every HTTP route (``tests/server/test_openapi.py`` checks each ``/api/``,
+    ``/oauth/`` and ``/.well-known/`` one is in the OpenAPI document)."""
     return [
         *api.routes,
         *webhooks_api.routes,
         *meetings_api.routes,
+        *calendars_api.routes,
         *openapi.routes,
         *pages.routes,
         *replies.routes,
         *prometheus.routes,
+        *oauth.routes,
     ]
 
 

@@ -10,8 +10,12 @@ from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
+from server.access.credentials import CredentialBox
+from server.access.oauth import AuthorizationServer
 from server.access.reply_links import ReplyLinks
+from server.access.targets import check_target
 from server.access.tokens import Tokens
+from server.calendars.sync import CalendarSync, SyncConfig
 from server.hosts.directory import Directory
 from server.hosts.settings import HostSettings
 from server.lobby.broker import Broker
@@ -25,11 +29,18 @@ from server.meetings.planned import PlannedMeetings
 from server.meetings.provider import MeetingProvider, Provider, TemplateProvider, WebhookProvider
 from server.metrics import Metrics, multiprocess_dir
 from server.notify.email import MailConfig, Mailer
-from server.notify.webhooks import WebhookConfig, WebhookMeetingEvents, Webhooks, check_target
+from server.notify.webhooks import (
+    OutboxEvents,
+    WebhookConfig,
+    WebhookMeetingEvents,
+    Webhooks,
+)
 from server.ops.config import Settings
 from server.storage import keys, scripts
 from server.storage.batcher import Batcher
+from server.storage.calendars import CalendarStore
 from server.storage.hosts import HostStore
+from server.storage.oauth import OAuthStore
 from server.storage.outbox import Outbox
 from server.storage.redis_client import is_cluster, open_redis
 from server.storage.store import Store
@@ -92,9 +103,8 @@ class Node:
         self.tokens = Tokens(settings.secret, settings.token_max_lifetime)
         self.meetings = MeetingProvider(settings.meeting_url)
         # Meeting and booking changes leave as webhooks, through the outbox.
-        self.meeting_events = WebhookMeetingEvents(
-            Outbox(self.batch), self.webhooks, settings.public_url
-        )
+        self.outbox_events = OutboxEvents(Outbox(self.batch), self.webhooks, settings.public_url)
+        self.meeting_events = WebhookMeetingEvents(self.outbox_events)
         self.planned = PlannedMeetings(
             self.batch, self._providers(settings), settings.meeting_provider, self.meeting_events
         )
@@ -102,6 +112,22 @@ class Node:
         self.bookings = Bookings(self.batch, self.connections, self.planned, self.meeting_events)
         self.host_settings = HostSettings(self.hosts, self.directory, settings.region_list)
         base = (settings.public_url or settings.listen_url or "http://127.0.0.1:8000").rstrip("/")
+        self.calendars = CalendarStore(self.batch)
+        self.calendar_sync = CalendarSync(
+            self.calendars,
+            CredentialBox(settings.calendar_key, settings.secret),
+            self.hosts,
+            self.planned,
+            SyncConfig(
+                interval_s=settings.calendar_interval,
+                timeout_s=settings.calendar_timeout,
+                lease_s=settings.calendar_lease,
+                bases=tuple(dict.fromkeys(b.rstrip("/") for b in self._bases(settings))),
+                join_base=base,
+                allow=settings.calendar_allow_list,
+            ),
+            emit=self.outbox_events.emit,
+        )
         self.reply_links = ReplyLinks(settings.secret, settings.reply_link_ttl)
         self.mailer = Mailer(
             self.store,
@@ -155,6 +181,7 @@ class Node:
             ),
             self.metrics,
         )
+        self.oauth = AuthorizationServer(OAuthStore(self.batch), self.connections, settings.secret)
         self.web = WebContext(
             store=self.store,
             hosts=self.hosts,
@@ -170,7 +197,9 @@ class Node:
             room=self.room,
             reply_links=self.reply_links,
             webhooks=self.webhooks,
+            calendar_sync=self.calendar_sync,
             metrics_token=settings.metrics_token,
+            oauth=self.oauth,
             planned=MeetingsContext(
                 meetings=self.planned,
                 bookings=self.bookings,
@@ -180,6 +209,12 @@ class Node:
             ),
         )
         self._tasks: list[asyncio.Task[None]] = []
+
+    @staticmethod
+    def _bases(settings: Settings) -> list[str]:
+        """Where personal links point: the public URL, and where this listens."""
+        found = [u for u in (settings.public_url, settings.listen_url) if u]
+        return found or ["http://127.0.0.1:8000"]
 
     def _providers(self, settings: Settings) -> dict[str, Provider]:
         """The meeting providers this deployment can call, by connection provider
@@ -215,6 +250,13 @@ class Node:
                 self._every(self.settings.lease / 3, self._lease), name="foyer-leases"
             ),
         ]
+        # Calendar rounds in a task of their own: a slow CalDAV server delays nothing else.
+        self._tasks.append(
+            asyncio.create_task(
+                self._every(self.settings.calendar_poll, self.calendar_sync.run_due),
+                name="foyer-calendars",
+            )
+        )
         if self.mailer.enabled:
             # Apart from the expiry sweep, so a slow SMTP server never delays an expiry.
             self._tasks.append(

@@ -420,6 +420,56 @@ async def rewrite_ics(data: bytes, links: PersonalLinks, make: MeetingMaker) -> 
     return Rewrite(document.write(replaced), tuple(outcomes))
 
 
+@dataclass(frozen=True, slots=True)
+class EventFacts:
+    """What calendar sync follows of an event it rewrote before: when it is,
+    what it is called, whether it is cancelled, and the links it holds."""
+
+    key: str
+    title: str | None
+    starts_at: datetime | None
+    ends_at: datetime | None
+    cancelled: bool
+    text: str  # every link-holding property's value, unfolded, one per line
+
+
+def event_facts(data: bytes) -> list[EventFacts]:
+    """The facts of every event of an ``.ics`` (``InvalidCalendar`` if it is not one)."""
+    if len(data) > MAX_ICS_BYTES:
+        raise InvalidCalendar(f"the calendar is larger than {MAX_ICS_BYTES // 1024} KiB")
+    document = read(data)
+    out: list[EventFacts] = []
+    for cal in document.calendars:
+        zones = _Zones(document, cal)
+        for event in cal.walk("VEVENT"):
+            uid_line = document.prop(event, "UID")
+            rid_line = document.prop(event, "RECURRENCE-ID")
+            starts_at = _instant(document.prop(event, "DTSTART"), zones)
+            ends_at = _instant(document.prop(event, "DTEND"), zones)
+            length = _duration(document.prop(event, "DURATION"))
+            if ends_at is None and starts_at is not None and length is not None:
+                ends_at = starts_at + length
+            texts = [
+                document.lines[i].text
+                for name in LINK_PROPERTIES
+                for i in event.properties
+                if document.lines[i].name == name
+            ]
+            uid = uid_line.value.strip() if uid_line is not None else ""
+            rid = rid_line.value.strip() if rid_line is not None else None
+            out.append(
+                EventFacts(
+                    key=event_key(uid, rid),
+                    title=_text_value(document.prop(event, "SUMMARY")),
+                    starts_at=starts_at,
+                    ends_at=ends_at,
+                    cancelled=_cancelled(document, cal, event),
+                    text="\n".join(texts),
+                )
+            )
+    return out
+
+
 def _cancelled(document: Document, calendar: Component, event: Component) -> bool:
     method = document.prop(calendar, "METHOD")
     status = document.prop(event, "STATUS")

@@ -185,6 +185,11 @@ class PlannedMeetings:
         await self.events.emit("meeting.created", meeting.view(""))
         return meeting, True
 
+    async def by_key(self, host: str, key: str) -> Meeting | None:
+        """The meeting made for ``key`` before, if any (calendar sync finds the
+        meeting of an event another process rewrote)."""
+        return await self._claimed(host, key)
+
     async def _claimed(self, host: str, key: str) -> Meeting | None:
         found = text(await self.batch.call("GET", _claim_key(host, key)))
         return await self.find_for(host, found) if found else None

@@ -26,23 +26,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
-import ipaddress
 import json
 import logging
 import random
 import secrets
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from standardwebhooks.webhooks import Webhook
 
 from protocol.events import Hook
+from server.access.targets import AllowList, RefusedTarget, check_target
 from server.meetings.events import MeetingEvents
 from server.storage.keys import ATTEMPTS_MAX
 from server.storage.outbox import READ_LIMIT, Entry, Outbox
@@ -53,11 +51,6 @@ log = logging.getLogger("foyer.webhooks")
 
 MAX_RETRY_AFTER_S = 24 * 3600
 _PACKED = frozenset({"card", "outcome", "meeting", "held"})  # fields the scripts store as msgpack
-_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class RefusedTarget(ValueError):
-    """A webhook URL this deployment will not call (scheme, or a private address)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,16 +64,10 @@ class WebhookConfig:
     backoff_max_s: float = 3600.0
     timeout_s: float = 10.0
     claim_s: float = 60.0  # a crashed process's claim on a host runs out after this
-    _networks: tuple[_Network, ...] = field(default=(), init=False, repr=False)
+    _allow: AllowList = field(default_factory=AllowList, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        nets: list[_Network] = []
-        for item in self.allow:
-            try:
-                nets.append(ipaddress.ip_network(item, strict=False))
-            except ValueError:
-                continue  # a host name
-        object.__setattr__(self, "_networks", tuple(nets))
+        object.__setattr__(self, "_allow", AllowList(self.allow))
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -89,36 +76,7 @@ class WebhookConfig:
         return tuple(x for x in (self.secret or "").replace(",", " ").split() if x)
 
     def allowed(self, host: str, address: str | None = None) -> bool:
-        if host.lower() in (a.lower() for a in self.allow):
-            return True
-        if address is None:
-            return False
-        ip = ipaddress.ip_address(address)
-        return any(ip in net for net in self._networks)
-
-
-async def check_target(url: str, config: WebhookConfig) -> None:
-    """Raise ``RefusedTarget`` unless ``url`` is http(s) and every address its
-    host resolves to is public or allow-listed."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RefusedTarget("a webhook URL must be http or https with a host")
-    host = parts.hostname
-    if config.allowed(host):
-        return
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise RefusedTarget(f"cannot resolve {host}") from exc
-    for info in infos:
-        address = str(info[4][0])
-        ip = ipaddress.ip_address(address)
-        if not ip.is_global and not config.allowed(host, address):
-            raise RefusedTarget(
-                f"{host} resolves to {address}, a private address; allow-list it in "
-                "FOYER_WEBHOOK_ALLOW to call it"
-            )
+        return self._allow.allowed(host, address)
 
 
 def payload(host: str, entry: Entry) -> dict[str, Any]:
@@ -540,10 +498,11 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
-class WebhookMeetingEvents(MeetingEvents):
-    """Meeting and booking changes into the host's outbox, for the webhooks
-    (while any endpoint exists). Written right after the change is stored, not
-    in the same step: a process that dies between the two loses the event."""
+class OutboxEvents:
+    """Events made outside the lifecycle scripts (meetings, bookings, calendar
+    sync) into the host's outbox, for the webhooks (while any endpoint exists).
+    Written right after the change is stored, not in the same step: a process
+    that dies between the two loses the event."""
 
     def __init__(self, outbox: Outbox, webhooks: Webhooks, public_url: str | None) -> None:
         self._outbox = outbox
@@ -551,7 +510,7 @@ class WebhookMeetingEvents(MeetingEvents):
         self._base = (public_url or "").rstrip("/")
 
     async def emit(self, kind: str, data: dict[str, Any]) -> None:
-        await super().emit(kind, data)
+        """``data`` is JSON-ready and names its ``host``."""
         if not self._webhooks.enabled:
             return
         link = data.get("join_link")
@@ -559,3 +518,14 @@ class WebhookMeetingEvents(MeetingEvents):
             data = {**data, "join_link": self._base + link}
         host = str(data["host"])
         await self._outbox.append(host, kind, json.dumps(data, separators=(",", ":")).encode())
+
+
+class WebhookMeetingEvents(MeetingEvents):
+    """Meeting and booking changes, as webhooks."""
+
+    def __init__(self, events: OutboxEvents) -> None:
+        self._events = events
+
+    async def emit(self, kind: str, data: dict[str, Any]) -> None:
+        await super().emit(kind, data)
+        await self._events.emit(kind, data)

@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(default=10.0, gt=0)  # seconds a receiver has to answer
     webhook_poll: float = Field(default=1.0, gt=0)  # seconds between outbox passes
     webhook_claim: float = Field(default=60.0, gt=0)  # a crashed process's outbox claim
+    # Calendar sync (docs/meetings.md, Calendar sync): CalDAV calendars kept in step.
+    calendar_key: str | None = None  # Fernet key(s), comma-separated; None: from FOYER_SECRET
+    calendar_interval: float = Field(default=60.0, gt=0)  # seconds between two rounds
+    calendar_timeout: float = Field(default=15.0, gt=0)  # seconds a CalDAV request may take
+    calendar_allow: str = ""  # hosts/CIDRs a private-address CalDAV server may use
+    calendar_lease: float = Field(default=120.0, gt=0)  # seconds a process holds a calendar
+    calendar_poll: float = Field(default=1.0, gt=0)  # seconds between looks for due calendars
     # Dedicated meetings (docs/meetings.md): "template" uses meeting_url; "webhook" POSTs,
     # signed, to meeting_webhook_url (private targets need webhook_allow).
     meeting_provider: Literal["template", "webhook"] = "template"
@@ -88,6 +95,10 @@ class Settings(BaseSettings):
     @property
     def webhook_allow_list(self) -> tuple[str, ...]:
         return tuple(a.strip() for a in self.webhook_allow.split(",") if a.strip())
+
+    @property
+    def calendar_allow_list(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.calendar_allow.split(",") if a.strip())
 
     @property
     def region_list(self) -> list[str]:

@@ -29,6 +29,8 @@ NAMES = (
     "defer",
     "claim",
     "swap",
+    "cal_lease",
+    "cal_commit",
 )
 _PLACEHOLDER = re.compile(r"__[A-Z_]+__")
 

@@ -1,5 +1,6 @@
 """The web: the HTTP API (``api``), its OpenAPI document (``openapi``), the
-browser pages (``pages``), ``GET /metrics`` (``prometheus``) and the one
+browser pages (``pages``), OAuth's endpoints and consent page (``oauth``),
+``GET /metrics`` (``prometheus``) and the one
 table that maps errors to HTTP statuses (``errors``).
 
 May import: ``lobby`` (nothing yet), ``hosts``, ``access``, ``storage``,

@@ -99,6 +99,11 @@ read_body = _body
 require_api_key = _authorize
 
 
+def authorize_host(request: Request, host: str) -> None:
+    """The API key, or this host's own token (``_authorize_host``)."""
+    _authorize_host(request, host)
+
+
 def _base_url(request: Request) -> str:
     public = web(request).public_url
     return (public or str(request.base_url)).rstrip("/")

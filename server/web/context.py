@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
+from server.access.oauth import AuthorizationServer
 from server.access.reply_links import ReplyLinks
 from server.access.tokens import Tokens
+from server.calendars.sync import CalendarSync
 from server.hosts.directory import Directory
 from server.hosts.settings import HostSettings
 from server.lobby.waiting_room import WaitingRoom
@@ -47,11 +49,13 @@ class WebContext:
     room: WaitingRoom  # replies over HTTP go through the same steps as a device's
     reply_links: ReplyLinks  # the away email's one-click links
     webhooks: Webhooks  # the endpoints registered through the API
+    calendar_sync: CalendarSync  # connected CalDAV calendars
     # Why this process should get no traffic now (``/readyz``), or None.
     unready: Callable[[], Awaitable[str | None]]
     trusted_proxies: list[str] = field(default_factory=list)
     link_info_limit: int = 0  # GET /api/links/{slug} per client address per minute
     metrics_token: str | None = None
+    oauth: AuthorizationServer | None = None  # connecting an account (server.web.oauth)
     planned: MeetingsContext | None = None  # None: the meetings API answers 404
 
 

@@ -23,7 +23,9 @@ from server.web.api import (
     SlugChange,
     TokenRequest,
 )
+from server.web.calendars_api import CalendarPut
 from server.web.meetings_api import BookingCreate, BookingPatch, ConnectionPut, MeetingCreate
+from server.web.oauth import OAuthClientCreate
 from server.web.webhooks_api import SecretRotation, WebhookCreate
 
 BODIES: dict[str, type[BaseModel]] = {
@@ -36,6 +38,8 @@ BODIES: dict[str, type[BaseModel]] = {
     "GuestReply": GuestReply,
     "WebhookCreate": WebhookCreate,
     "SecretRotation": SecretRotation,
+    "CalendarPut": CalendarPut,
+    "OAuthClientCreate": OAuthClientCreate,
     "MeetingCreate": MeetingCreate,
     "ConnectionPut": ConnectionPut,
     "BookingCreate": BookingCreate,
@@ -105,6 +109,36 @@ def _op(
 
 
 HOST_VIEW = {"$ref": "#/components/schemas/Host"}
+CLIENT_ID = {"name": "client_id", "in": "path", "required": True, "schema": {"type": "string"}}
+OAUTH_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+}
+OAUTH_CLIENT = {
+    "type": "object",
+    "required": ["client_id", "workspace", "name", "redirect_uris", "public", "created_at"],
+    "properties": {
+        "client_id": {"type": "string"},
+        "client_secret": {"type": "string", "description": "only in the answer to POST"},
+        "workspace": {"type": "string"},
+        "name": {"type": "string"},
+        "redirect_uris": {"type": "array", "items": {"type": "string"}},
+        "public": {"type": "boolean"},
+        "created_at": {"type": "integer"},
+    },
+}
+OAUTH_TOKEN = {
+    "type": "object",
+    "required": ["access_token", "token_type", "expires_in"],
+    "properties": {
+        "access_token": {"type": "string"},
+        "token_type": {"type": "string", "enum": ["Bearer"]},
+        "expires_in": {"type": "integer"},
+        "refresh_token": {"type": "string"},
+        "scope": {"type": "string"},
+    },
+}
 ENDPOINT = {"name": "endpoint", "in": "path", "required": True, "schema": {"type": "string"}}
 MESSAGE = {"name": "message", "in": "path", "required": True, "schema": {"type": "string"}}
 WEBHOOK_VIEW = {
@@ -123,6 +157,108 @@ WEBHOOK_VIEW = {
         "secret": {"type": "string", "description": "only when created or rotated"},
     },
 }
+
+
+def _calendar_paths() -> dict[str, Any]:
+    """``/api/hosts/{host}/calendars``: CalDAV calendar sync (server/web/calendars_api.py)."""
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    view = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "url": {"type": "string"},
+            "username": {"type": "string"},
+            "connected_at": {"type": "integer"},
+            "state": {"type": "object"},
+        },
+    }
+    listing = {"type": "object", "properties": {"calendars": {"type": "array", "items": view}}}
+    queued = {"type": "object", "properties": {"status": {"type": "string"}}}
+    return {
+        "/api/hosts/{host}/calendars": {
+            "get": _op(
+                "The host's connected calendars and their sync state (API key or host token)",
+                (200, listing, "the calendars"),
+                errors=(401, 404),
+                params=[HOST_ID],
+            )
+        },
+        "/api/hosts/{host}/calendars/{name}": {
+            "put": _op(
+                "Connect a CalDAV calendar (checked at once; 422 calendar_refused, "
+                "not_a_calendar; 502 calendar_unreachable)",
+                (201, view, "connected (200: reconnected)"),
+                body="CalendarPut",
+                errors=(400, 401, 404, 422),
+                params=[HOST_ID, name],
+            ),
+            "delete": _op(
+                "Disconnect: the credentials and the sync memory are forgotten",
+                (204, {"type": "null"}, "disconnected"),
+                errors=(401, 404),
+                params=[HOST_ID, name],
+            ),
+        },
+        "/api/hosts/{host}/calendars/{name}/sync": {
+            "post": _op(
+                "Sync it now",
+                (202, queued, "its round is due now"),
+                errors=(401, 404),
+                params=[HOST_ID, name],
+            )
+        },
+    }
+
+
+def _page_op(summary: str, ok: int, params: list[Any] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "security": [],
+        "responses": {
+            str(ok): {"description": "the page or the redirect"},
+            "400": {"description": "a page: the client or redirect URI is wrong (no redirect)"},
+        },
+    }
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def _form_op(summary: str, fields: dict[str, Any], ok: dict[str, Any]) -> dict[str, Any]:
+    """An OAuth endpoint: a form body, client authentication by HTTP Basic or
+    the body, RFC 6749 section 5.2 errors."""
+    return {
+        "summary": summary,
+        "security": [{"oauthClient": []}, {}],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {"type": "object", "properties": fields}
+                }
+            },
+        },
+        "responses": {
+            "200": ok,
+            "400": _json(OAUTH_ERROR, "RFC 6749 section 5.2 error"),
+            "401": _json(OAUTH_ERROR, "invalid_client"),
+        },
+    }
+
+
+STRING = {"type": "string"}
+AUTHORIZE_PARAMS = [
+    {"name": name, "in": "query", "required": False, "schema": STRING}
+    for name in (
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "code_challenge",
+        "code_challenge_method",
+    )
+]
 
 
 def _webhook_paths() -> dict[str, Any]:
@@ -270,7 +406,12 @@ def document() -> dict[str, Any]:
         "components": {
             "schemas": schemas,
             "securitySchemes": {
-                "apiKey": {"type": "http", "scheme": "bearer", "description": "FOYER_API_KEY"}
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "FOYER_API_KEY"},
+                "oauthClient": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "an OAuth client's id and secret",
+                },
             },
         },
         "security": [{"apiKey": []}],
@@ -362,6 +503,89 @@ def document() -> dict[str, Any]:
                     secure=False,
                 )
             },
+            "/api/oauth/clients": {
+                "post": _op(
+                    "Register a workspace app as an OAuth client (its secret is shown once)",
+                    (201, OAUTH_CLIENT, "created"),
+                    body="OAuthClientCreate",
+                    errors=(400, 401, 422),
+                )
+            },
+            "/api/oauth/clients/{client_id}": {
+                "get": _op(
+                    "An OAuth client (without its secret)",
+                    (200, OAUTH_CLIENT, "the client"),
+                    errors=(401, 404),
+                    params=[CLIENT_ID],
+                ),
+                "delete": {
+                    "summary": "Remove an OAuth client: its tokens stop working",
+                    "parameters": [CLIENT_ID],
+                    "responses": {"204": {"description": "removed"}, **_errors(401, 404)},
+                },
+            },
+            "/oauth/authorize": {
+                "get": _page_op(
+                    "The consent page (HTML; a GET never grants), or a redirect with an error",
+                    200,
+                    AUTHORIZE_PARAMS,
+                ),
+                "post": {
+                    **_page_op("The host's decision: 303 to the redirect URI", 303),
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/x-www-form-urlencoded": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "form": STRING,
+                                        "token": STRING,
+                                        "decision": {"type": "string", "enum": ["allow", "deny"]},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                },
+            },
+            "/oauth/token": {
+                "post": _form_op(
+                    "Exchange a code (with its PKCE verifier) or a refresh token for tokens",
+                    {
+                        "grant_type": {
+                            "type": "string",
+                            "enum": ["authorization_code", "refresh_token"],
+                        },
+                        "code": STRING,
+                        "redirect_uri": STRING,
+                        "code_verifier": STRING,
+                        "refresh_token": STRING,
+                        "client_id": STRING,
+                        "client_secret": STRING,
+                    },
+                    _json(OAUTH_TOKEN, "the tokens (RFC 6749 section 5.1)"),
+                )
+            },
+            "/oauth/revoke": {
+                "post": _form_op(
+                    "Revoke a token (RFC 7009): its grant ends and the host is disconnected",
+                    {
+                        "token": STRING,
+                        "token_type_hint": STRING,
+                        "client_id": STRING,
+                        "client_secret": STRING,
+                    },
+                    {"description": "revoked, or unknown"},
+                )
+            },
+            "/.well-known/oauth-authorization-server": {
+                "get": _op(
+                    "OAuth authorization server metadata (RFC 8414)",
+                    (200, {"type": "object"}, "the metadata"),
+                    secure=False,
+                )
+            },
             "/healthz": {
                 "get": _op(
                     "Health: 200 when the store answers",
@@ -371,6 +595,7 @@ def document() -> dict[str, Any]:
                 )
             },
             **_webhook_paths(),
+            **_calendar_paths(),
             **meeting_paths(),
         },
     }

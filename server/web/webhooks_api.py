@@ -19,7 +19,8 @@ from starlette.routing import Route
 from protocol.errors import InvalidBody, RefusedWebhookTarget, UnknownWebhook
 from protocol.events import Hook
 from protocol.messages import HOST_ID_RE
-from server.notify.webhooks import RefusedTarget, check_secret
+from server.access.targets import RefusedTarget
+from server.notify.webhooks import check_secret
 from server.storage.webhooks import DEPLOYMENT, Endpoint
 from server.web.api import read_body, require_api_key
 from server.web.context import web

@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("server.lobby.hub", "server.lobby.broker"),
     ("server.lobby.connection",),
     ("server.notify",),
+    ("server.calendars",),
     ("server.hosts.settings",),
     ("server.hosts.directory",),
     ("server.meetings",),

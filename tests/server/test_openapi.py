@@ -19,7 +19,9 @@ def test_document_lists_every_endpoint(foyer: FoyerProcess) -> None:
     doc = httpx.get(f"{foyer.http_url}/openapi.json").json()
     assert doc["openapi"].startswith("3.")
     api_paths = {
-        r.path for r in http_routes() if isinstance(r, Route) and r.path.startswith("/api/")
+        r.path
+        for r in http_routes()
+        if isinstance(r, Route) and r.path.startswith(("/api/", "/oauth/", "/.well-known/"))
     }
     documented = set(doc["paths"]) - {"/healthz"}
     assert documented == api_paths - {"/api/docs"}
@@ -28,6 +30,11 @@ def test_document_lists_every_endpoint(foyer: FoyerProcess) -> None:
         "/api/hosts/{host}/guests/{guest}/reply",
         "/api/webhooks",
         "/api/webhooks/{endpoint}/deliveries/{message}/redeliver",
+        "/api/oauth/clients/{client_id}",
+        "/oauth/authorize",
+        "/oauth/token",
+        "/oauth/revoke",
+        "/.well-known/oauth-authorization-server",
         "/api/meetings",
         "/api/workspaces/{ws}/bookings",
         "/api/calendar/rewrite",

@@ -20,7 +20,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from foyer_client import GuestClient, HostClient
 from protocol.messages import Admitted, JoinRequest
-from server.notify.webhooks import RefusedTarget, WebhookConfig, check_target
+from server.access.targets import RefusedTarget, check_target
+from server.notify.webhooks import WebhookConfig
 from server.storage import keys
 from tests.receiver import SECRET, WAIT, Receiver, receiving
 from tests.support import FoyerProcess, spawn_foyer, valkey_server
