@@ -19,6 +19,10 @@ kind           fields after (kind, ev)
 ``presence``   state, meeting (map or false)
 ``settings``   settings (map)
 ``message``    guest, text
+``held``       guest, held (map)                 (addition)
+``dismissed``  guest, score, reason, outcome (map) (addition: a
+               guest left without a reply, with a line: max wait)
+``raid``       count, since, until, autolock     (addition)
 =============  ====================================================
 """
 
@@ -99,7 +103,53 @@ class Said:
     text: str
 
 
-Event = Knocked | Left | Resolved | WentAway | Resumed | PresenceSet | SettingsSet | Said
+@dataclass(frozen=True, slots=True)
+class HeldSet:
+    """A device put a guest on hold (its card and the guest's ``held``)."""
+
+    KIND: ClassVar[str] = "held"
+    ev: int
+    guest: str
+    held: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Dismissed:
+    """A guest left the queue without a reply but with an outcome (max wait)."""
+
+    KIND: ClassVar[str] = "dismissed"
+    ev: int
+    guest: str
+    score: int
+    reason: str
+    outcome: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Raid:
+    """Knocks over the host's threshold in the last minute."""
+
+    KIND: ClassVar[str] = "raid"
+    ev: int
+    count: int
+    since: int
+    until: int
+    autolock: bool
+
+
+Event = (
+    Knocked
+    | Left
+    | Resolved
+    | WentAway
+    | Resumed
+    | PresenceSet
+    | SettingsSet
+    | Said
+    | HeldSet
+    | Dismissed
+    | Raid
+)
 EVENT_TYPES: tuple[type[Event], ...] = (
     Knocked,
     Left,
@@ -109,6 +159,9 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     PresenceSet,
     SettingsSet,
     Said,
+    HeldSet,
+    Dismissed,
+    Raid,
 )
 _BY_KIND: dict[str, type[Event]] = {cls.KIND: cls for cls in EVENT_TYPES}
 _FIELDS: dict[type[Event], tuple[str, ...]] = {
@@ -163,6 +216,7 @@ class Hook(StrEnum):
     LEFT = "guest.left"
     AWAY = "guest.away"
     BACK = "guest.back"
+    HELD = "guest.held"  # addition (issue 14): a device put a guest on hold
     PRESENCE = "host.presence"
     # Planned meetings (server/meetings): written by the code that made the
     # change, right after it is stored, with the thing's JSON view as ``data``.

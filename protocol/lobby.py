@@ -19,6 +19,9 @@ event                   guard                                        verdict if 
 ``merge``               host presence ``in_meeting`` with the same   ``not_in_meeting``
                         meeting id the reply was built for
 ``expire``              the guest's deadline has passed              ``not_due``
+``time_out``            the guest's maximum wait (``wait_until``,    ``not_due``
+                        set by the knock when the host has
+                        ``max_wait_s``) has passed; a hold clears it
 ======================  ===========================================  ================
 
 Then: no guest record -> ``unknown_guest``; the table has no entry -> ``already_resolved``
@@ -29,6 +32,23 @@ removes the guest from the queue, bumps the event counter and publishes
 ``left`` (a ``LEFT_REASON`` state) or ``resolved`` (with the stored outcome);
 ``disconnect`` sets the deadline (now + resume window) and publishes ``away``;
 ``resume`` takes the new socket, clears the deadline and publishes ``resumed``.
+
+Hold (addition) is a queued-state *attribute*, not a state: ``hold`` leaves the
+guest ``waiting`` (or ``away``) in its place, stores the host's line and
+estimate on the guest (the ``held`` field, put on its card), clears its maximum
+wait (the host answered) and publishes ``held``. A held guest that drops and
+resumes stays held; any reply ends the hold with the guest's wait.
+
+Maximum wait (addition): ``time_out`` ends an unanswered wait in
+``timed_out``, a final state whose guest leaves with the ``LEFT_REASON``
+``timed_out``, and, unlike ``cancelled`` and ``expired``, with an outcome: the
+polite line the knock stored on the guest (``TIMEOUT_FIELD``), published as
+``dismissed`` so the guest gets it and late resumes too.
+
+Deny cool-down (addition): a ``deny`` that wins puts the guest's identity (its
+verified email, else its address: ``who``, stored by the knock) in the host's
+cool-down set for the host's ``deny_cooldown_s``; ``knock.lua`` refuses that
+identity until then, as quietly as a blocked email.
 """
 
 from __future__ import annotations
@@ -47,6 +67,7 @@ class GuestState(StrEnum):
     DENIED = "denied"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+    TIMED_OUT = "timed_out"  # addition: the host's maximum wait passed unanswered
 
 
 class LobbyEvent(StrEnum):
@@ -59,6 +80,8 @@ class LobbyEvent(StrEnum):
     DENY = "deny"
     CANCEL = "cancel"
     EXPIRE = "expire"
+    HOLD = "hold"  # addition: keep the guest in its place with a line and an estimate
+    TIME_OUT = "time_out"  # addition: the maximum wait passed (the sweep sends it)
 
 
 class Verdict(StrEnum):
@@ -68,7 +91,7 @@ class Verdict(StrEnum):
     UNKNOWN_GUEST = "unknown_guest"  # no such guest, or a wrong resume secret
     STALE = "stale"  # a disconnect from a socket that no longer holds the guest
     NOT_IN_MEETING = "not_in_meeting"  # merge without the meeting it was built for
-    NOT_DUE = "not_due"  # expire before the deadline
+    NOT_DUE = "not_due"  # expire before the deadline, time_out before the max wait
     ALREADY_RESOLVED = "already_resolved"  # the guest is in a final state
     INVALID = "invalid"  # the table has no such transition from a queued state
 
@@ -80,6 +103,7 @@ class LeftReason(StrEnum):
     CANCELLED = "cancelled"
     DISCONNECTED = "disconnected"
     EXPIRED = "expired"
+    TIMED_OUT = "timed_out"  # addition: the host's maximum wait passed
 
 
 class Outcome(StrEnum):
@@ -104,6 +128,8 @@ TRANSITIONS: dict[tuple[GuestState, LobbyEvent], GuestState] = {
     **{(state, E.BUSY): S.BUSY for state in _IN_QUEUE},
     **{(state, E.DENY): S.DENIED for state in _IN_QUEUE},
     **{(state, E.CANCEL): S.CANCELLED for state in _IN_QUEUE},
+    **{(state, E.HOLD): state for state in _IN_QUEUE},  # an attribute: same state
+    **{(state, E.TIME_OUT): S.TIMED_OUT for state in _IN_QUEUE},
 }
 
 # A knock puts the guest here.
@@ -127,7 +153,15 @@ GUEST_RECORD_TTL_MS = 24 * 3600 * 1000
 LEFT_REASON: dict[GuestState, LeftReason] = {
     S.CANCELLED: LeftReason.CANCELLED,
     S.EXPIRED: LeftReason.EXPIRED,
+    S.TIMED_OUT: LeftReason.TIMED_OUT,
 }
+# The guest-hash field holding the outcome a ``time_out`` gives the guest (stored
+# by the knock, so the sweep needs no host settings).
+TIMEOUT_FIELD = "timeout"
+# Raid protection: knocks are counted over a sliding window this long; above the
+# host's threshold the devices get one ``raid`` notice, repeated at most this often.
+RAID_WINDOW_MS = 60_000
+RAID_NOTICE_EVERY_MS = 5_000
 
 # The events a host's reply causes, and what the guest is sent for each.
 OUTCOME_FOR_REPLY: dict[LobbyEvent, Outcome] = {
@@ -148,6 +182,7 @@ GUARDS: dict[LobbyEvent, Verdict] = {
     E.DISCONNECT: Verdict.STALE,
     E.MERGE: Verdict.NOT_IN_MEETING,
     E.EXPIRE: Verdict.NOT_DUE,
+    E.TIME_OUT: Verdict.NOT_DUE,
 }
 
 
@@ -208,4 +243,7 @@ def lua_constants() -> dict[str, str]:
         "__LEFT__": _lua({s.value: r.value for s, r in LEFT_REASON.items()}),
         "__EVENT__": _lua({e.name: e.value for e in LobbyEvent}),
         "__VERDICT__": _lua({v.name: v.value for v in Verdict}),
+        "__TIMEOUT_FIELD__": _lua(TIMEOUT_FIELD),
+        "__RAID_WINDOW_MS__": str(RAID_WINDOW_MS),
+        "__RAID_NOTICE_EVERY_MS__": str(RAID_NOTICE_EVERY_MS),
     }

@@ -263,7 +263,24 @@ PageSize = Annotated[int, integer(1)]
 DeclaredMeeting = Annotated[dict[str, Any], declared_meeting]
 Action = Annotated[str, choice("admit", "merge", "new_meeting", "busy", "deny")]
 AdmitMode = Annotated[str, choice("admit", "merge", "new_meeting")]
-LeftReason = Annotated[str, choice("cancelled", "disconnected", "expired")]
+LeftReason = Annotated[str, choice("cancelled", "disconnected", "expired", "timed_out")]
+Estimate = Annotated[int, integer(0)]  # addition: seconds (a hold's estimate)
+Millis = Annotated[int, integer(0)]  # addition: a time, ms since the epoch
+HOLD_ESTIMATE_MAX_S = 24 * 3600
+
+
+def estimate(name: str, value: Any) -> int:
+    """A hold's estimate from a host: 0..24 h in seconds."""
+    integer(0)(name, value)
+    if value > HOLD_ESTIMATE_MAX_S:
+        raise BadMessage(f"'{name}' must be at most {HOLD_ESTIMATE_MAX_S} seconds")
+    return int(value)
+
+
+HoldEstimate = Annotated[int, estimate]
+HOLD = shape({}, {"message": string, "estimate_s": integer(0), "until": integer(0)})
+"""Addition: a hold as devices see it: the host's line, estimate and its end."""
+HoldInfo = Annotated[dict[str, Any], HOLD]
 ErrorCodeText = Annotated[str, text(64)]  # lenient on purpose: see the module docstring
 OptionNames = Annotated[list[str], list_of(string)]
 
@@ -276,7 +293,8 @@ GUEST_CARD = shape(
         "knocked_at": integer(0),
         "options": mapping,
     },
-    {"email": string, "away": boolean},  # away: addition, in welcome.waiting
+    # additions: away (dropped, keeps its place), held (a ``hold``'s line and estimate)
+    {"email": string, "away": boolean, "held": HOLD},
 )
 Guest = Annotated[dict[str, Any], GUEST_CARD]
 """A guest as hosts see it (PROTOCOL.md, Guest)."""
@@ -442,6 +460,27 @@ class AdmitAll(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class Hold(Message):
+    """Addition: keep the guest in its place with a line and an optional estimate
+    (seconds); the guest gets ``held``, every device ``guest_held``."""
+
+    TYPE = "hold"
+    guest: GuestId
+    message: Note | None = None
+    estimate_s: HoldEstimate | None = None
+    ref: Ref = None
+
+
+@dataclass(frozen=True, slots=True)
+class DenyAll(Message):
+    """Addition: deny every waiting guest (with one line), in one atomic step."""
+
+    TYPE = "deny_all"
+    message: Note | None = None
+    ref: Ref = None
+
+
+@dataclass(frozen=True, slots=True)
 class Page(Message):
     """Addition: ask for waiting guests after the guest ``after`` (none: from the
     oldest), at most ``limit`` (capped by the server); answered by ``lobby_page``."""
@@ -573,6 +612,29 @@ class GuestBack(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class GuestHeld(Message):
+    """Addition: a device put the guest on hold; it keeps its place."""
+
+    TYPE = "guest_held"
+    guest: GuestId
+    held: HoldInfo
+
+
+@dataclass(frozen=True, slots=True)
+class RaidNotice(Message):
+    """Addition: more than the host's ``raid_threshold`` knocks in the last minute:
+    one collapsed notice instead of one alert per knock (repeated at most every few
+    seconds while it lasts); quiet alerts until ``until``. ``autolock``: the link is
+    locking itself (a ``settings`` with ``policy.locked`` follows)."""
+
+    TYPE = "raid"
+    count: Count
+    window_s: Count
+    until: Millis
+    autolock: Flag
+
+
+@dataclass(frozen=True, slots=True)
 class PresenceChanged(Message):
     """Addition: a device changed the host's presence; every device hears it."""
 
@@ -654,6 +716,26 @@ class HostMessage(Message):
     text: Line
 
 
+@dataclass(frozen=True, slots=True)
+class Held(Message):
+    """Addition: the host put the guest on hold: it keeps its place; ``until`` is
+    when the estimate runs out (ms since the epoch), for a countdown."""
+
+    TYPE = "held"
+    message: Note | None = None
+    estimate_s: Estimate | None = None
+    until: Millis | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimedOut(Message):
+    """Addition: the host's maximum wait passed unanswered, with the host's line;
+    the connection then closes (1000)."""
+
+    TYPE = "timed_out"
+    message: Note | None = None
+
+
 def _table(*classes: type[Message]) -> dict[str, type[Message]]:
     for cls in classes:
         _rules(cls)  # read every rule at import: a field without one fails here
@@ -670,6 +752,8 @@ HOST_FRAMES = _table(
     Deny,
     SendMessage,
     AdmitAll,
+    Hold,
+    DenyAll,
     UpdateSettings,
     Refresh,
     Page,
@@ -683,6 +767,8 @@ TO_HOST = _table(
     Resolved,
     GuestAway,
     GuestBack,
+    GuestHeld,
+    RaidNotice,
     PresenceChanged,
     SettingsChanged,
     LobbyPage,
@@ -690,7 +776,9 @@ TO_HOST = _table(
     Error,
     Pong,
 )
-TO_GUEST = _table(Waiting, Position, Admitted, BusyNotice, Denied, HostMessage, Error, Pong)
+TO_GUEST = _table(
+    Waiting, Position, Admitted, BusyNotice, Denied, HostMessage, Held, TimedOut, Error, Pong
+)
 
 
 def parse(raw: Mapping[str, Any], table: Mapping[str, type[Message]]) -> Message:

@@ -41,8 +41,9 @@ KNOCK_RESULTS = {
     "locked": "locked",
     "rate_limited": "rate_limited",
     "unknown_link": "unknown_link",
+    "cooling": "cooling",  # denied within the host's deny cool-down
 }
-REPLY_ACTIONS = ("admit", "merge", "new_meeting", "busy", "deny")
+REPLY_ACTIONS = ("admit", "merge", "new_meeting", "busy", "deny", "hold")
 ReplyResult = Literal["won", "already_resolved", "error"]
 REPLY_RESULTS: tuple[ReplyResult, ...] = ("won", "already_resolved", "error")
 SlowReason = Literal["frames", "bytes", "write_timeout", "held"]

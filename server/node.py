@@ -331,8 +331,9 @@ class Node:
     async def _sweep(self) -> None:
         """Expire guests whose resume window passed, and turn away the guests of a
         crashed process (any process may do it; ``due.lua`` hands each entry to
-        exactly one)."""
+        exactly one), and end the waits that ran past a host's maximum wait."""
         await self.store.expire_due()
+        await self.store.time_out_due()
         await self.store.sweep_leases(int(self.settings.resume_window * 1000))
 
     async def _lease(self) -> None:

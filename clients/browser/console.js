@@ -10,7 +10,8 @@ const ALERT_EVERY_MS = 4000; // at most one sound + notification per this interv
 
 let client = null;
 const cards = new Map(); // guest id -> <li>
-const alerts = { count: 0, last: 0, muted: false, every: ALERT_EVERY_MS };
+// count: knock alerts made; quieted: knocks kept quiet by a raid notice; raids: raid alerts.
+const alerts = { count: 0, last: 0, muted: false, every: ALERT_EVERY_MS, quieted: 0, raids: 0 };
 let audio = null;
 
 // Exposed for debugging and for the browser tests.
@@ -118,6 +119,10 @@ function beep() {
 }
 
 function alertKnock(guest) {
+  if (client?.raidActive()) {
+    alerts.quieted += 1; // one collapsed raid notice instead of a ping per knock
+    return;
+  }
   if (alerts.muted) return;
   const now = Date.now();
   if (now - alerts.last < alerts.every) return;
@@ -198,9 +203,49 @@ function optionChips(options) {
   return chips;
 }
 
+// Hold (issue 14): keep the guest in its place with the line and an estimate.
+const ESTIMATES = [
+  ["", "no estimate"],
+  ["300", "about 5 min"],
+  ["600", "about 10 min"],
+  ["900", "about 15 min"],
+  ["1800", "about 30 min"],
+];
+
+function addHoldControls(li) {
+  const hold = document.createElement("button");
+  hold.type = "button";
+  hold.className = "small";
+  hold.dataset.action = "hold";
+  hold.textContent = "Hold";
+  hold.title = "Keep them in line with your line and an estimate";
+  const estimate = document.createElement("select");
+  estimate.className = "estimate";
+  estimate.setAttribute("aria-label", "Estimate sent with Hold");
+  for (const [value, label] of ESTIMATES) estimate.add(new Option(label, value));
+  li.querySelector('[data-action="deny"]').before(hold, estimate);
+  li.querySelector(".extra input").placeholder = "A line to the guest (also sent with Busy, Hold or Deny)";
+}
+
+function timeLeft(until, now = Date.now()) {
+  const seconds = Math.ceil((until - now) / 1000);
+  if (seconds <= 0) return "estimate passed";
+  const m = Math.floor(seconds / 60);
+  const s = String(seconds % 60).padStart(2, "0");
+  return `${m}:${s} left`;
+}
+
+function heldText(held) {
+  let text = "on hold";
+  if (held.message) text += `: “${held.message}”`;
+  if (held.until) text += ` · ${timeLeft(held.until)}`;
+  return text;
+}
+
 function makeCard(guest) {
   const li = $("guest-template").content.firstElementChild.cloneNode(true);
   li.dataset.guest = guest.id;
+  addHoldControls(li);
   const input = li.querySelector(".extra input");
   const inputId = `msg-${guest.id}`.replace(/[^A-Za-z0-9_-]/g, "_");
   input.id = inputId;
@@ -232,6 +277,20 @@ function fillCard(li, guest, index) {
     li.querySelector(".since").after(note);
   } else if (!guest.away && note) {
     note.remove();
+  }
+  li.classList.toggle("held", Boolean(guest.held));
+  let heldNote = li.querySelector(".held-note");
+  if (guest.held) {
+    if (!heldNote) {
+      heldNote = document.createElement("span");
+      heldNote.className = "held-note";
+      li.querySelector(".who").append(heldNote);
+    }
+    heldNote.dataset.until = String(guest.held.until || "");
+    heldNote.dataset.message = guest.held.message || "";
+    heldNote.textContent = heldText(guest.held);
+  } else if (heldNote) {
+    heldNote.remove();
   }
   li.querySelector(".opts").replaceChildren(...optionChips(guest.options));
   li.setAttribute("aria-label", t("console.card_label", { name: guest.label || guest.name, n: index + 1 }));
@@ -283,6 +342,7 @@ function render() {
   $("count").textContent = String(list.length);
   $("empty").hidden = list.length > 0;
   $("admit-all").disabled = list.length === 0;
+  $("deny-all").disabled = list.length === 0;
   document.title = list.length ? `(${list.length}) ${t("console.title")}` : t("console.title");
 }
 
@@ -290,6 +350,11 @@ function tick() {
   for (const since of document.querySelectorAll(".guest-card .since")) {
     since.textContent = waitedFor(Number(since.dataset.knockedAt));
   }
+  for (const note of document.querySelectorAll(".guest-card .held-note")) {
+    const until = Number(note.dataset.until) || 0;
+    note.textContent = heldText({ message: note.dataset.message, until });
+  }
+  if (!$("raid").hidden && !client?.raidActive()) $("raid").hidden = true;
 }
 
 async function act(guestId, action, li) {
@@ -320,6 +385,11 @@ async function act(guestId, action, li) {
         break;
       case "deny":
         await client.deny(guestId, text || undefined);
+        break;
+      case "hold":
+        await client.hold(guestId, text || undefined, Number(li.querySelector(".estimate").value) || undefined);
+        input.value = "";
+        say("On hold: they keep their place.");
         break;
       case "message":
         await client.message(guestId, text);
@@ -364,6 +434,8 @@ function showPolicy(policy) {
   if (!policy) return;
   $("policy-form").hidden = false;
   $("locked").checked = Boolean(policy.locked);
+  $("raid-lock").hidden = Boolean(policy.locked);
+  $("raid-locked").hidden = !policy.locked;
   if (policy.bypass) $("bypass").value = policy.bypass;
 }
 
@@ -428,6 +500,111 @@ $("admit-all").addEventListener("click", async () => {
   }
 });
 
+// ---- deny all and raids (issue 14) -------------------------------------------
+
+function addLobbyControls() {
+  const line = document.createElement("input");
+  line.id = "bulk-line";
+  line.type = "text";
+  line.maxLength = 500;
+  line.placeholder = "A line for everyone (sent with Deny all)";
+  line.setAttribute("aria-label", "A line for everyone, sent with Deny all");
+  const denyAll = document.createElement("button");
+  denyAll.id = "deny-all";
+  denyAll.type = "button";
+  denyAll.className = "small danger";
+  denyAll.textContent = "Deny all";
+  denyAll.disabled = true;
+  $("admit-all").after(line, denyAll);
+
+  const raid = document.createElement("div");
+  raid.id = "raid";
+  raid.className = "raid-notice";
+  raid.setAttribute("role", "alert");
+  raid.hidden = true;
+  const text = document.createElement("p");
+  text.id = "raid-text";
+  const lock = document.createElement("button");
+  lock.id = "raid-lock";
+  lock.type = "button";
+  lock.className = "small danger";
+  lock.textContent = "Lock the link";
+  const locked = document.createElement("span");
+  locked.id = "raid-locked";
+  locked.className = "muted";
+  locked.textContent = "The link is locked: no new knocks.";
+  locked.hidden = true;
+  const auto = document.createElement("label");
+  auto.className = "check";
+  const autoBox = document.createElement("input");
+  autoBox.id = "raid-autolock";
+  autoBox.type = "checkbox";
+  auto.append(autoBox, " Lock the link by itself in the next raid");
+  raid.append(text, lock, locked, auto);
+  document.querySelector(".queue-head").after(raid);
+
+  autoBox.addEventListener("change", async () => {
+    if (!client) return;
+    try {
+      await client.setLobby({ raid_autolock: autoBox.checked });
+      say(autoBox.checked ? "The link will lock itself in a raid." : "The link will stay open in a raid.");
+    } catch (err) {
+      autoBox.checked = !autoBox.checked;
+      say(describe(err), true);
+    }
+  });
+
+  denyAll.addEventListener("click", async () => {
+    if (!client) return;
+    const count = client.list().length;
+    if (!window.confirm(`Turn away all ${count} waiting guest${count === 1 ? "" : "s"}?`)) return;
+    denyAll.disabled = true;
+    try {
+      await client.denyAll(line.value.trim() || undefined);
+      line.value = "";
+      say("Everyone waiting was turned away.");
+    } catch (err) {
+      say(describe(err), true);
+    } finally {
+      render();
+    }
+  });
+  lock.addEventListener("click", async () => {
+    if (!client) return;
+    try {
+      await client.setPolicy({ locked: true });
+      say("Waiting room locked.");
+    } catch (err) {
+      say(describe(err), true);
+    }
+    showPolicy(client.policy);
+  });
+}
+
+function showRaid(frame, wasActive) {
+  const raid = $("raid");
+  const auto = frame.autolock ? " The link is locking itself." : "";
+  $("raid-text").textContent = `${frame.count} new guests in the last minute.${auto}`;
+  $("raid-autolock").checked = Boolean(frame.autolock || client?.settings?.lobby?.raid_autolock);
+  raid.hidden = false;
+  showPolicy(client?.policy);
+  if (wasActive || alerts.muted) return; // one alert per raid, however many knocks
+  alerts.raids += 1;
+  beep();
+  if ("Notification" in window && Notification.permission === "granted") {
+    try {
+      new Notification(`${frame.count} new guests in the last minute`, {
+        body: "Knocks are arriving fast. You can lock the link.",
+        tag: "foyer-raid",
+      });
+    } catch {
+      // Some platforms only allow notifications from a service worker.
+    }
+  }
+}
+
+addLobbyControls();
+
 // ---- sign in / out ---------------------------------------------------------
 
 function showSignin(message) {
@@ -444,6 +621,7 @@ function connect(token) {
   client?.close();
   cards.clear();
   $("queue").replaceChildren();
+  $("raid").hidden = true;
   $("signin").hidden = true;
   $("console").hidden = false;
   $("signout").hidden = false;
@@ -464,11 +642,21 @@ function connect(token) {
   client.on("presence", showPresence);
   client.on("settings", ({ policy }) => showPolicy(policy));
   client.on("change", scheduleRender);
+  let raidWasActive = false;
+  client.on("frame", (frame) => {
+    if (frame.type === "raid") raidWasActive = client.raidActive();
+  });
+  client.on("raid", (frame) => showRaid(frame, raidWasActive));
   client.on("join_request", (frame, isNew) => {
     if (isNew) alertKnock(frame.guest);
   });
   client.on("guest_left", (frame) => {
-    const why = { cancelled: "console.guest_left", disconnected: "console.guest_lost", expired: "console.guest_expired" };
+    const why = {
+      cancelled: "console.guest_left",
+      disconnected: "console.guest_lost",
+      expired: "console.guest_expired",
+      timed_out: "console.guest_timed_out",
+    };
     say(t(why[frame.reason] || "console.guest_left"));
   });
   client.on("error", (err) => say(describe(err), true));

@@ -14,7 +14,7 @@
 //
 // Everything renders in a shadow root so the page's CSS cannot break it.
 // DOM events (bubbling, composed): foyer-waiting, foyer-position,
-// foyer-message, foyer-outcome; and foyer-admitted, which is cancelable:
+// foyer-message, foyer-held (addition), foyer-outcome; and foyer-admitted, which is cancelable:
 // call preventDefault() to handle the meeting URL yourself.
 import { GuestClient, fetchLink, optionsFromQuery, safeUrl } from "./foyer.js";
 import { fetchMessages, translator } from "./i18n.js";
@@ -268,6 +268,12 @@ export class FoyerKnock extends HTMLElement {
       this._q(".messages").append(item);
       this._fire("foyer-message", { text });
     });
+    client.on("held", (frame) => {
+      // On hold (addition): the guest keeps its place; the line says why.
+      const line = frame.message ? `: “${frame.message}”` : "";
+      this._q(".conn").textContent = `${who} asked you to hold on${line}. You keep your place.`;
+      this._fire("foyer-held", frame);
+    });
     client.on("state", (state) => {
       if (state !== "reconnecting") return;
       this._q(".conn").textContent = t("guest.reconnecting");
@@ -321,6 +327,9 @@ export class FoyerKnock extends HTMLElement {
         break;
       case "denied":
         show(t("guest.denied_heading"), t("guest.denied", { host: who }), { message: frame.message });
+        break;
+      case "timed_out":
+        show("Sorry for the wait", `${who} couldn't get to you this time.`, { message: frame.message, again: true });
         break;
       case "cancelled":
         show(t("guest.cancelled_heading"), t("guest.cancelled"), { again: true });

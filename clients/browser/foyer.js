@@ -57,6 +57,17 @@ export const LINK_OPTIONS = Object.freeze([
   "recording",
 ]);
 
+/**
+ * `guest_left.reason` values: Python's `protocol.lobby.LeftReason`, in its order
+ * (tests/clients/test_browser_client.py checks it); `timed_out` is an addition.
+ */
+export const LEFT_REASONS = Object.freeze([
+  "cancelled",
+  "disconnected",
+  "expired",
+  "timed_out",
+]);
+
 /** An `error` frame (or a local failure) as an Error with a wire `code`. */
 export class FoyerError extends Error {
   constructor(code, message, frame = null) {
@@ -374,7 +385,9 @@ class Connection extends Emitter {
  * Events: everything from the connection, plus `welcome` (frame),
  * `join_request` (frame), `guest_left` (frame), `resolved` (frame),
  * `guest_away` / `guest_back` (frame: a guest's connection dropped / it resumed),
- * `presence` ({state, meeting}), `settings` ({policy}), `change`
+ * `guest_held` (frame: a device put the guest on hold; its card gets `held`),
+ * `raid` (frame: {count, window_s, until, autolock}; `raidActive()` is true
+ * until `until`: stay quiet per knock meanwhile), `presence` ({state, meeting}), `settings` ({policy}), `change`
  * (the waiting list, oldest first), `unauthorized` (the token was refused
  * and no refresh helped).
  */
@@ -389,6 +402,7 @@ export class HostClient extends Connection {
     this.policy = null;
     this.settings = null;
     this.waiting = new Map();
+    this.raid = null;
     this._pending = new Map();
     this._nextRef = 1;
     this._expired = false;
@@ -501,6 +515,22 @@ export class HostClient extends Connection {
           this._changed();
         }
         this.emit(frame.type, frame);
+        break;
+      }
+      case "guest_held": {
+        // Addition: the guest keeps its place, with the host's line and estimate.
+        const guest = this.waiting.get(frame.guest);
+        if (guest) {
+          guest.held = frame.held;
+          this._changed();
+        }
+        this.emit("guest_held", frame);
+        break;
+      }
+      case "raid": {
+        // Addition: one collapsed notice for a burst of knocks.
+        this.raid = frame;
+        this.emit("raid", frame);
         break;
       }
       case "guest_left":
@@ -636,6 +666,37 @@ export class HostClient extends Connection {
   }
 
   /**
+   * Keep the guest in its place with a line and an estimate in seconds
+   * (addition `hold`); the guest sees it, every device gets `guest_held`.
+   */
+  hold(guest, message, estimateS) {
+    const frame = { type: "hold", guest };
+    if (message) frame.message = message;
+    if (Number.isInteger(estimateS) && estimateS > 0) frame.estimate_s = estimateS;
+    return this.request(frame);
+  }
+
+  /** Deny every waiting guest with one line, atomically (addition `deny_all`). */
+  denyAll(message) {
+    return this.request(message ? { type: "deny_all", message } : { type: "deny_all" });
+  }
+
+  /**
+   * Queue-control settings (addition, `settings.lobby`): `{max_wait_s,
+   * max_wait_message, raid_threshold, raid_autolock, deny_cooldown_s}`, any part.
+   */
+  async setLobby(lobby) {
+    const result = await this.request({ type: "settings", settings: { lobby } });
+    this.settings = { ...(this.settings || {}), lobby: { ...(this.settings?.lobby || {}), ...lobby } };
+    return result;
+  }
+
+  /** True while the last `raid` notice lasts: alert once, not per knock. */
+  raidActive(now = Date.now()) {
+    return Boolean(this.raid && now < this.raid.until);
+  }
+
+  /**
    * Admit every waiting guest, oldest first. Uses the server's `admit_all`;
    * a server without it (`bad_message`) gets one `admit` per guest.
    */
@@ -684,6 +745,9 @@ export class HostClient extends Connection {
  * Events: everything from the connection, plus `waiting` (the frame; also
  * after a resume), `position` ({position}), `message` ({text}),
  * `admitted` ({mode, meeting}), `busy` ({message}), `denied` ({message}),
+ * `held` ({message, estimate_s, until}: on hold, keeping its place; `held`
+ * holds it until the wait ends), `timed_out` ({message}: the host's maximum
+ * wait passed),
  * `requeued` (the old place expired while away; knocked again),
  * `outcome` ({type, ...}) for every final answer including the errors
  * `locked`, `unknown_link`, `unauthorized`, `rate_limited`.
@@ -702,6 +766,7 @@ export class GuestClient extends Connection {
     this.hostOnline = null;
     this.resumeSecret = null;
     this.outcome = null;
+    this.held = null;
     this._lastError = null;
     if (!this.slug) throw new FoyerError("bad_message", "slug is required");
   }
@@ -731,6 +796,7 @@ export class GuestClient extends Connection {
         this.resumeSecret = frame.resume;
         this.position = frame.position;
         this.hostOnline = frame.host_online;
+        this.held = null; // a held guest that resumes gets `held` again right after
         this.emit("waiting", { ...frame, resumed });
         break;
       }
@@ -741,9 +807,14 @@ export class GuestClient extends Connection {
       case "message":
         this.emit("message", { text: frame.text });
         break;
+      case "held":
+        this.held = frame;
+        this.emit("held", frame);
+        break;
       case "admitted":
       case "busy":
       case "denied":
+      case "timed_out":
         this._finish(frame);
         break;
       case "error":

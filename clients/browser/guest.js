@@ -69,6 +69,63 @@ function addMessage(text) {
   $("messages").append(item);
 }
 
+// On hold (issue 14): the host's line and the estimate counting down, in the
+// waiting view; the guest keeps its place.
+let heldTimer = null;
+
+function heldPanel() {
+  let panel = $("held");
+  if (!panel) {
+    panel = document.createElement("div");
+    panel.id = "held";
+    panel.className = "notice held";
+    panel.setAttribute("role", "status");
+    panel.hidden = true;
+    const line = document.createElement("p");
+    line.id = "held-text";
+    const countdown = document.createElement("p");
+    countdown.id = "held-countdown";
+    countdown.className = "countdown";
+    panel.append(line, countdown);
+    $("connection").after(panel);
+  }
+  return panel;
+}
+
+function countdownText(until) {
+  const seconds = Math.ceil((until - Date.now()) / 1000);
+  if (seconds <= 0) return "Any moment now…";
+  const m = Math.floor(seconds / 60);
+  const s = String(seconds % 60).padStart(2, "0");
+  return `About ${m}:${s} left`;
+}
+
+function showHeld(frame) {
+  const panel = heldPanel();
+  clearInterval(heldTimer);
+  heldTimer = null;
+  if (!frame) {
+    panel.hidden = true;
+    delete app.dataset.held;
+    return;
+  }
+  panel.hidden = false;
+  app.dataset.held = "1";
+  $("waiting-text").textContent = `${hostName} has seen you and will come back to you.`;
+  $("held-text").textContent = frame.message
+    ? `${hostName} asked you to hold on: “${frame.message}”. You keep your place.`
+    : `${hostName} asked you to hold on. You keep your place.`;
+  const countdown = $("held-countdown");
+  countdown.hidden = !frame.until;
+  if (frame.until) {
+    const update = () => {
+      countdown.textContent = countdownText(frame.until);
+    };
+    update();
+    heldTimer = setInterval(update, 1000);
+  }
+}
+
 function knock(name, email) {
   client?.close();
   $("messages").replaceChildren();
@@ -79,7 +136,9 @@ function knock(name, email) {
   show("waiting", t("guest.waiting_for", { host: hostName }));
   focusHeading();
 
+  showHeld(null);
   client = new GuestClient({ slug, name, email, options, session });
+  client.on("held", (frame) => showHeld(frame));
   client.on("waiting", (frame) => {
     $("waiting-text").textContent = waitingText(frame.host_online);
     $("position").textContent = positionText(frame.position);
@@ -112,6 +171,7 @@ function knock(name, email) {
     $("connection").textContent = t("guest.rate_limited");
   });
   client.on("outcome", (frame) => {
+    showHeld(null);
     switch (frame.type) {
       case "admitted": {
         const url = safeUrl(frame.meeting?.url);
@@ -136,6 +196,13 @@ function knock(name, email) {
         outcome("denied", t("guest.denied", { host: hostName }), {
           heading: t("guest.denied_heading"),
           message: frame.message,
+        });
+        break;
+      case "timed_out":
+        outcome("timed_out", `${hostName} couldn't get to you this time.`, {
+          heading: "Sorry for the wait",
+          message: frame.message,
+          retry: true,
         });
         break;
       case "cancelled":

@@ -54,6 +54,52 @@ class PolicyPatch(BaseModel):
     )
 
 
+class LobbyPatch(BaseModel):
+    """Addition: queue control (issue 14). Missing keys take ``LOBBY_DEFAULTS``."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_wait_s: int | None = Field(
+        default=None,
+        ge=0,
+        le=86_400,
+        description="seconds an unanswered guest waits before a polite timed_out (0 = off)",
+    )
+    max_wait_message: str | None = Field(
+        default=None, max_length=500, description="the line a guest gets when max_wait_s passes"
+    )
+    raid_threshold: int | None = Field(
+        default=None,
+        ge=0,
+        le=100_000,
+        description="knocks in a minute above which devices get one raid notice (0 = off)",
+    )
+    raid_autolock: bool | None = Field(default=None, description="lock the link when a raid starts")
+    deny_cooldown_s: int | None = Field(
+        default=None,
+        ge=0,
+        le=30 * 86_400,
+        description="seconds a denied guest (its verified email, else its address) "
+        "cannot knock again (0 = off)",
+    )
+
+
+LOBBY_DEFAULTS: dict[str, Any] = {
+    "max_wait_s": 0,
+    "max_wait_message": "",
+    "raid_threshold": 20,
+    "raid_autolock": False,
+    # Off unless the host sets it: an address stands for a whole office behind one
+    # NAT, and a deny is often only "not today".
+    "deny_cooldown_s": 0,
+}
+
+
+def lobby_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The host's lobby rules: its ``lobby`` settings over ``LOBBY_DEFAULTS``."""
+    given = settings.get("lobby")
+    return {**LOBBY_DEFAULTS, **(given if isinstance(given, dict) else {})}
+
+
 class SettingsPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: DisplayName | None = None
@@ -74,6 +120,7 @@ class SettingsPatch(BaseModel):
     )
     meeting_defaults: MeetingDefaultsPatch | None = None
     policy: PolicyPatch | None = None
+    lobby: LobbyPatch | None = None
 
 
 def _clean_list(values: list[str]) -> list[str]:
@@ -139,6 +186,9 @@ class HostSettings:
                     if key not in LISTS:
                         pol[key] = value
                 pol.update(lists)
+            if body.lobby is not None:
+                lobby = body.lobby.model_dump(exclude_unset=True, exclude_none=True)
+                new.setdefault("lobby", {}).update(lobby)
             return new
 
         settings = await self._hosts.patch_settings(host, merge, name=body.name, email=body.email)

@@ -16,19 +16,22 @@ from bisect import bisect_left
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from protocol import events
+from protocol import events, lobby
 from protocol.codec import Frame
 from protocol.errors import CloseCode
 from protocol.messages import (
     TO_GUEST,
     GuestAway,
     GuestBack,
+    GuestHeld,
     GuestLeft,
+    Held,
     HostMessage,
     JoinRequest,
     Message,
     Position,
     PresenceChanged,
+    RaidNotice,
     Resolved,
     SettingsChanged,
     Welcome,
@@ -217,6 +220,18 @@ class Hub:
             case events.Resolved(ev=ev, guest=gid, score=score, action=action, outcome=outcome):
                 self.to_hosts(host, resolved_message(gid, action, outcome), ev)
                 self.guest_gone(host, gid, ev, score, outcome_message(outcome))
+            case events.Dismissed(ev=ev, guest=gid, score=score, reason=reason, outcome=outcome):
+                self.to_hosts(host, GuestLeft(guest=gid, reason=reason), ev)
+                self.guest_gone(host, gid, ev, score, outcome_message(outcome))
+            case events.HeldSet(guest=gid, held=held):
+                self.to_hosts(host, GuestHeld(guest=gid, held=held))
+                session = self.guest(host, gid)
+                if session is not None:
+                    session.deliver(Held.from_map(held))
+            case events.Raid(count=count, until=until, autolock=autolock):
+                window_s = lobby.RAID_WINDOW_MS // 1000
+                notice = RaidNotice(count=count, window_s=window_s, until=until, autolock=autolock)
+                self.to_hosts(host, notice)
             case events.Said(guest=gid, text=text):
                 session = self.guest(host, gid)
                 if session is not None:

@@ -40,8 +40,12 @@ from protocol.messages import (
     Cancel,
     Denied,
     Deny,
+    DenyAll,
+    GuestHeld,
     GuestLeft,
+    Held,
     Hello,
+    Hold,
     JoinRequest,
     Knock,
     LobbyPage,
@@ -52,20 +56,21 @@ from protocol.messages import (
     Presence,
     Resume,
     SendMessage,
+    TimedOut,
     UpdateSettings,
     Waiting,
     Welcome,
 )
 from server.access.tokens import HostClaims, Tokens
 from server.hosts.directory import Directory
-from server.hosts.settings import HostSettings
+from server.hosts.settings import HostSettings, lobby_settings
 from server.lobby.broker import Broker
 from server.lobby.hub import GuestSession, HostSession, Hub, outcome_message, resolved_message
 from server.meetings.planned import PlannedMeetings
 from server.meetings.provider import PER_GUEST_OPTIONS, MeetingProvider
 from server.metrics import Metrics
 from server.notify.email import Mailer
-from server.storage.store import KnockVerdict, Snapshot, Store, raise_for
+from server.storage.store import KnockVerdict, Lobby, Snapshot, Store, raise_for
 from server.storage.values import now_ms, pack
 from server.tasks import cancel_and_wait
 
@@ -145,6 +150,7 @@ class WaitingRoom:
         host = session.host
         guest = "g" + secrets.token_urlsafe(12)
         info, ignored = await self._guest_info(host, knock, query, guest)
+        rules = await self._lobby_rules(host, info, address)
         resume = f"{guest}~{secrets.token_urlsafe(24)}"
         session.guest = guest
         self._hub.add_guest(session)  # before the knock: no event about it can be missed
@@ -163,6 +169,7 @@ class WaitingRoom:
                 link_limit=self._config.link_knock_limit,
                 address=address,
                 address_limit=self._config.knock_limit,
+                rules=rules,
             )
         except BaseException:
             # The knock may have run though its answer was lost (Redis failed
@@ -190,6 +197,33 @@ class WaitingRoom:
         )
         session.set_place(result.score, result.position, result.score)
         self._mailer.knocked(host, result.host_online, record["settings"])
+        if result.raid_started and rules.raid_autolock:
+            # The link locks itself (raid_autolock): a settings change like a
+            # device's, so every device hears it; knocks after it are refused.
+            # This guest is queued whatever happens here: a failure is logged.
+            try:
+                await self._host_settings.update(host, {"policy": {"locked": True}})
+            except Exception as exc:
+                log.warning("a raid could not lock its link (%s)", type(exc).__name__)
+
+    async def _lobby_rules(self, host: str, info: dict[str, Any], address: str) -> Lobby:
+        """The host's lobby settings as the knock script takes them. The deny
+        cool-down's identity is the verified email, else the client address
+        (a typed email proves nothing)."""
+        record = await self._directory.record(host)
+        rules = lobby_settings(record["settings"])
+        email = str(info.get("email") or "")
+        identity = f"v:{email.lower()}" if info["verified"] and email else f"a:{address}"
+        max_wait_ms = int(rules["max_wait_s"]) * 1000
+        line = str(rules["max_wait_message"] or "") or None
+        return Lobby(
+            identity=identity,
+            deny_cooldown_ms=int(rules["deny_cooldown_s"]) * 1000,
+            raid_threshold=int(rules["raid_threshold"]),
+            raid_autolock=bool(rules["raid_autolock"]),
+            max_wait_ms=max_wait_ms,
+            timeout_outcome=TimedOut(message=line).to_map() if max_wait_ms else None,
+        )
 
     async def _refused(
         self, session: GuestSession, verdict: KnockVerdict, info: dict[str, Any]
@@ -201,7 +235,7 @@ class WaitingRoom:
                 self._hub.finish(
                     session, Admitted(mode=lobby.LobbyEvent.ADMIT.value, meeting=meeting)
                 )
-            case KnockVerdict.BLOCKED:
+            case KnockVerdict.BLOCKED | KnockVerdict.COOLING:
                 self._hub.finish(session, Denied())  # quietly: no reason given
             case KnockVerdict.LOCKED:
                 raise Locked()
@@ -291,6 +325,8 @@ class WaitingRoom:
                 )
             )
             session.set_place(step.score, step.position, step.counter)
+            if step.held is not None:  # still on hold: show it again
+                session.conn.send(Held.from_map(step.held))
         elif step.verdict is lobby.Verdict.ALREADY_RESOLVED and step.outcome is not None:
             self._store.drop_lease(host, session.guest, session.conn_id)
             self._hub.finish(session, outcome_message(step.outcome))
@@ -415,6 +451,10 @@ class WaitingRoom:
                 await self._store.say(host, guest, text)
             case AdmitAll():
                 await self.admit_all(host, by=by)
+            case Hold(guest=guest, message=text, estimate_s=estimate):
+                await self.hold(host, guest, text, estimate, by=by)
+            case DenyAll(message=text):
+                await self.deny_all(host, text, by=by)
             case UpdateSettings(settings=patch):
                 await self._host_settings.update(host, patch)
             case _:
@@ -516,6 +556,29 @@ class WaitingRoom:
         )
         return sum(1 for s in steps if s.ok)
 
+    async def hold(
+        self, host: str, guest: str, message: str | None, estimate_s: int | None, by: str = ""
+    ) -> None:
+        """Keep the guest in its place with the host's line and estimate (see
+        ``protocol.lobby``: a queued-state attribute); it may be admitted later."""
+        until = now_ms() + estimate_s * 1000 if estimate_s else None
+        notice = Held(message=message, estimate_s=estimate_s, until=until)
+        held = {k: v for k, v in notice.to_map().items() if k != "type"}
+        with self._counted(lobby.LobbyEvent.HOLD):
+            (step,) = await self._store.transition(
+                host, lobby.LobbyEvent.HOLD, [(guest, pack(held))], by=by
+            )
+            raise_for(step)
+
+    async def deny_all(self, host: str, message: str | None, by: str = "") -> int:
+        """Deny every guest waiting now with one line, in one atomic step (as
+        ``admit_all``); each deny starts that guest's cool-down."""
+        template = Denied(message=message)
+        steps = await self._store.transition_all(
+            host, lobby.LobbyEvent.DENY, template.to_map(), (), by
+        )
+        return sum(1 for s in steps if s.ok)
+
     # -- the doorbell (the Broker's handler) --------------------------------------------
 
     def on_event(self, host: str, data: bytes) -> None:
@@ -525,7 +588,7 @@ class WaitingRoom:
                 if self._hub.has_devices(host):
                     announced = self._announced.setdefault(host, {})
                     announced[str(info["id"])] = info.get("options") or {}
-            case events.Left(guest=gid) | events.Resolved(guest=gid):
+            case events.Left(guest=gid) | events.Resolved(guest=gid) | events.Dismissed(guest=gid):
                 self._announced.get(host, {}).pop(gid, None)
             case events.SettingsSet():
                 self._directory.forget(host)
@@ -578,17 +641,20 @@ class WaitingRoom:
                 announced[info["id"]] = info.get("options") or {}
                 message = JoinRequest(guest=info, position=position, host_state=state)
                 self._hub.to_hosts(host, message)
+            elif info.get("held"):  # a hold may have been missed: saying it again is harmless
+                self._hub.to_hosts(host, GuestHeld(guest=info["id"], held=info["held"]))
         # Only the guests the snapshot was asked about: one announced while it was
         # in flight is newer than it, and still waiting.
         for gid in [g for g in announced if g not in queued and g in snapshot.known]:
             announced.pop(gid, None)
             known = snapshot.known.get(gid)
             outcome = known.outcome if known else None
-            if outcome is not None:
+            gone = known.state if known else lobby.GuestState.EXPIRED
+            if outcome is not None and gone not in lobby.LEFT_REASON:  # a reply won
                 action = lobby.reply_for_outcome(str(outcome.get("type")), outcome.get("mode"))
                 self._hub.to_hosts(host, resolved_message(gid, action, outcome))
             else:
-                reason = lobby.reason_for(known.state if known else lobby.GuestState.EXPIRED)
+                reason = lobby.reason_for(gone)
                 self._hub.to_hosts(host, GuestLeft(guest=gid, reason=reason))
         for session in self._hub.hosts.get(host, ()):
             if session.since is not None:
@@ -596,12 +662,15 @@ class WaitingRoom:
 
     def _recover_guests(self, snapshot: Snapshot, local: list[GuestSession]) -> None:
         ranks = {g["id"]: i for i, g in enumerate(snapshot.queue, start=1)}
+        holds = {g["id"]: g["held"] for g in snapshot.queue if g.get("held")}
         for session in local:
             known = snapshot.known.get(session.guest)
             if session.finished or known is None or session.score is None:
                 continue
             if session.guest in ranks:
                 session.move_to(ranks[session.guest], snapshot.counter)
+                if session.guest in holds:  # as for devices: a repeat is harmless
+                    session.conn.send(Held.from_map(holds[session.guest]))
             elif known.state not in lobby.QUEUED:
                 if known.outcome is not None:
                     self._hub.finish(session, outcome_message(known.outcome))

@@ -50,7 +50,7 @@ from server.storage.webhooks import DEPLOYMENT, Endpoint, Secret, WebhookStore, 
 log = logging.getLogger("foyer.webhooks")
 
 MAX_RETRY_AFTER_S = 24 * 3600
-_PACKED = frozenset({"card", "outcome", "meeting"})  # fields the scripts store as msgpack
+_PACKED = frozenset({"card", "outcome", "meeting", "held"})  # fields the scripts store as msgpack
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +102,7 @@ def payload(host: str, entry: Entry) -> dict[str, Any]:
         data["meeting"] = outcome.get("meeting")
         if outcome.get("message"):
             data["message"] = outcome["message"]
+    if kind in (Hook.RESOLVED, Hook.HELD):
         # Who answered: "device" (with its id), "api" or "email" (absent: unknown).
         by, _, device = str(data.pop("by", "")).partition(":")
         if by:

@@ -4,6 +4,7 @@ so a host's state, its scripts and its channel sit on one Cluster slot."""
 from __future__ import annotations
 
 EXPIRY = "foyer:expiry"  # zset "host\\nguest" -> deadline ms
+MAX_WAIT = "foyer:max-wait"  # zset "host\\nguest" -> when its maximum wait ends (ms)
 LEASES = "foyer:guest-leases"  # zset "host\\nguest\\nconn" -> lease deadline ms
 MAIL_DUE = "foyer:mail-due"  # zset host -> when to send its email
 OUTBOX_HOSTS = "foyer:outbox-hosts"  # zset host -> when its webhook outbox is due

@@ -50,6 +50,7 @@ class KnockVerdict(StrEnum):
     BLOCKED = "blocked"
     RATE_LIMITED = "rate_limited"
     UNKNOWN_LINK = "unknown_link"
+    COOLING = "cooling"  # addition: denied within the host's deny cool-down
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,19 @@ class KnockResult:
     position: int = 0
     score: int = 0
     host_online: bool = False
+    raid_started: bool = False  # this knock went over the raid threshold first
+
+
+@dataclass(frozen=True, slots=True)
+class Lobby:
+    """A host's lobby rules for one knock (its settings, read by the caller)."""
+
+    identity: str = ""  # "v:<email>" or "a:<address>": what a deny cools down
+    deny_cooldown_ms: int = 0
+    raid_threshold: int = 0  # knocks per minute (0 = off)
+    raid_autolock: bool = False
+    max_wait_ms: int = 0  # 0 = off
+    timeout_outcome: dict[str, Any] | None = None  # what a time_out sends the guest
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +84,7 @@ class Step:
     position: int = 0
     score: int = 0
     counter: int = 0
+    held: dict[str, Any] | None = None  # on resume: the guest's hold, if any
 
     @property
     def ok(self) -> bool:
@@ -105,17 +120,20 @@ def _step(reply: list[Any]) -> Step:
         raw = reply[2] if len(reply) > 2 else b""
         return Step(verdict, state, unpack(raw) if raw else None)
     if verdict is lobby.Verdict.OK and len(reply) > 2:
-        return Step(verdict, state, None, int(reply[2]), int(reply[3]), int(reply[4]))
+        held = unpack(reply[5]) if len(reply) > 5 and reply[5] else None
+        return Step(verdict, state, None, int(reply[2]), int(reply[3]), int(reply[4]), held)
     return Step(verdict, state)
 
 
 def _guests(flat: list[Any]) -> list[dict[str, Any]]:
-    """Guest cards from ``info, state, info, state, ...`` (away ones marked)."""
+    """Guest cards from ``info, state, held, ...`` (away and held ones marked)."""
     guests: list[dict[str, Any]] = []
-    for i in range(0, len(flat), 2):
+    for i in range(0, len(flat), 3):
         guest: dict[str, Any] = unpack(flat[i])
         if text(flat[i + 1]) == lobby.GuestState.AWAY:
             guest["away"] = True  # dropped, within its resume window
+        if flat[i + 2]:
+            guest["held"] = unpack(flat[i + 2])  # addition: on hold, keeps its place
         guests.append(guest)
     return guests
 
@@ -190,9 +208,14 @@ class Store:
         link_limit: int,
         address: str,
         address_limit: int,
+        rules: Lobby | None = None,
     ) -> KnockResult:
         t = keys.tag(host)
-        minute = now_ms() // 60_000
+        rules = rules or Lobby()
+        now = now_ms()
+        minute = now // 60_000
+        if rules.max_wait_ms > 0:  # queued ahead of the knock, as ``disconnect`` does
+            self.batch.fire("ZADD", keys.MAX_WAIT, now + rules.max_wait_ms, f"{host}\n{guest}")
         domain = email.rsplit("@", 1)[1] if "@" in email else ""
         pending = self.batch.script(
             "knock",
@@ -208,12 +231,15 @@ class Store:
                 f"{t}:allow",
                 f"{t}:rl:ip:{address}:{minute}",
                 f"{t}:block-unverified",
+                f"{t}:denied",
+                f"{t}:knocks",
+                f"{t}:raid",
             ],
             [
                 guest,
                 pack(info),
                 resume,
-                now_ms(),
+                now,
                 keys.channel(host),
                 self.publish_command,
                 conn,
@@ -224,6 +250,12 @@ class Store:
                 link_limit,
                 address_limit,
                 self._outbox_key(host),
+                rules.identity,
+                rules.deny_cooldown_ms,
+                rules.raid_threshold,
+                "1" if rules.raid_autolock else "0",
+                rules.max_wait_ms,
+                pack(rules.timeout_outcome or {}),
             ],
         )
         self._ring_outbox(host)
@@ -231,7 +263,8 @@ class Store:
         verdict = KnockVerdict(text(reply[0]))
         if verdict is not KnockVerdict.OK:
             return KnockResult(verdict)
-        return KnockResult(verdict, int(reply[1]), int(reply[2]), int(reply[3]) > 0)
+        started = len(reply) > 4 and int(reply[4]) == 1
+        return KnockResult(verdict, int(reply[1]), int(reply[2]), int(reply[3]) > 0, started)
 
     def _transition_args(
         self,
@@ -245,7 +278,7 @@ class Store:
         by: str = "",
     ) -> tuple[list[str], list[Any]]:
         t = keys.tag(host)
-        keys_ = [f"{t}:q", f"{t}:presence", f"{t}:ev"]
+        keys_ = [f"{t}:q", f"{t}:presence", f"{t}:ev", f"{t}:denied"]
         when = now_ms() if now is None else now
         args: list[Any] = [event.value, when, keys.channel(host), self.publish_command]
         # The operation id makes the call idempotent: sent twice, it applies once.
@@ -488,6 +521,25 @@ class Store:
             count += step.ok
             done.append((member, claim))
         await self._done(keys.EXPIRY, done)
+        return count
+
+    async def time_out_due(self) -> int:
+        """End the wait of every guest whose host's maximum wait has passed
+        (``time_out``: the guard checks the guest's own ``wait_until``, which a
+        hold clears); returns how many."""
+        claimed = await self._claim(keys.MAX_WAIT)
+        done: list[tuple[str, str]] = []
+        count = 0
+        for member, claim in claimed:
+            host, _, guest = member.partition("\n")
+            try:
+                (step,) = await self.transition(host, lobby.LobbyEvent.TIME_OUT, [(guest, b"")])
+            except Exception as exc:  # kept claimed: it comes back after the claim
+                log.warning("a maximum wait failed (%s); it will be retried", type(exc).__name__)
+                continue
+            count += step.ok
+            done.append((member, claim))
+        await self._done(keys.MAX_WAIT, done)
         return count
 
     # -- the email schedule ---------------------------------------------------

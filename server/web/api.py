@@ -223,14 +223,17 @@ async def guest_token(request: Request) -> Response:
 
 # -- the lobby over HTTP (an integrator's backend answers like a device) ----------
 
-REPLY_ACTIONS = ("admit", "merge", "new_meeting", "busy", "deny", "message")
+REPLY_ACTIONS = ("admit", "merge", "new_meeting", "busy", "deny", "message", "hold")
 
 
 class GuestReply(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    action: Literal["admit", "merge", "new_meeting", "busy", "deny", "message"]
+    action: Literal["admit", "merge", "new_meeting", "busy", "deny", "message", "hold"]
     title: str | None = Field(default=None, description="new_meeting: the meeting's title")
-    message: str | None = Field(default=None, description="busy/deny: a line for the guest")
+    message: str | None = Field(default=None, description="busy/deny/hold: a line for the guest")
+    estimate_s: int | None = Field(
+        default=None, ge=0, le=86_400, description="hold: about how long, in seconds"
+    )
     text: str | None = Field(default=None, description="message: the line to send")
     block: bool | None = Field(default=None, description="deny: also block the guest's email")
 

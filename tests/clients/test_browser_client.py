@@ -8,6 +8,7 @@ from pathlib import Path
 
 from protocol.errors import CloseCode
 from protocol.links import OPTION_NAMES
+from protocol.lobby import LeftReason
 
 ROOT = Path(__file__).resolve().parents[2]
 FOYER_JS = ROOT / "clients" / "browser" / "foyer.js"
@@ -48,6 +49,21 @@ def test_link_options_equal_python() -> None:
     names = [re.fullmatch(r'"([a-z_]+)",?', line) for line in entries]
     assert all(names), f"an entry of LINK_OPTIONS is not a quoted name: {entries}"
     assert tuple(m.group(1) for m in names if m) == OPTION_NAMES
+
+
+def test_left_reasons_equal_python() -> None:
+    body = _frozen(FOYER_JS.read_text(), "LEFT_REASONS", "[]")
+    names = [re.fullmatch(r'"([a-z_]+)",?', line) for line in _entries(body)]
+    assert all(names), f"an entry of LEFT_REASONS is not a quoted name: {body}"
+    assert [m.group(1) for m in names if m] == [reason.value for reason in LeftReason]
+
+
+def test_the_console_words_every_left_reason() -> None:
+    console = (ROOT / "clients" / "browser" / "console.js").read_text()
+    found = re.search(r"const why = \{(.*?)\};", console, re.DOTALL)
+    assert found is not None, "console.js has no 'why' map for guest_left reasons"
+    worded = set(re.findall(r"^\s*([a-z_]+):", found.group(1), re.MULTILINE))
+    assert worded == {reason.value for reason in LeftReason}
 
 
 def test_browser_code_uses_only_known_close_codes() -> None:

@@ -18,6 +18,9 @@ SAMPLES: list[events.Event] = [
     events.PresenceSet(ev=0, state="away", meeting=None),
     events.SettingsSet(ev=0, settings={"policy": {"locked": True}}),
     events.Said(ev=0, guest="g1", text="hello"),
+    events.HeldSet(ev=0, guest="g1", held={"message": "In a call", "estimate_s": 600}),
+    events.Dismissed(ev=6, guest="g1", score=3, reason="timed_out", outcome={"type": "timed_out"}),
+    events.Raid(ev=0, count=37, since=1, until=60_001, autolock=True),
 ]
 
 

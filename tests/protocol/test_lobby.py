@@ -68,3 +68,21 @@ def test_lua_constants_are_deterministic_literals() -> None:
     assert first == second
     assert first["__INITIAL__"] == '"waiting"'
     assert '["away"]={' in first["__TRANSITIONS__"]
+
+
+def test_hold_is_an_attribute_of_a_queued_state() -> None:
+    """A held guest keeps its state and its place: any reply can still win."""
+    for state in QUEUED:
+        assert next_state(state, LobbyEvent.HOLD) is state
+        assert next_state(next_state(state, LobbyEvent.HOLD), LobbyEvent.ADMIT) is (
+            GuestState.ADMITTED
+        )
+    assert LobbyEvent.HOLD not in OUTCOME_FOR_REPLY  # not a final reply
+
+
+def test_a_maximum_wait_ends_a_queued_wait_with_its_own_reason() -> None:
+    for state in QUEUED:
+        assert next_state(state, LobbyEvent.TIME_OUT) is GuestState.TIMED_OUT
+    assert GuestState.TIMED_OUT in FINAL
+    assert LEFT_REASON[GuestState.TIMED_OUT].value == "timed_out"
+    assert GUARDS[LobbyEvent.TIME_OUT] is GUARDS[LobbyEvent.EXPIRE]  # not_due

@@ -20,11 +20,15 @@ from protocol.messages import (
     BusyNotice,
     Denied,
     Deny,
+    DenyAll,
     Error,
     GuestAway,
     GuestBack,
+    GuestHeld,
     GuestLeft,
+    Held,
     Hello,
+    Hold,
     HostMessage,
     JoinRequest,
     Knock,
@@ -35,11 +39,13 @@ from protocol.messages import (
     Position,
     Presence,
     PresenceChanged,
+    RaidNotice,
     Refresh,
     Resolved,
     Resume,
     SendMessage,
     SettingsChanged,
+    TimedOut,
     UpdateSettings,
     Waiting,
     Welcome,
@@ -225,6 +231,10 @@ SAMPLES: dict[type[Message], Message] = {
         BusyNotice(message="call me later"),
         Denied(),
         HostMessage(text="Two minutes, please"),
+        GuestHeld(guest="g1", held={"message": "In a call", "estimate_s": 600, "until": 9}),
+        RaidNotice(count=37, window_s=60, until=1_795_241_290_956, autolock=False),
+        Held(message="In a call, about 10 minutes", estimate_s=600, until=1_795_241_290_956),
+        TimedOut(message="Sorry, try again tomorrow"),
     ]
 }
 
@@ -346,7 +356,7 @@ def test_host_states(state: str) -> None:
     assert PresenceChanged(state=state).state == state
 
 
-@pytest.mark.parametrize("reason", ["cancelled", "disconnected", "expired"])
+@pytest.mark.parametrize("reason", ["cancelled", "disconnected", "expired", "timed_out"])
 def test_left_reasons(reason: str) -> None:
     assert GuestLeft(guest="g", reason=reason).reason == reason
 
@@ -420,3 +430,31 @@ def test_server_messages_parse() -> None:
     assert isinstance(msg, Welcome) and msg.host == "h"
     assert parse({"type": "busy"}, TO_GUEST).type == "busy"
     assert parse({"type": "busy", "guest": "g"}, HOST_FRAMES).type == "busy"
+
+
+# -- issue 14: hold, deny all, max wait, raids (additions) ----------------------------
+
+
+def test_hold_and_deny_all_frames() -> None:
+    hold = parse(
+        {"type": "hold", "guest": "g1", "message": " In a call ", "estimate_s": 600}, HOST_FRAMES
+    )
+    assert hold == Hold(guest="g1", message="In a call", estimate_s=600)
+    assert parse({"type": "hold", "guest": "g1"}, HOST_FRAMES) == Hold(guest="g1")
+    assert parse({"type": "deny_all", "message": "Full today"}, HOST_FRAMES) == DenyAll(
+        message="Full today"
+    )
+    assert parse({"type": "deny_all"}, HOST_FRAMES) == DenyAll()
+
+
+@pytest.mark.parametrize("estimate", [-1, True, "600", 24 * 3600 + 1, 1.5])
+def test_a_hold_estimate_is_whole_seconds_up_to_a_day(estimate: Any) -> None:
+    with pytest.raises(BadMessage, match="estimate_s"):
+        Hold(guest="g1", estimate_s=estimate)
+
+
+def test_a_guest_card_may_be_held() -> None:
+    held = {**GUEST, "held": {"message": "In a call", "estimate_s": 60, "until": 5}}
+    assert JoinRequest(guest=held, position=1, host_state="away").guest["held"]["until"] == 5
+    with pytest.raises(BadMessage, match="held"):
+        JoinRequest(guest={**GUEST, "held": {"estimate_s": "soon"}}, position=1, host_state="away")

@@ -5,7 +5,7 @@ async with HostClient(url, token) as host:          # msgpack by default
     await host.admit(knock.guest["id"])             # AlreadyResolved if another reply won
 
 async with GuestClient(url, "ada-lovelace", name="Ann") as guest:
-    outcome = await guest.wait_for(Admitted, BusyNotice, Denied)
+    outcome = await guest.wait_for(Admitted, BusyNotice, Denied)   # or Held, TimedOut
 
 Errors come from ``protocol.errors`` (re-exported here): an ``error`` reply
 raises its ``ProtocolError`` (``AlreadyResolved``, ``UnknownLink``, ...; with
@@ -38,14 +38,18 @@ from protocol.messages import (
     Error,
     GuestAway,
     GuestBack,
+    GuestHeld,
     GuestLeft,
+    Held,
     HostMessage,
     JoinRequest,
     Pong,
     Position,
     PresenceChanged,
+    RaidNotice,
     Resolved,
     SettingsChanged,
+    TimedOut,
     Waiting,
     Welcome,
 )
@@ -65,7 +69,9 @@ __all__ = [
     "GuestAway",
     "GuestBack",
     "GuestClient",
+    "GuestHeld",
     "GuestLeft",
+    "Held",
     "HostClient",
     "HostMessage",
     "InternalError",
@@ -76,9 +82,11 @@ __all__ = [
     "Position",
     "PresenceChanged",
     "ProtocolError",
+    "RaidNotice",
     "RateLimited",
     "Resolved",
     "SettingsChanged",
+    "TimedOut",
     "Unauthorized",
     "UnknownGuest",
     "UnknownLink",

@@ -44,8 +44,10 @@ from protocol.messages import (
     Busy,
     Cancel,
     Deny,
+    DenyAll,
     Error,
     Hello,
+    Hold,
     Knock,
     LobbyPage,
     Merge,
@@ -369,6 +371,17 @@ class HostClient(_Client):
 
     async def admit_all(self) -> Ack:
         return _expect(await self.request(AdmitAll()), Ack)
+
+    async def hold(
+        self, guest: str, message: str | None = None, estimate_s: int | None = None
+    ) -> Ack:
+        """Keep the guest in its place with a line and an estimate (addition)."""
+        hold = Hold(guest=guest, message=message or None, estimate_s=estimate_s)
+        return _expect(await self.request(hold), Ack)
+
+    async def deny_all(self, message: str | None = None) -> Ack:
+        """Deny every waiting guest with one line, atomically (addition)."""
+        return _expect(await self.request(DenyAll(message=message or None)), Ack)
 
     async def settings(self, **patch: Any) -> Ack:
         return _expect(await self.request(UpdateSettings(settings=patch)), Ack)

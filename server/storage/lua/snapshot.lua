@@ -4,7 +4,7 @@
 --       4.. guests whose state and outcome to report (those a process knew of
 --       that may have left unseen)
 -- Returns: {host hash as field/value list (empty: no host), counter, presence state,
---   presence meeting, devices online, {info, state, ...} oldest first (up to ARGV 3),
+--   presence meeting, devices online, {info, state, held, ...} oldest first (up to ARGV 3),
 --   {state, outcome, ...} for ARGV 4.., every queued guest id oldest first}
 local host = redis.call('HGETALL', KEYS[1])
 local counter = tonumber(redis.call('GET', KEYS[3]) or '0')
@@ -15,10 +15,11 @@ local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
 local queue = {}
 for i, gid in ipairs(ids) do
   if limit > 0 and i > limit then break end
-  local g = redis.call('HMGET', ARGV[2] .. gid, 'info', 'state')
+  local g = redis.call('HMGET', ARGV[2] .. gid, 'info', 'state', 'held')
   if g[1] then
     queue[#queue + 1] = g[1]
     queue[#queue + 1] = g[2] or ''
+    queue[#queue + 1] = g[3] or ''
   end
 end
 local known = {}

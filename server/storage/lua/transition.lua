@@ -1,7 +1,8 @@
 -- Apply one lobby event to one or more guests, atomically, by the ONE table in
 -- protocol/lobby.py (rendered below as T, with the guards and side effects its
 -- docstring lists). Exactly one reply wins per guest.
--- KEYS: 1 queue zset, 2 presence hash, 3 event counter, 4.. guest hashes
+-- KEYS: 1 queue zset, 2 presence hash, 3 event counter, 4 deny cool-down zset
+--       (identity -> until ms), 5.. guest hashes
 -- ARGV: 1 event, 2 now ms, 3 channel, 4 publish command, 5 connection id,
 --       6 resume secret, 7 resume window ms, 8 merge meeting id,
 --       9 guest key prefix, 10 operation id (unique per call, or ""),
@@ -10,16 +11,19 @@
 --       13 "*" to apply the event to every queued guest
 --       (then ARGV 14 is the outcome template and 15.. the option names copied
 --       from each guest's options into the template's meeting), else
---       14.. per guest: guest id, payload (msgpack; the outcome map for replies)
+--       14.. per guest: guest id, payload (msgpack; the outcome map for replies,
+--       the held map for hold; time_out takes the outcome the knock stored)
 -- Idempotent: a guest a step changed keeps its operation id, so the same call
 -- sent again (its reply was lost, the Batcher cannot know whether it ran) answers
 -- {ok, state} and changes and publishes nothing. A resume is idempotent as it is.
 -- Returns per guest: {verdict, state[, ...]}: ok -> {ok, new state[, position, score,
---   counter]} (the last three on resume); already_resolved -> {.., state, outcome}
+--   counter, held]} (the last four on resume); already_resolved -> {.., state, outcome}
 -- Publishes: left (ev, guest, score, reason) | resolved (ev, guest, score, action,
---   outcome) | away (0, guest) | resumed (0, guest, conn)
+--   outcome) | away (0, guest) | resumed (0, guest, conn) | held (0, guest, held) |
+--   dismissed (ev, guest, score, reason, outcome)
 -- Outbox (ARGV 11 set), beside each publish: guest.left (guest, reason) |
---   guest.resolved (guest, action, outcome, by) | guest.away (guest) | guest.back (guest)
+--   guest.resolved (guest, action, outcome, by) | guest.away (guest) | guest.back (guest) |
+--   guest.held (guest, held, by)
 local T, FINAL, LEFT, QUEUED = __TRANSITIONS__, __FINAL__, __LEFT__, __QUEUED__
 local E, V, K, H = __EVENT__, __VERDICT__, __KIND__, __HOOK__
 local event, now, chan, pub = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
@@ -41,7 +45,7 @@ if ARGV[13] == '*' then
     local key = ARGV[9] .. gid
     local info = redis.call('HGET', key, 'info')
     local outcome = template
-    if info then
+    if info and template.meeting then
       local options = cmsgpack.unpack(info).options or {}
       local meeting = {}
       for k, v in pairs(template.meeting) do meeting[k] = v end
@@ -55,8 +59,8 @@ if ARGV[13] == '*' then
     guests[#guests + 1] = {key, gid, cmsgpack.pack(outcome)}
   end
 else
-  for i = 4, #KEYS do
-    guests[#guests + 1] = {KEYS[i], ARGV[14 + (i - 4) * 2], ARGV[15 + (i - 4) * 2]}
+  for i = 5, #KEYS do
+    guests[#guests + 1] = {KEYS[i], ARGV[14 + (i - 5) * 2], ARGV[15 + (i - 5) * 2]}
   end
 end
 
@@ -64,7 +68,7 @@ local out = {}
 for _, item in ipairs(guests) do
   local key, gid, payload = item[1], item[2], item[3]
   local g = redis.call('HMGET', key, 'state', 'conn', 'resume', 'score', 'outcome', 'deadline',
-                       'op')
+                       'op', 'wait_until', __TIMEOUT_FIELD__, 'who', 'cool', 'held')
   local state = g[1]
   if not state then
     out[#out + 1] = {V.UNKNOWN_GUEST}
@@ -76,6 +80,8 @@ for _, item in ipairs(guests) do
     out[#out + 1] = {V.STALE, state}  -- another socket took this guest over
   elseif event == E.EXPIRE and QUEUED[state] and (not g[6] or tonumber(g[6]) > now) then
     out[#out + 1] = {V.NOT_DUE, state}
+  elseif event == E.TIME_OUT and QUEUED[state] and (not g[8] or tonumber(g[8]) > now) then
+    out[#out + 1] = {V.NOT_DUE, state}  -- no max wait, held, or not yet
   else
     local new = T[state] and T[state][event]
     if not new then
@@ -89,7 +95,14 @@ for _, item in ipairs(guests) do
         redis.call('ZREM', KEYS[1], gid)
         redis.call('HDEL', key, 'deadline')
         local ev = redis.call('INCR', KEYS[3])
-        if LEFT[new] then
+        if event == E.DENY and g[10] and tonumber(g[11] or '0') > 0 then
+          redis.call('ZADD', KEYS[4], now + tonumber(g[11]), g[10])  -- the cool-down
+        end
+        if LEFT[new] and event == E.TIME_OUT and g[9] then
+          redis.call('HSET', key, 'outcome', g[9])
+          redis.call(pub, chan, cmsgpack.pack(K.Dismissed, ev, gid, score, LEFT[new]) .. g[9])
+          hook('type', H.LEFT, 'guest', gid, 'reason', LEFT[new])
+        elseif LEFT[new] then
           redis.call(pub, chan, cmsgpack.pack(K.Left, ev, gid, score, LEFT[new]))
           hook('type', H.LEFT, 'guest', gid, 'reason', LEFT[new])
         else
@@ -109,7 +122,14 @@ for _, item in ipairs(guests) do
         redis.call(pub, chan, cmsgpack.pack(K.Resumed, 0, gid, ARGV[5]))
         hook('type', H.BACK, 'guest', gid)
         local rank = redis.call('ZRANK', KEYS[1], gid)
-        out[#out + 1] = {V.OK, new, (rank or 0) + 1, score, redis.call('GET', KEYS[3]) or '0'}
+        out[#out + 1] = {V.OK, new, (rank or 0) + 1, score, redis.call('GET', KEYS[3]) or '0',
+                         g[12] or ''}
+      elseif event == E.HOLD then
+        redis.call('HSET', key, 'held', payload)
+        redis.call('HDEL', key, 'wait_until')  -- answered: no maximum wait any more
+        redis.call(pub, chan, cmsgpack.pack(K.HeldSet, 0, gid) .. payload)
+        hook('type', H.HELD, 'guest', gid, 'held', payload, 'by', by)
+        out[#out + 1] = {V.OK, new}
       else
         out[#out + 1] = {V.OK, new}
       end

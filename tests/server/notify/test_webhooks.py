@@ -155,6 +155,25 @@ async def test_a_dropped_guest_is_away_then_back(hooked: FoyerProcess, receiver:
     ]
 
 
+async def test_a_hold_is_a_webhook_with_who_held(hooked: FoyerProcess, receiver: Receiver) -> None:
+    receiver.answer = lambda e: (200, {})
+    host = hooked.create_host("Holding")
+    async with (
+        HostClient(hooked.ws_url, host["token"]) as device,
+        GuestClient(hooked.ws_url, host["slug"], name="Ann") as ann,
+    ):
+        await device.hold(ann.waiting.guest, "In a call", estimate_s=300)
+        await receiver.until(lambda: "guest.held" in receiver.types(host["id"]))
+    (held,) = [
+        d.event["data"]
+        for d in receiver.delivered(host["id"]).values()
+        if d.event["type"] == "guest.held"
+    ]
+    assert held["guest"] == ann.waiting.guest
+    assert held["held"]["message"] == "In a call" and held["held"]["estimate_s"] == 300
+    assert held["by"] == "device" and len(held["device"]) == 16
+
+
 @pytest.fixture
 def own_redis() -> Iterator[str]:
     """A Valkey of the test's own: every webhook process on one Redis shares its

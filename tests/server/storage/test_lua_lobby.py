@@ -38,6 +38,7 @@ async def _guest_in(redis: Redis, state: GuestState, *, deadline_ms: int) -> tup
             "score": 1,
             "info": pack(info),
             "deadline": deadline_ms,
+            "wait_until": deadline_ms,  # the maximum wait (time_out's guard)
             "outcome": pack(OUTCOME),
         },
     )
@@ -88,6 +89,7 @@ GUARDED = [
     (LobbyEvent.DISCONNECT, {"conn": "another-socket"}),
     (LobbyEvent.MERGE, {"merge_id": "another-meeting"}),
     (LobbyEvent.EXPIRE, {}),  # the deadline is in the future
+    (LobbyEvent.TIME_OUT, {}),  # the maximum wait is in the future
 ]
 
 
@@ -142,3 +144,33 @@ async def test_published_events_decode_to_their_types(stores: Stores) -> None:
 def test_every_placeholder_is_rendered() -> None:
     for name, source in scripts.load().items():
         assert "__" not in source.replace("__index", ""), name
+
+
+async def test_hold_and_time_out_publish_their_events(stores: Stores) -> None:
+    """A hold keeps the state and publishes ``held``; a time-out with the line the
+    knock stored publishes ``dismissed`` with it (and stores it for a late resume)."""
+    redis, store = stores.redis, stores.store
+    host, guest = await _guest_in(redis, GuestState.WAITING, deadline_ms=now_ms() - 1000)
+    line = {"type": "timed_out", "message": "Another day"}
+    await redis.hset(keys.guest(host, guest), lobby.TIMEOUT_FIELD, pack(line))
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(keys.channel(host))
+    await pubsub.get_message(timeout=2)
+    (held,) = await store.transition(host, LobbyEvent.HOLD, [(guest, pack({"message": "Soon"}))])
+    assert held.verdict is Verdict.OK and held.state == GuestState.WAITING
+    # The hold answered the guest: its maximum wait is gone, so time_out is not due.
+    (early,) = await store.transition(host, LobbyEvent.TIME_OUT, [(guest, b"")])
+    assert early.verdict is Verdict.NOT_DUE
+    await redis.hset(keys.guest(host, guest), "wait_until", now_ms() - 1)
+    (out,) = await store.transition(host, LobbyEvent.TIME_OUT, [(guest, b"")])
+    assert out.state == GuestState.TIMED_OUT
+    seen = []
+    for _ in range(2):
+        message = await pubsub.get_message(timeout=2, ignore_subscribe_messages=True)
+        assert message is not None
+        seen.append(events.decode(message["data"]))
+    await pubsub.aclose()
+    assert seen[0] == events.HeldSet(ev=0, guest=guest, held={"message": "Soon"})
+    dismissed = seen[1]
+    assert isinstance(dismissed, events.Dismissed)
+    assert dismissed.reason == "timed_out" and dismissed.outcome == line

@@ -23,9 +23,10 @@ def _knock_args(host: str, guest: str) -> tuple[list[str], list[object]]:
     t = keys.tag(host)
     return (
         [keys.host(host), f"{t}:q", keys.guest(host, guest), f"{t}:ev", f"{t}:presence",
-         f"{t}:devices", f"{t}:rl:1", f"{t}:block", f"{t}:allow", f"{t}:rl:ip:a:1"],
+         f"{t}:devices", f"{t}:rl:1", f"{t}:block", f"{t}:allow", f"{t}:rl:ip:a:1",
+         f"{t}:block-unverified", f"{t}:denied", f"{t}:knocks", f"{t}:raid"],
         [guest, pack({"id": guest, "name": "G"}), f"{guest}~secret", 0, keys.channel(host),
-         "PUBLISH", "c1", "", "", "0", 60_000, 0, 0, ""],
+         "PUBLISH", "c1", "", "", "0", 60_000, 0, 0, "", "a:1", 0, 0, "0", 0, pack({})],
     )  # fmt: skip
 
 
