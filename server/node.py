@@ -94,7 +94,11 @@ class Node:
         self.meetings = MeetingProvider(settings.meeting_url)
         self.meeting_events = MeetingEvents()  # where meeting/booking webhooks would go out
         self.planned = PlannedMeetings(
-            self.batch, self._providers(settings), settings.meeting_provider, self.meeting_events
+            self.batch,
+            self._providers(settings),
+            settings.meeting_provider,
+            self.meeting_events,
+            id_secret=settings.secret.encode(),
         )
         self.connections = Connections(self.batch)
         self.bookings = Bookings(self.batch, self.connections, self.planned, self.meeting_events)
