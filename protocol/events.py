@@ -164,6 +164,14 @@ class Hook(StrEnum):
     AWAY = "guest.away"
     BACK = "guest.back"
     PRESENCE = "host.presence"
+    # Planned meetings (server/meetings): written by the code that made the
+    # change, right after it is stored, with the thing's JSON view as ``data``.
+    MEETING_CREATED = "meeting.created"
+    MEETING_UPDATED = "meeting.updated"
+    MEETING_CANCELLED = "meeting.cancelled"
+    BOOKING_CREATED = "booking.created"
+    BOOKING_UPDATED = "booking.updated"
+    BOOKING_CANCELLED = "booking.cancelled"
 
 
 def lua_hooks() -> dict[str, str]:

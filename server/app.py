@@ -146,8 +146,8 @@ def http_routes() -> list[BaseRoute]:
     one is in the OpenAPI document)."""
     return [
         *api.routes,
-        *meetings_api.routes,
         *webhooks_api.routes,
+        *meetings_api.routes,
         *openapi.routes,
         *pages.routes,
         *replies.routes,

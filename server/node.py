@@ -20,13 +20,12 @@ from server.lobby.hub import Hub
 from server.lobby.waiting_room import RoomConfig, WaitingRoom
 from server.meetings.bookings import Bookings
 from server.meetings.connections import Connections
-from server.meetings.events import MeetingEvents
 from server.meetings.feed import CalendarFeeds
 from server.meetings.planned import PlannedMeetings
 from server.meetings.provider import MeetingProvider, Provider, TemplateProvider, WebhookProvider
 from server.metrics import Metrics, multiprocess_dir
 from server.notify.email import MailConfig, Mailer
-from server.notify.webhooks import WebhookConfig, Webhooks, check_target
+from server.notify.webhooks import WebhookConfig, WebhookMeetingEvents, Webhooks, check_target
 from server.ops.config import Settings
 from server.storage import keys, scripts
 from server.storage.batcher import Batcher
@@ -92,7 +91,10 @@ class Node:
         self.hub = Hub(self.metrics, settings.position_interval)
         self.tokens = Tokens(settings.secret, settings.token_max_lifetime)
         self.meetings = MeetingProvider(settings.meeting_url)
-        self.meeting_events = MeetingEvents()  # where meeting/booking webhooks would go out
+        # Meeting and booking changes leave as webhooks, through the outbox.
+        self.meeting_events = WebhookMeetingEvents(
+            Outbox(self.batch), self.webhooks, settings.public_url
+        )
         self.planned = PlannedMeetings(
             self.batch,
             self._providers(settings),

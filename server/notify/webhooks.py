@@ -43,6 +43,7 @@ import httpx
 from standardwebhooks.webhooks import Webhook
 
 from protocol.events import Hook
+from server.meetings.events import MeetingEvents
 from server.storage.keys import ATTEMPTS_MAX
 from server.storage.outbox import READ_LIMIT, Entry, Outbox
 from server.storage.values import now_ms, unpack
@@ -122,6 +123,11 @@ async def check_target(url: str, config: WebhookConfig) -> None:
 
 def payload(host: str, entry: Entry) -> dict[str, Any]:
     """The Standard Webhooks body: ``{type, timestamp, data}``."""
+    created = datetime.fromtimestamp(entry.created_ms / 1000, UTC)
+    if "json" in entry.fields:  # a meeting or booking event: its view, as written
+        kind = entry.fields["type"].decode()
+        data_json: dict[str, Any] = {"host": host, **json.loads(entry.fields["json"])}
+        return {"type": kind, "timestamp": created.isoformat(), "data": data_json}
     data: dict[str, Any] = {"host": host}
     for name, raw in entry.fields.items():
         if name == "type":
@@ -144,7 +150,6 @@ def payload(host: str, entry: Entry) -> dict[str, Any]:
             data["by"] = by
         if device:
             data["device"] = device
-    created = datetime.fromtimestamp(entry.created_ms / 1000, UTC)
     return {"type": kind.value, "timestamp": created.isoformat(), "data": data}
 
 
@@ -532,3 +537,24 @@ class Webhooks:
 def new_secret() -> str:
     """A fresh ``whsec_`` secret: 24 random bytes, base64."""
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+class WebhookMeetingEvents(MeetingEvents):
+    """Meeting and booking changes into the host's outbox, for the webhooks
+    (while any endpoint exists). Written right after the change is stored, not
+    in the same step: a process that dies between the two loses the event."""
+
+    def __init__(self, outbox: Outbox, webhooks: Webhooks, public_url: str | None) -> None:
+        self._outbox = outbox
+        self._webhooks = webhooks
+        self._base = (public_url or "").rstrip("/")
+
+    async def emit(self, kind: str, data: dict[str, Any]) -> None:
+        await super().emit(kind, data)
+        if not self._webhooks.enabled:
+            return
+        link = data.get("join_link")
+        if isinstance(link, str) and link.startswith("/") and self._base:
+            data = {**data, "join_link": self._base + link}
+        host = str(data["host"])
+        await self._outbox.append(host, kind, json.dumps(data, separators=(",", ":")).encode())

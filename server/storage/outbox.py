@@ -93,6 +93,25 @@ class Outbox:
         packed = pack({k: list(v) for k, v in pending.items()})
         await self.batch.call("HSET", keys.outbox_tries(host), entry_id, packed)
 
+    async def append(self, host: str, kind: str, data: bytes) -> None:
+        """An event made outside the lifecycle scripts (a meeting, a booking):
+        its type and its JSON ``data``, appended and marked due."""
+        add = self.batch.call(
+            "XADD",
+            keys.outbox(host),
+            "MAXLEN",
+            "~",
+            keys.OUTBOX_MAX,
+            "*",
+            "type",
+            kind,
+            "json",
+            data,
+        )
+        mark = self.batch.call("ZADD", keys.OUTBOX_HOSTS, "LT", now_ms(), host)
+        await add
+        await mark
+
     async def redeliver(self, host: str, endpoint: str, message_id: str, body: bytes) -> None:
         """Queue one event again for one endpoint, with its original webhook-id
         (a receiver that has it already de-duplicates)."""

@@ -34,12 +34,12 @@ BODIES: dict[str, type[BaseModel]] = {
     "TokenRequest": TokenRequest,
     "GuestTokenRequest": GuestTokenRequest,
     "GuestReply": GuestReply,
+    "WebhookCreate": WebhookCreate,
+    "SecretRotation": SecretRotation,
     "MeetingCreate": MeetingCreate,
     "ConnectionPut": ConnectionPut,
     "BookingCreate": BookingCreate,
     "BookingPatch": BookingPatch,
-    "WebhookCreate": WebhookCreate,
-    "SecretRotation": SecretRotation,
 }
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -370,8 +370,8 @@ def document() -> dict[str, Any]:
                     secure=False,
                 )
             },
-            **meeting_paths(),
             **_webhook_paths(),
+            **meeting_paths(),
         },
     }
 

@@ -219,3 +219,19 @@ async def _eventually(api: httpx.Client, path: str, ready: Any) -> dict[str, Any
             if ready(body):
                 return body
             await asyncio.sleep(0.05)
+
+
+async def test_meeting_and_booking_events_are_delivered(proc: FoyerProcess) -> None:
+    with proc.api() as api, receiving() as receiver:
+        host = proc.create_host("Planner Ada")
+        _register(api, receiver.url, events=["meeting.created", "meeting.cancelled"])
+        made = api.post("/api/meetings", json={"host": host["id"], "title": "Review"})
+        assert made.status_code == 201, made.text
+        meeting = made.json()
+        assert api.delete(f"/api/meetings/{meeting['id']}").status_code in (200, 204)
+        await receiver.until(lambda: len(receiver.delivered(host["id"])) >= 2)
+        got = {d.event["type"]: d.event["data"] for d in receiver.delivered(host["id"]).values()}
+        assert sorted(got) == ["meeting.cancelled", "meeting.created"]
+        assert got["meeting.created"]["id"] == meeting["id"]
+        assert got["meeting.created"]["title"] == "Review"
+        assert got["meeting.cancelled"]["status"] == "cancelled"
