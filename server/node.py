@@ -106,7 +106,11 @@ class Node:
         self.outbox_events = OutboxEvents(Outbox(self.batch), self.webhooks, settings.public_url)
         self.meeting_events = WebhookMeetingEvents(self.outbox_events)
         self.planned = PlannedMeetings(
-            self.batch, self._providers(settings), settings.meeting_provider, self.meeting_events
+            self.batch,
+            self._providers(settings),
+            settings.meeting_provider,
+            self.meeting_events,
+            id_secret=settings.secret.encode(),
         )
         self.connections = Connections(self.batch)
         self.bookings = Bookings(self.batch, self.connections, self.planned, self.meeting_events)

@@ -4,8 +4,9 @@
 change has been stored: ``meeting.created``, ``meeting.updated``,
 ``meeting.cancelled``, ``booking.created``, ``booking.updated`` and
 ``booking.cancelled``, with the JSON view of the thing (docs/meetings.md,
-Events). It does nothing yet: the integrator wires it to the webhook outbox
-(``server.storage.outbox``) or to anything else; ``server/node.py`` builds it.
+Events). This base class drops them; ``server/node.py`` builds
+``WebhookMeetingEvents`` (``server.notify.webhooks``), which puts each in the
+host's webhook outbox.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ nothing behind.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -123,6 +125,8 @@ class PlannedMeetings:
         providers: dict[str, Provider],
         default_provider: str,
         events: MeetingEvents,
+        *,
+        id_secret: bytes | None = None,
     ) -> None:
         if default_provider not in providers:
             raise ValueError(f"no meeting provider named {default_provider!r}")
@@ -130,6 +134,16 @@ class PlannedMeetings:
         self.providers = providers
         self.default_provider = default_provider
         self.events = events
+        # A keyed meeting's id is derived from (host, key) with this secret: a
+        # retry after a failure asks the provider for the same meeting id (its
+        # ``webhook-id``), so the integrator can tell it is the same meeting.
+        self._id_secret = id_secret or secrets.token_bytes(32)
+
+    def _id_for(self, host: str, key: str | None) -> str:
+        if key is None:
+            return new_id()
+        mac = hmac.new(self._id_secret, f"{host}\n{key}".encode(), hashlib.sha256)
+        return "m" + mac.hexdigest()[:20]
 
     async def create(
         self,
@@ -157,7 +171,7 @@ class PlannedMeetings:
         maker = self.providers.get(name)
         if maker is None:
             raise InvalidBody(f"no meeting provider named {name!r} on this deployment")
-        meeting_id = new_id()
+        meeting_id = self._id_for(host, key)
         order = MeetingOrder(meeting_id, host, title, starts_at, ends_at, workspace, account)
         url = await maker.create(order)  # ProviderFailed: nothing was written
         meeting = Meeting(
@@ -174,11 +188,14 @@ class PlannedMeetings:
         await self.batch.call("SET", _index_key(meeting_id), host)
         score = starts_at if starts_at is not None else meeting.created_ms
         keys_ = [_claim_key(host, key or meeting_id), _meeting_key(host, meeting_id)]
-        args = ["1" if key else "0", meeting_id, pack(asdict(meeting)), score, meeting_id]
+        claim = f"{meeting_id}\n{secrets.token_hex(8)}"  # this call's own
+        args = ["1" if key else "0", claim, pack(asdict(meeting)), score, meeting_id]
         claimed = text(await self.batch.script("claim", [*keys_, _list_key(host)], args))
-        if claimed != meeting_id:  # another call made the key's meeting first
-            await self.batch.call("DEL", _index_key(meeting_id))
-            earlier = await self.find_for(host, claimed)
+        if claimed != claim:  # another call made the key's meeting first
+            claimed_id = claimed.split("\n")[0]
+            if claimed_id != meeting_id:
+                await self.batch.call("DEL", _index_key(meeting_id))
+            earlier = await self.find_for(host, claimed_id)
             if earlier is None:
                 raise InternalError()
             return earlier, False
@@ -192,7 +209,7 @@ class PlannedMeetings:
 
     async def _claimed(self, host: str, key: str) -> Meeting | None:
         found = text(await self.batch.call("GET", _claim_key(host, key)))
-        return await self.find_for(host, found) if found else None
+        return await self.find_for(host, found.split("\n")[0]) if found else None
 
     async def find_for(self, host: str, meeting_id: str) -> Meeting | None:
         """The host's meeting with this id, or None."""

@@ -161,4 +161,6 @@ async def test_a_failed_provider_leaves_no_booking_and_no_meeting(
     integrator.answer = lambda e: (200, b'{"url": "https://v.example/ok"}')
     booking, made = await bookings.create(ws, wanted, "k1")  # the retry makes it
     assert made and booking.url == "https://v.example/ok"
+    ids = [headers["webhook-id"] for headers, _ in integrator.requests]
+    assert ids == [booking.meeting, booking.meeting]  # the retry asked for the same meeting
     assert [m.id for m in await meetings.for_host(ada)] == [booking.meeting]
