@@ -26,6 +26,11 @@ class Radicale:
     users: dict[str, str]
     process: subprocess.Popen[bytes]
     log: Path
+    folder: Path
+
+    def write_users(self) -> None:
+        """Write ``users`` to the password file (Radicale reads it per request)."""
+        write_users(self.folder, self.users)
 
     def client(self, user: str, password: str | None = None) -> DAVClient:
         return DAVClient(
@@ -61,11 +66,15 @@ class Radicale:
         return int(self.client(user).request(url, "DELETE").status)
 
 
+def write_users(folder: Path, users: dict[str, str]) -> None:
+    (folder / "users").write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
+
+
 @contextlib.contextmanager
 def radicale_server(users: dict[str, str]) -> Iterator[Radicale]:
     with tempfile.TemporaryDirectory(prefix="foyer-radicale-") as tmp:
         folder = Path(tmp)
-        (folder / "users").write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
+        write_users(folder, users)
         port = free_port()
         (folder / "config").write_text(
             f"[server]\nhosts = 127.0.0.1:{port}\n"
@@ -91,7 +100,7 @@ def radicale_server(users: dict[str, str]) -> Iterator[Radicale]:
                     if process.poll() is not None or time.monotonic() > deadline:
                         raise RuntimeError("radicale did not start: " + log.read_text()) from None
                     time.sleep(0.05)
-            yield Radicale(f"http://127.0.0.1:{port}", users, process, log)
+            yield Radicale(f"http://127.0.0.1:{port}", dict(users), process, log, folder)
         finally:
             process.terminate()
             try:

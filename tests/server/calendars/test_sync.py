@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from redis import Redis as SyncRedis
 
 from tests.caldav_server import Radicale, radicale_server
 from tests.support import FoyerProcess, spawn_foyer, valkey_server
@@ -226,3 +228,126 @@ async def test_a_moved_event_moves_its_meeting_and_a_deleted_one_cancels_it(
         assert dav.delete("ada", href) in (200, 204)
         await _round_after(api, host["id"], "work")
         assert api.get(f"/api/meetings/{meeting_id}").json()["status"] == "cancelled"
+
+
+async def test_500_events_then_later_rounds_fetch_only_what_changed(
+    proc: FoyerProcess, dav: Radicale
+) -> None:
+    host = proc.create_host("Ada Busy")
+    personal = f"{BASE}/l/{host['slug']}"
+    url = dav.calendar("ada", "busy")
+    client = dav.client("ada")
+    for i in range(500):  # bounded: 500 PUTs from the user's side
+        where = personal if i % 50 == 0 else f"Room {i}"
+        body = event(f"busy-{i}@example", where, summary=f"Meeting {i}").decode()
+        assert client.request(f"{url}busy-{i}.ics", "PUT", body).status == 201
+    with proc.api() as api:
+        assert _connect(api, host["id"], "work", url, "ada", "ada-pass").status_code == 201
+        first = await _state(api, host["id"], "work", lambda s: s["last_ok"] is not None)
+        assert first["events_seen"] == 500 and first["events_rewritten"] == 10
+        # One sync report, five multigets of 100, ten writes.
+        assert first["last_round_requests"] == 1 + 5 + 10
+        quiet = await _round_after(api, host["id"], "work")
+        assert quiet["last_round_changed"] == 0 and quiet["last_round_requests"] == 1
+        changed = dav.get("ada", f"{url}busy-7.ics")
+        assert changed is not None
+        edited = _unfold(changed[0]).replace(b"Meeting 7", b"Meeting seven")
+        assert dav.put("ada", f"{url}busy-7.ics", edited, changed[1]) in (200, 201, 204)
+        one = await _round_after(api, host["id"], "work")
+        assert one["last_round_changed"] == 1 and one["last_round_requests"] == 2
+        assert one["events_rewritten"] == 10
+
+
+async def test_a_wrong_password_is_a_clear_state_without_a_retry_storm(
+    dav: Radicale, tmp_path: Any
+) -> None:
+    from tests.receiver import receiving
+
+    with (
+        valkey_server() as store,
+        receiving() as receiver,
+        spawn_foyer(store.url, {**ENV, "FOYER_WEBHOOK_ALLOW": "127.0.0.1"}) as foyer,
+        foyer.api() as api,
+    ):
+        made = api.post(
+            "/api/webhooks", json={"url": receiver.url, "events": ["calendar.sync_failed"]}
+        )
+        assert made.status_code == 201
+        host = foyer.create_host("Ada Locked Out")
+        url = dav.calendar("ada", "locked")
+        assert _connect(api, host["id"], "work", url, "ada", "ada-pass").status_code == 201
+        await _state(api, host["id"], "work", lambda s: s["last_ok"] is not None)
+        dav.users["ada"] = "changed-pass"  # the user revokes the app password
+        dav.write_users()
+        failed = await _round_after(api, host["id"], "work")
+        assert failed["error"] == "refused" and failed["failures"] == 1
+        assert "credentials" in (failed["error_message"] or "")
+        # Backoff with jitter: the next try is at least the interval away, and
+        # over a few seconds only a few tries are made (no storm).
+        assert failed["next"] - failed["last_sync"] >= 1000
+        await asyncio.sleep(4)
+        later = (await asyncio.to_thread(api.get, f"/api/hosts/{host['id']}/calendars")).json()
+        assert later["calendars"][0]["state"]["failures"] <= 3
+        await receiver.until(lambda: len(receiver.delivered(host["id"])) >= 1)
+        (hook,) = receiver.delivered(host["id"]).values()  # once per failure streak
+        assert hook.event["type"] == "calendar.sync_failed"
+        assert (
+            hook.event["data"]["reason"] == "refused" and hook.event["data"]["calendar"] == "work"
+        )
+        assert "changed-pass" not in foyer.log() and "ada-pass" not in foyer.log()
+
+        dav.users["ada"] = "ada-pass"  # the right password again: back to normal
+        dav.write_users()
+        healed = await _round_after(api, host["id"], "work")
+        assert healed["error"] is None and healed["failures"] == 0
+
+
+async def test_kill_9_mid_round_another_process_finishes_with_no_duplicate_meeting(
+    dav: Radicale,
+) -> None:
+    env = {**ENV, "FOYER_CALENDAR_LEASE": "2"}  # a dead holder's lease runs out soon
+    count = 120
+    url = dav.calendar("ada", "crash")
+    with valkey_server() as store:
+        redis = SyncRedis.from_url(store.url)
+        a = FoyerProcess(store.url, env).start()
+        try:
+            host = a.create_host("Ada Crash")
+            personal = f"{BASE}/l/{host['slug']}"
+            client = dav.client("ada")
+            for i in range(count):  # bounded
+                body = event(f"crash-{i}@example", personal, summary=f"Call {i}").decode()
+                assert client.request(f"{url}crash-{i}.ics", "PUT", body).status == 201
+            meetings = f"foyer:{{h:{host['id']}}}:meetings"
+            with a.api() as api:
+                assert _connect(api, host["id"], "work", url, "ada", "ada-pass").status_code == 201
+            async with asyncio.timeout(WAIT):
+                while True:  # until the round is under way
+                    if redis.zcard(meetings) >= 5:
+                        break
+                    await asyncio.sleep(0.01)
+            a.stop(signal.SIGKILL)
+            made_before = redis.zcard(meetings)
+            assert made_before < count, "the round ended before the kill; nothing was tested"
+        finally:
+            a.stop(signal.SIGKILL)
+        with (
+            spawn_foyer(
+                store.url, {**env, "FOYER_SECRET": a.secret, "FOYER_API_KEY": a.api_key}
+            ) as b,
+            b.api() as api,
+        ):
+            state = await _state(api, host["id"], "work", lambda s: s["last_ok"] is not None)
+            assert state["error"] is None
+        links: list[str] = []
+        for i in range(count):
+            found = dav.get("ada", f"{url}crash-{i}.ics")
+            assert found is not None
+            text = _unfold(found[0]).decode()
+            assert personal not in text
+            links += JOIN.findall(text)
+        assert len(links) == count and len(set(links)) == count  # one meeting per event
+        assert redis.zcard(meetings) == count  # and not one more
+        remembered = redis.hlen(f"foyer:{{h:{host['id']}}}:cal:work:events")
+        assert remembered == count  # the events rewritten before the kill were adopted
+        redis.close()
