@@ -223,7 +223,7 @@ class CalendarSync:
         password = self._box.open(connection.sealed)
         memory = await self._store.memory(host, name)
         record = await self._hosts.require_host(host)
-        links = PersonalLinks(bases=self.config.bases, slugs=(record["slug"],))
+        links = PersonalLinks(bases=self.config.bases, slugs=(record["slug"], *record["previous"]))
         dav = self._dav(connection, password, self.config.timeout_s)
         try:
             changes = await asyncio.to_thread(dav.changes, memory.sync_token, memory.etags)

@@ -43,6 +43,7 @@ class HostRecord(TypedDict):
     created_at: int
     settings: dict[str, Any]
     retired: list[str]  # old slugs the host retired: they answer "no longer in use"
+    previous: list[str]  # every slug the host had before (kept or retired)
 
 
 def record_from_hash(raw: dict[str, str]) -> HostRecord | None:
@@ -58,6 +59,7 @@ def record_from_hash(raw: dict[str, str]) -> HostRecord | None:
         "created_at": int(raw.get("created_at") or 0),
         "settings": json.loads(raw.get("settings") or "{}"),
         "retired": json.loads(raw.get("retired") or "[]"),
+        "previous": json.loads(raw.get("previous") or "[]"),
     }
 
 
@@ -135,11 +137,14 @@ class HostStore:
         retired = [old for old in record["retired"] if old != slug]
         if retire_old and record["slug"] != slug and record["slug"] not in retired:
             retired.append(record["slug"])
+        # Calendar rewriting recognises the personal link in any slug it had.
+        previous = [old for old in record["previous"] if old != slug]
+        if record["slug"] != slug and record["slug"] not in previous:
+            previous.append(record["slug"])
         # Through the settings script: every process drops its cached record
         # (the knock path reads ``retired`` from it) in the same step.
-        await self.patch_settings(
-            host, lambda current: current, fields={"slug": slug, "retired": json.dumps(retired)}
-        )
+        fields = {"slug": slug, "retired": json.dumps(retired), "previous": json.dumps(previous)}
+        await self.patch_settings(host, lambda current: current, fields=fields)
         return slug
 
     async def patch_settings(

@@ -368,7 +368,7 @@ async def rewrite_calendar(request: Request) -> Response:
     record = await _host(request, host)
     base = _base_url(request)
     bases = tuple(dict.fromkeys([base, str(request.base_url).rstrip("/")]))
-    links = PersonalLinks(bases=bases, slugs=(record["slug"],))
+    links = PersonalLinks(bases=bases, slugs=(record["slug"], *record["previous"]))
 
     async def make(planned_event: PlannedEvent) -> DedicatedLink:
         title = (planned_event.title or "").strip()[:200] or f"Meeting with {record['name']}"

@@ -106,3 +106,24 @@ def test_rewrite_auth_and_bad_input_are_clear_errors(
         assert bad_uid.status_code == 400 and "uid" in bad_uid.json()["message"]
         nobody = api.post("/api/calendar/rewrite?host=nobody-x", json=event)
         assert nobody.status_code == 404
+
+
+def test_a_link_with_an_earlier_slug_is_found_too(
+    foyer: FoyerProcess, host: dict[str, Any]
+) -> None:
+    """Invitations sent before a slug change hold the old link: kept or retired,
+    it is still the host's personal link."""
+    old = host["slug"]
+    calendar = {"content-type": "text/calendar", "Accept": "application/json"}
+    with foyer.api() as api:
+        assert api.put(f"/api/hosts/{host['id']}/slug", json={"slug": f"{old}-two"}).is_success
+        changed = api.put(
+            f"/api/hosts/{host['id']}/slug", json={"slug": f"{old}-three", "retire_old": True}
+        )
+        assert changed.is_success, changed.text
+        for slug in (old, f"{old}-two", f"{old}-three"):
+            body = _ics(f"{foyer.http_url}/l/{slug}", f"{uuid.uuid4().hex}@test")
+            answer = api.post(
+                "/api/calendar/rewrite", params={"host": host["id"]}, content=body, headers=calendar
+            )
+            assert answer.json()["events"][0]["action"] == "rewritten", slug
