@@ -24,13 +24,43 @@ from server.ops.embedded import free_port
 class Radicale:
     url: str  # http://127.0.0.1:port
     users: dict[str, str]
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None
     log: Path
     folder: Path
 
     def write_users(self) -> None:
         """Write ``users`` to the password file (Radicale reads it per request)."""
         write_users(self.folder, self.users)
+
+    def start(self) -> None:
+        """Start (or start again, on the same port and data: a server that was down)."""
+        port = int(self.url.rsplit(":", 1)[1])
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "radicale", "--config", str(self.folder / "config")],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("radicale did not start: " + self.log.read_text()) from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
     def client(self, user: str, password: str | None = None) -> DAVClient:
         return DAVClient(
@@ -83,28 +113,11 @@ def radicale_server(users: dict[str, str]) -> Iterator[Radicale]:
             f"[storage]\nfilesystem_folder = {folder / 'collections'}\n"
             "[rights]\ntype = owner_only\n[logging]\nlevel = warning\n"
         )
-        log = folder / "radicale.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "radicale", "--config", str(folder / "config")],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        server = Radicale(
+            f"http://127.0.0.1:{port}", dict(users), None, folder / "radicale.log", folder
+        )
+        server.start()
         try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError("radicale did not start: " + log.read_text()) from None
-                    time.sleep(0.05)
-            yield Radicale(f"http://127.0.0.1:{port}", dict(users), process, log, folder)
+            yield server
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            server.stop()

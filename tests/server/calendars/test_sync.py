@@ -351,3 +351,44 @@ async def test_kill_9_mid_round_another_process_finishes_with_no_duplicate_meeti
         remembered = redis.hlen(f"foyer:{{h:{host['id']}}}:cal:work:events")
         assert remembered == count  # the events rewritten before the kill were adopted
         redis.close()
+
+
+async def test_a_server_down_or_stalled_backs_off_and_misses_nothing(dav: Radicale) -> None:
+    """Down (nothing listens) and then stalled (the suite's fault proxy holds
+    every byte: requests time out): each is a clear state; once the server is
+    back, the next round finds what was waiting."""
+    from tests.chaos.proxy import FaultProxy
+
+    port = int(dav.url.rsplit(":", 1)[1])
+    env = {**ENV, "FOYER_CALENDAR_TIMEOUT": "1"}
+    with (
+        FaultProxy(port) as proxy,
+        valkey_server() as store,
+        spawn_foyer(store.url, env) as foyer,
+        foyer.api() as api,
+    ):
+        host = foyer.create_host("Ada Outage")
+        personal = f"{BASE}/l/{host['slug']}"
+        url = dav.calendar("ada", "outage")
+        via_proxy = url.replace(f":{port}/", f":{proxy.port}/")
+        assert _connect(api, host["id"], "work", via_proxy, "ada", "ada-pass").status_code == 201
+        await _state(api, host["id"], "work", lambda s: s["last_ok"] is not None)
+
+        assert dav.put("ada", f"{url}during.ics", event("during@example", personal)) == 201
+        proxy.blackhole()  # a stalled server: every request times out
+        stalled = await _round_after(api, host["id"], "work")
+        assert stalled["error"] == "unreachable" and stalled["failures"] == 1
+        assert "Timeout" in (stalled["error_message"] or "")
+        proxy.heal()
+
+        dav.stop()  # now down: nothing answers at all
+        try:
+            down = await _round_after(api, host["id"], "work")
+            assert down["error"] == "unreachable" and down["failures"] == 2
+            assert down["next"] - down["last_sync"] >= 2000  # backing off
+        finally:
+            dav.start()
+        back = await _round_after(api, host["id"], "work")
+        assert back["error"] is None and back["events_rewritten"] == 1
+        rewritten = dav.get("ada", f"{url}during.ics")
+        assert rewritten is not None and len(JOIN.findall(_unfold(rewritten[0]).decode())) == 1
