@@ -2,6 +2,7 @@
 import { FoyerError, HostClient } from "./foyer.js";
 import { t } from "./i18n.js";
 import { startLinkPanel, stopLinkPanel } from "./console-link.js";
+import { startCalendarsPanel, stopCalendarsPanel } from "./console-calendars.js";
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "foyer.host.token";
@@ -638,6 +639,7 @@ function connect(token) {
     say("");
     showPolicy(frame.policy);
     startLinkPanel({ host: frame.host, token: () => storedToken() || token, client, say });
+    startCalendarsPanel({ host: frame.host, token: () => storedToken() || token, say });
   });
   client.on("presence", showPresence);
   client.on("settings", ({ policy }) => showPolicy(policy));
@@ -664,6 +666,7 @@ function connect(token) {
     client = null;
     forgetToken();
     stopLinkPanel();
+    stopCalendarsPanel();
     showSignin(t("console.refused"));
   });
   client.connect();
@@ -690,6 +693,7 @@ $("signout").addEventListener("click", () => {
   $("queue").replaceChildren();
   document.title = t("console.title");
   stopLinkPanel();
+  stopCalendarsPanel();
   showSignin();
   say(t("console.signed_out"));
 });
