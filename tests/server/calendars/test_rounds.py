@@ -158,3 +158,48 @@ async def test_a_round_that_lost_its_lease_writes_nothing(
     assert taken and taken[0] > 1  # the newer holder's token is higher
     assert dav.get("ada", href) == before  # the calendar was not written
     assert await parts.store.state(host["id"], "work") == {}  # nor the store
+
+
+async def test_a_server_without_sync_reports_is_followed_by_etags(
+    parts: Parts, dav: Radicale
+) -> None:
+    """Where a server has no RFC 6578 report, a round compares ETags from a
+    PROPFIND: only what changed is read; a cancelled event cancels its meeting."""
+    host = await _host(parts)
+    personal = f"{BASE}/l/{host['slug']}"
+    url = dav.calendar("ada", "etags-" + secrets.token_hex(3))
+    for i in range(3):
+        assert dav.put("ada", f"{url}e{i}.ics", event(f"e{i}@example", personal)) == 201
+    reads: list[list[str]] = []
+
+    class NoSyncReport(CalDav):
+        def changes(self, token: str, known: dict[str, str]) -> Any:
+            return self._by_etags(known)
+
+        def fetch_many(self, hrefs: list[str]) -> dict[str, tuple[bytes, str]]:
+            reads.append(sorted(hrefs))
+            return super().fetch_many(hrefs)
+
+    def factory(connection: Connection, password: str, timeout: float) -> CalDav:
+        return NoSyncReport(connection.url, connection.username, password, timeout)
+
+    sync = parts.sync(factory)
+    await sync.connect(host["id"], "work", url, "ada", "ada-pass")
+    assert await sync.sync(host["id"], "work")
+    assert len(reads[-1]) == 3
+    state = await parts.store.state(host["id"], "work")
+    assert state["rewritten"] == "3" and state["sync_token"] == ""
+    assert await sync.sync(host["id"], "work")  # nothing changed: nothing read
+    assert len(reads) == 1 and (await parts.store.state(host["id"], "work"))["last_requests"] == "1"
+
+    href = f"{url}e1.ics"
+    current = dav.get("ada", href)
+    assert current is not None
+    text = _unfold(current[0]).decode()
+    (meeting_id,) = set(JOIN.findall(text))
+    cancelled = text.replace("END:VEVENT", "STATUS:CANCELLED\nEND:VEVENT").encode()
+    assert dav.put("ada", href, cancelled, current[1]) in (200, 201, 204)
+    assert await sync.sync(host["id"], "work")
+    assert reads[-1] == [href.split(dav.url, 1)[1]]  # only the changed one
+    meeting = await parts.meetings.find_for(host["id"], meeting_id)
+    assert meeting is not None and meeting.cancelled
