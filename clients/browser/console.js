@@ -206,11 +206,11 @@ function optionChips(options) {
 
 // Hold (issue 14): keep the guest in its place with the line and an estimate.
 const ESTIMATES = [
-  ["", "no estimate"],
-  ["300", "about 5 min"],
-  ["600", "about 10 min"],
-  ["900", "about 15 min"],
-  ["1800", "about 30 min"],
+  ["", "hold.no_estimate"],
+  ["300", "hold.about_5"],
+  ["600", "hold.about_10"],
+  ["900", "hold.about_15"],
+  ["1800", "hold.about_30"],
 ];
 
 function addHoldControls(li) {
@@ -218,26 +218,26 @@ function addHoldControls(li) {
   hold.type = "button";
   hold.className = "small";
   hold.dataset.action = "hold";
-  hold.textContent = "Hold";
-  hold.title = "Keep them in line with your line and an estimate";
+  hold.textContent = t("hold.button");
+  hold.title = t("hold.button_title");
   const estimate = document.createElement("select");
   estimate.className = "estimate";
-  estimate.setAttribute("aria-label", "Estimate sent with Hold");
-  for (const [value, label] of ESTIMATES) estimate.add(new Option(label, value));
+  estimate.setAttribute("aria-label", t("hold.estimate_label"));
+  for (const [value, key] of ESTIMATES) estimate.add(new Option(t(key), value));
   li.querySelector('[data-action="deny"]').before(hold, estimate);
-  li.querySelector(".extra input").placeholder = "A line to the guest (also sent with Busy, Hold or Deny)";
+  li.querySelector(".extra input").placeholder = t("hold.line_placeholder");
 }
 
 function timeLeft(until, now = Date.now()) {
   const seconds = Math.ceil((until - now) / 1000);
-  if (seconds <= 0) return "estimate passed";
+  if (seconds <= 0) return t("hold.estimate_passed");
   const m = Math.floor(seconds / 60);
   const s = String(seconds % 60).padStart(2, "0");
-  return `${m}:${s} left`;
+  return t("hold.time_left", { time: `${m}:${s}` });
 }
 
 function heldText(held) {
-  let text = "on hold";
+  let text = t("hold.on_hold");
   if (held.message) text += `: “${held.message}”`;
   if (held.until) text += ` · ${timeLeft(held.until)}`;
   return text;
@@ -390,7 +390,7 @@ async function act(guestId, action, li) {
       case "hold":
         await client.hold(guestId, text || undefined, Number(li.querySelector(".estimate").value) || undefined);
         input.value = "";
-        say("On hold: they keep their place.");
+        say(t("hold.said"));
         break;
       case "message":
         await client.message(guestId, text);
@@ -508,13 +508,13 @@ function addLobbyControls() {
   line.id = "bulk-line";
   line.type = "text";
   line.maxLength = 500;
-  line.placeholder = "A line for everyone (sent with Deny all)";
-  line.setAttribute("aria-label", "A line for everyone, sent with Deny all");
+  line.placeholder = t("deny_all.line_placeholder");
+  line.setAttribute("aria-label", t("deny_all.line_label"));
   const denyAll = document.createElement("button");
   denyAll.id = "deny-all";
   denyAll.type = "button";
   denyAll.className = "small danger";
-  denyAll.textContent = "Deny all";
+  denyAll.textContent = t("deny_all.button");
   denyAll.disabled = true;
   $("admit-all").after(line, denyAll);
 
@@ -529,18 +529,18 @@ function addLobbyControls() {
   lock.id = "raid-lock";
   lock.type = "button";
   lock.className = "small danger";
-  lock.textContent = "Lock the link";
+  lock.textContent = t("raid.lock");
   const locked = document.createElement("span");
   locked.id = "raid-locked";
   locked.className = "muted";
-  locked.textContent = "The link is locked: no new knocks.";
+  locked.textContent = t("raid.locked");
   locked.hidden = true;
   const auto = document.createElement("label");
   auto.className = "check";
   const autoBox = document.createElement("input");
   autoBox.id = "raid-autolock";
   autoBox.type = "checkbox";
-  auto.append(autoBox, " Lock the link by itself in the next raid");
+  auto.append(autoBox, ` ${t("raid.autolock")}`);
   raid.append(text, lock, locked, auto);
   document.querySelector(".queue-head").after(raid);
 
@@ -548,7 +548,7 @@ function addLobbyControls() {
     if (!client) return;
     try {
       await client.setLobby({ raid_autolock: autoBox.checked });
-      say(autoBox.checked ? "The link will lock itself in a raid." : "The link will stay open in a raid.");
+      say(t(autoBox.checked ? "raid.autolock_on" : "raid.autolock_off"));
     } catch (err) {
       autoBox.checked = !autoBox.checked;
       say(describe(err), true);
@@ -558,12 +558,12 @@ function addLobbyControls() {
   denyAll.addEventListener("click", async () => {
     if (!client) return;
     const count = client.list().length;
-    if (!window.confirm(`Turn away all ${count} waiting guest${count === 1 ? "" : "s"}?`)) return;
+    if (!window.confirm(t("deny_all.confirm", { count }))) return;
     denyAll.disabled = true;
     try {
       await client.denyAll(line.value.trim() || undefined);
       line.value = "";
-      say("Everyone waiting was turned away.");
+      say(t("deny_all.done"));
     } catch (err) {
       say(describe(err), true);
     } finally {
@@ -574,7 +574,7 @@ function addLobbyControls() {
     if (!client) return;
     try {
       await client.setPolicy({ locked: true });
-      say("Waiting room locked.");
+      say(t("raid.locked_said"));
     } catch (err) {
       say(describe(err), true);
     }
@@ -584,8 +584,8 @@ function addLobbyControls() {
 
 function showRaid(frame, wasActive) {
   const raid = $("raid");
-  const auto = frame.autolock ? " The link is locking itself." : "";
-  $("raid-text").textContent = `${frame.count} new guests in the last minute.${auto}`;
+  const auto = frame.autolock ? ` ${t("raid.locking")}` : "";
+  $("raid-text").textContent = t("raid.text", { count: frame.count }) + auto;
   $("raid-autolock").checked = Boolean(frame.autolock || client?.settings?.lobby?.raid_autolock);
   raid.hidden = false;
   showPolicy(client?.policy);
@@ -594,8 +594,8 @@ function showRaid(frame, wasActive) {
   beep();
   if ("Notification" in window && Notification.permission === "granted") {
     try {
-      new Notification(`${frame.count} new guests in the last minute`, {
-        body: "Knocks are arriving fast. You can lock the link.",
+      new Notification(t("raid.text", { count: frame.count }), {
+        body: t("raid.notification"),
         tag: "foyer-raid",
       });
     } catch {

@@ -270,8 +270,9 @@ export class FoyerKnock extends HTMLElement {
     });
     client.on("held", (frame) => {
       // On hold (addition): the guest keeps its place; the line says why.
-      const line = frame.message ? `: “${frame.message}”` : "";
-      this._q(".conn").textContent = `${who} asked you to hold on${line}. You keep your place.`;
+      this._q(".conn").textContent = frame.message
+        ? t("held.with_line", { host: who, message: frame.message })
+        : t("held.plain", { host: who });
       this._fire("foyer-held", frame);
     });
     client.on("state", (state) => {
@@ -329,7 +330,7 @@ export class FoyerKnock extends HTMLElement {
         show(t("guest.denied_heading"), t("guest.denied", { host: who }), { message: frame.message });
         break;
       case "timed_out":
-        show("Sorry for the wait", `${who} couldn't get to you this time.`, { message: frame.message, again: true });
+        show(t("timed_out.heading"), t("timed_out.text", { host: who }), { message: frame.message, again: true });
         break;
       case "cancelled":
         show(t("guest.cancelled_heading"), t("guest.cancelled"), { again: true });

@@ -94,10 +94,10 @@ function heldPanel() {
 
 function countdownText(until) {
   const seconds = Math.ceil((until - Date.now()) / 1000);
-  if (seconds <= 0) return "Any moment now…";
+  if (seconds <= 0) return t("held.any_moment");
   const m = Math.floor(seconds / 60);
   const s = String(seconds % 60).padStart(2, "0");
-  return `About ${m}:${s} left`;
+  return t("held.time_left", { time: `${m}:${s}` });
 }
 
 function showHeld(frame) {
@@ -111,10 +111,10 @@ function showHeld(frame) {
   }
   panel.hidden = false;
   app.dataset.held = "1";
-  $("waiting-text").textContent = `${hostName} has seen you and will come back to you.`;
+  $("waiting-text").textContent = t("held.seen", { host: hostName });
   $("held-text").textContent = frame.message
-    ? `${hostName} asked you to hold on: “${frame.message}”. You keep your place.`
-    : `${hostName} asked you to hold on. You keep your place.`;
+    ? t("held.with_line", { host: hostName, message: frame.message })
+    : t("held.plain", { host: hostName });
   const countdown = $("held-countdown");
   countdown.hidden = !frame.until;
   if (frame.until) {
@@ -199,8 +199,8 @@ function knock(name, email) {
         });
         break;
       case "timed_out":
-        outcome("timed_out", `${hostName} couldn't get to you this time.`, {
-          heading: "Sorry for the wait",
+        outcome("timed_out", t("timed_out.text", { host: hostName }), {
+          heading: t("timed_out.heading"),
           message: frame.message,
           retry: true,
         });

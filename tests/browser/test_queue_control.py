@@ -109,7 +109,7 @@ def test_deny_all_turns_everyone_away_with_one_line(
         expect(console.locator(".guest-card")).to_have_count(0)
         expect(console.locator("#deny-all")).to_be_disabled()
         expect(console.locator("#status")).to_contain_text("turned away")
-        assert asked == ["Turn away all 2 waiting guests?"] * 2
+        assert asked == ["Turn away everyone waiting (2)?"] * 2
     finally:
         guest_ctx.close()
     assert page_errors == []
