@@ -103,6 +103,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "before answering (0: answers at once); shows a slow integrator costs no knock latency",
     )
 
+    where.add_argument(
+        "--hot-host",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="the hot-host scenario instead: one host with N guests waiting, for each N "
+        "(welcome size, CPU per departure, drain time, admit all, worst loop stall per "
+        "phase); see loadtest/hothost.py",
+    )
+
     load = p.add_argument_group("load")
     load.add_argument("--hosts", type=int, default=200)
     load.add_argument("--guests", type=int, default=1000, help="concurrent guest slots")
@@ -385,6 +395,10 @@ def summarise(session: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.hot_host:
+        from loadtest import hothost
+
+        return hothost.main(["--waiting", *map(str, args.hot_host)])
     args.outdir = args.out / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     session = asyncio.run(session_main(args))
     session["headline"] = summarise(session)

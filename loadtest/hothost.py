@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -47,6 +48,8 @@ class Point:
     answered: int
     closed_instead: int
     worst_stall_ms: float
+    drain_s: float = 0.0
+    stall_by_phase_ms: dict[str, float] | None = None  # welcome, drain, admit_all
 
 
 def _cpu(pid: int) -> float:
@@ -57,8 +60,9 @@ def _cpu(pid: int) -> float:
 async def _probe(url: str, token: str) -> None:
     """Another host's device on the same server, in a process of its own (so the
     guests' client work does not count): pings every 10 ms until stdin closes,
-    then prints its worst round trip in ms."""
-    worst = 0.0
+    then prints its round trips over 5 ms as JSON ``[[monotonic start, ms], ...]``
+    (CLOCK_MONOTONIC is system-wide: the caller attributes each to a phase)."""
+    slow: list[list[float]] = []
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_reader(sys.stdin.fileno(), lambda: done.set() if not sys.stdin.read(1) else None)
@@ -66,10 +70,12 @@ async def _probe(url: str, token: str) -> None:
         while not done.is_set():
             start = time.monotonic()
             await probe.ping()
-            worst = max(worst, time.monotonic() - start)
+            took = 1000 * (time.monotonic() - start)
+            if took > 5 and len(slow) < 100_000:
+                slow.append([start, round(took, 1)])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), 0.01)
-    print(round(1000 * worst, 1), flush=True)
+    print(json.dumps(slow), flush=True)
 
 
 async def _prober(url: str, token: str) -> asyncio.subprocess.Process:
@@ -100,7 +106,9 @@ async def _guests(url: str, slug: str, n: int) -> list[GuestClient]:
     return guests
 
 
-async def measure(http: str, api_key: str, secret: str, pid: int, n: int, drain: int) -> Point:
+async def measure(
+    http: str, api_key: str, secret: str, pid: int, n: int, drain: int, profile: Path | None = None
+) -> Point:
     url = http.replace("http://", "ws://")
     tag = f"hot{n}-{int(time.time())}"
     created = _api(f"{http}/api/hosts", api_key, "POST", {"id": tag, "name": "Hot Host"})
@@ -109,20 +117,33 @@ async def measure(http: str, api_key: str, secret: str, pid: int, n: int, drain:
     guests = await _guests(url, str(created["slug"]), n)
     probe = await _prober(url, mint_token(secret, tag + "-probe", 3600))
     worst_ms = -1.0
+    phases: dict[str, tuple[float, float]] = {}
     try:
+        began = time.monotonic()
         async with HostClient(url, token) as device:
+            phases["welcome"] = (began, time.monotonic())
             welcome_bytes = len(json.dumps(device.welcome.to_map()))
             last = guests[-1]
-            cpu = _cpu(pid)
+            cpu, began = _cpu(pid), time.monotonic()
             for guest in guests[:drain]:
                 await device.admit(guest.waiting.guest)
             cpu_drain = _cpu(pid) - cpu
+            drained = time.monotonic()
+            phases["drain"] = (began, drained + 1.0)  # the coalesced positions follow
             positions = 0
             with contextlib.suppress(TimeoutError):
                 while True:  # until the last guest stops hearing positions
                     await last.wait_for(Position, timeout=2.5)
                     positions += 1
             rest = guests[drain:]
+            spy = None
+            if profile is not None:  # py-spy over admit_all (pip install py-spy)
+                spy = await asyncio.create_subprocess_exec(
+                    "py-spy", "record", "--pid", str(pid), "--format", "raw", "--duration", "20",
+                    "--rate", "200", "--output", str(profile / f"admit-all-{n}.txt"),
+                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+                )  # fmt: skip
+                await asyncio.sleep(1.0)
             cpu, start = _cpu(pid), time.monotonic()
             await device.admit_all()
             outcomes = await asyncio.gather(
@@ -130,8 +151,17 @@ async def measure(http: str, api_key: str, secret: str, pid: int, n: int, drain:
             )
             took = time.monotonic() - start
             cpu_all = _cpu(pid) - cpu
+            phases["admit_all"] = (start, time.monotonic())
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+                await spy.wait()
         out, _ = await asyncio.wait_for(probe.communicate(b""), 30)
-        worst_ms = float(out.strip() or -1)
+        slow = json.loads(out.strip() or "[]")
+        worst_ms = max((ms for _, ms in slow), default=0.0)
+        by_phase = {
+            name: max((ms for at, ms in slow if a <= at + ms / 1000 and at <= b), default=0.0)
+            for name, (a, b) in phases.items()
+        }
     finally:
         if probe.returncode is None:
             probe.kill()
@@ -147,6 +177,8 @@ async def measure(http: str, api_key: str, secret: str, pid: int, n: int, drain:
         answered=sum(isinstance(o, Admitted) for o in outcomes),
         closed_instead=sum(isinstance(o, ConnectionClosed) for o in outcomes),
         worst_stall_ms=worst_ms,
+        drain_s=round(drained - phases["drain"][0], 3),
+        stall_by_phase_ms=by_phase,
     )
 
 
@@ -155,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--waiting", type=int, nargs="+", default=[1000, 2000])
     parser.add_argument("--drain", type=int, default=200, help="guests admitted one by one")
     parser.add_argument("--json", type=Path, help="write the points here")
+    parser.add_argument("--profile", type=Path, help="py-spy admit_all into this folder")
     parser.add_argument("--probe", nargs=2, metavar=("URL", "TOKEN"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.probe:
@@ -168,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for n in args.waiting:
                 where = (stack.urls[0], stack.api_key, stack.secret, stack.server_pids[0])
-                point = asyncio.run(measure(*where, n, args.drain))
+                point = asyncio.run(measure(*where, n, args.drain, args.profile))
                 points.append(point)
                 print(json.dumps(asdict(point)), flush=True)
         finally:

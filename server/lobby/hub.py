@@ -43,6 +43,7 @@ from server.metrics import Metrics
 log = logging.getLogger("foyer.hub")
 
 HELD_LIMIT = 1024  # events held for a socket that is not placed yet
+POSITION_SLICE = 200  # guests moved per loop pass in a position round
 
 
 @dataclass(eq=False, slots=True)
@@ -111,21 +112,30 @@ class GuestSession:
         if close:
             self.conn.close(CloseCode.NORMAL)
 
-    def departed(self, departures: list[tuple[int, int]], scores: list[int] | None = None) -> None:
+    def departed(
+        self,
+        departures: list[tuple[int, int]],
+        scores: list[int] | None = None,
+        events: tuple[int, int] | None = None,
+    ) -> None:
         """Guests left the queue: (event, score) pairs sorted by score. Move up by
         the number that were ahead and left after our place was computed, with at
-        most one ``position`` frame (PROTOCOL: position)."""
+        most one ``position`` frame (PROTOCOL: position). A round passes the
+        scores and the (lowest, highest) event once for all its guests: each
+        guest then costs O(log departures), not O(departures)."""
         if not departures:
             return
         if self.score is None:
             room = HELD_LIMIT - len(self.pending)
             self.pending.extend(departures[:room])
             return
-        if self.since < min(ev for ev, _ in departures):  # all are news: count by score
+        if events is None:
+            events = (min(ev for ev, _ in departures), max(ev for ev, _ in departures))
+        if self.since < events[0]:  # all are news: count by score
             ahead = bisect_left(scores or [s for _, s in departures], self.score)
         else:
             ahead = sum(1 for ev, s in departures if ev > self.since and s < self.score)
-        self.since = max(self.since, max(ev for ev, _ in departures))
+        self.since = max(self.since, events[1])
         moved = max(1, self.position - ahead)
         if moved != self.position:
             self.position = moved
@@ -295,13 +305,36 @@ class Hub:
 
     def _position_round(self, host: str) -> None:
         self._position_rounds.pop(host, None)
-        self._last_round[host] = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        self._last_round[host] = loop.time()
         departures = sorted(self._departures.pop(host, ()), key=lambda d: d[1])
+        if not departures:
+            return
         scores = [s for _, s in departures]
-        for session in list(self.guests.get(host, {}).values()):
-            session.departed(departures, scores)
+        events = (min(ev for ev, _ in departures), max(ev for ev, _ in departures))
+        sessions = list(self.guests.get(host, {}).values())
+        self._position_slice(departures, scores, events, sessions, 0)
         if len(self._last_round) > 10_000:  # only recent rounds matter
             self._last_round.clear()
+
+    def _position_slice(
+        self,
+        departures: list[tuple[int, int]],
+        scores: list[int],
+        events: tuple[int, int],
+        sessions: list[GuestSession],
+        start: int,
+    ) -> None:
+        """One slice of a round: ``POSITION_SLICE`` guests, then the rest on the
+        next loop passes, so a host with thousands waiting never holds the loop
+        for the whole round (each frame also wakes its socket's writer)."""
+        end = min(len(sessions), start + POSITION_SLICE)
+        for session in sessions[start:end]:
+            if not session.finished:
+                session.departed(departures, scores, events)
+        if end < len(sessions):
+            loop = asyncio.get_running_loop()
+            loop.call_soon(self._position_slice, departures, scores, events, sessions, end)
 
     def stop(self) -> None:
         for handle in self._position_rounds.values():

@@ -72,3 +72,33 @@ def test_after_placement_frames_go_straight_out() -> None:
     session.set_place(score=3, position=1, since=3)
     session.deliver(BusyNotice(), close=True)
     assert rec.frames == ["busy", ("close", 1000)]
+
+
+async def test_a_round_over_a_big_lobby_moves_everyone_in_slices() -> None:
+    """A position round over more guests than one slice: it runs over several
+    loop passes (the loop is never held for the whole lobby) and leaves every
+    place exact, each guest with one frame."""
+    import asyncio
+
+    from server.lobby.hub import POSITION_SLICE, Hub
+    from server.metrics import Metrics
+
+    hub = Hub(Metrics(enabled=False), position_interval=0.0)
+    count = 2 * POSITION_SLICE + 50
+    recorders: list[Recorder] = []
+    for i in range(count):
+        rec = Recorder()
+        session = GuestSession("h", cast(Connection, rec), f"c{i}", guest=f"g{i}")
+        session.set_place(score=100 + i, position=i + 1, since=10)
+        hub.add_guest(session)
+        recorders.append(rec)
+    hub._departures["h"] = [(11, 1), (12, 2), (13, 3)]  # three ahead of everyone left
+    hub._schedule_positions("h")
+    passes = 0
+    while not recorders[-1].frames and passes < 50:  # bounded
+        await asyncio.sleep(0)
+        passes += 1
+    assert passes >= 3  # the round took several loop passes
+    for i, rec in enumerate(recorders):
+        moved = max(1, i + 1 - 3)
+        assert rec.frames == ([] if moved == i + 1 else [("position", moved)]), i
