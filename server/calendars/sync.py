@@ -114,6 +114,18 @@ def _times(
     return start, end
 
 
+def _failure(exc: Exception) -> tuple[str, str]:
+    """(reason, message) of a failed round; the message is safe to show."""
+    if isinstance(exc, CalDavError):
+        return exc.reason, str(exc)
+    if isinstance(exc, UnreadableSecret):
+        return "unreadable_credentials", "the stored password no longer decrypts: reconnect"
+    if isinstance(exc, FoyerError):
+        return "failed", str(exc)
+    log.error("calendar round failed", exc_info=exc)
+    return "internal", "an internal error (see the server log)"
+
+
 def meeting_key(event_key: str) -> str:
     """The same key the rewrite API uses: one meeting per (host, event), however
     the event reached Foyer."""
@@ -169,16 +181,16 @@ class CalendarSync:
             token_after, requests = await self._round(host, name, token, done)
         except Fenced:
             return False  # the newer holder decides; it writes the state
-        except (CalDavError, UnreadableSecret, FoyerError) as exc:
-            reason = getattr(exc, "reason", "unreadable_credentials")
+        except Exception as exc:  # every failure is a state the host can see, and a backoff
+            reason, message = _failure(exc)
             requests = getattr(exc, "requests", 0)
             failures += 1
             ceiling = REFUSED_BACKOFF_S if isinstance(exc, Refused) else MAX_BACKOFF_S
             delay = min(self.config.interval_s * 2 ** min(failures, 16), ceiling)
             delay = random.uniform(delay / 2, delay)
-            state.update(failures=failures, error=reason, error_message=str(exc))
+            state.update(failures=failures, error=reason, error_message=message)
             if failures == 1 or before.get("error") != reason:
-                await self._failed(host, name, reason, str(exc), failures)
+                await self._failed(host, name, reason, message, failures)
         else:
             state.update(
                 sync_token=token_after,

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
-from server.access.credentials import CredentialBox
+from server.access.credentials import CredentialBox, derived_key
 from server.calendars.dav import CalDav
 from server.calendars.sync import CalendarSync, SyncConfig
 from server.meetings.events import MeetingEvents
@@ -203,3 +204,24 @@ async def test_a_server_without_sync_reports_is_followed_by_etags(
     assert reads[-1] == [href.split(dav.url, 1)[1]]  # only the changed one
     meeting = await parts.meetings.find_for(host["id"], meeting_id)
     assert meeting is not None and meeting.cancelled
+
+
+async def test_a_password_sealed_with_another_key_is_a_clear_state(
+    parts: Parts, dav: Radicale
+) -> None:
+    """The deployment's key changed without the old one kept: the round says
+    to reconnect, and the password is not guessed or logged."""
+    host = await _host(parts)
+    url = dav.calendar("ada", "rekeyed-" + secrets.token_hex(3))
+    await parts.sync().connect(host["id"], "work", url, "ada", "ada-pass")
+    parts.box = CredentialBox(None, secrets.token_urlsafe(16))  # another key
+    assert await parts.sync().sync(host["id"], "work")
+    state = await parts.store.state(host["id"], "work")
+    assert state["error"] == "unreadable_credentials" and state["failures"] == "1"
+    assert "reconnect" in state["error_message"]
+    assert [kind for kind, _ in parts.emitted] == ["calendar.sync_failed"]
+    # Rotating keys the documented way keeps it readable: new first, old after.
+    sealed = CredentialBox(None, "old-secret").seal("p")
+    old_key = derived_key("old-secret").decode()
+    both = CredentialBox(",".join([Fernet.generate_key().decode(), old_key]), "x")
+    assert both.open(sealed) == "p"
