@@ -31,7 +31,7 @@ from foyer_client import GuestClient, HostClient
 from loadtest.runner import _api, mint_token
 from loadtest.spawn import spawn
 from protocol.errors import ConnectionClosed
-from protocol.messages import Admitted, Position
+from protocol.messages import Admitted, Denied, Position
 
 CONNECT_AT_ONCE = 200
 
@@ -107,8 +107,17 @@ async def _guests(url: str, slug: str, n: int) -> list[GuestClient]:
 
 
 async def measure(
-    http: str, api_key: str, secret: str, pid: int, n: int, drain: int, profile: Path | None = None
+    http: str,
+    api_key: str,
+    secret: str,
+    pid: int,
+    n: int,
+    drain: int,
+    profile: Path | None = None,
+    deny: bool = False,
 ) -> Point:
+    """With ``deny``, the bulk answer is ``deny_all`` instead of ``admit_all``
+    (the figures keep the ``admit_all`` names)."""
     url = http.replace("http://", "ws://")
     tag = f"hot{n}-{int(time.time())}"
     created = _api(f"{http}/api/hosts", api_key, "POST", {"id": tag, "name": "Hot Host"})
@@ -145,9 +154,10 @@ async def measure(
                 )  # fmt: skip
                 await asyncio.sleep(1.0)
             cpu, start = _cpu(pid), time.monotonic()
-            await device.admit_all()
+            outcome: type[Admitted | Denied] = Denied if deny else Admitted
+            await (device.deny_all("Not today, sorry.") if deny else device.admit_all())
             outcomes = await asyncio.gather(
-                *(g.wait_for(Admitted, timeout=120) for g in rest), return_exceptions=True
+                *(g.wait_for(outcome, timeout=120) for g in rest), return_exceptions=True
             )
             took = time.monotonic() - start
             cpu_all = _cpu(pid) - cpu
@@ -174,7 +184,7 @@ async def measure(
         positions_to_last=positions,
         admit_all_s=round(took, 3),
         admit_all_cpu_s=round(cpu_all, 3),
-        answered=sum(isinstance(o, Admitted) for o in outcomes),
+        answered=sum(isinstance(o, Admitted | Denied) for o in outcomes),
         closed_instead=sum(isinstance(o, ConnectionClosed) for o in outcomes),
         worst_stall_ms=worst_ms,
         drain_s=round(drained - phases["drain"][0], 3),
@@ -188,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain", type=int, default=200, help="guests admitted one by one")
     parser.add_argument("--json", type=Path, help="write the points here")
     parser.add_argument("--profile", type=Path, help="py-spy admit_all into this folder")
+    parser.add_argument("--deny", action="store_true", help="deny_all instead of admit_all")
     parser.add_argument("--probe", nargs=2, metavar=("URL", "TOKEN"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.probe:
@@ -201,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for n in args.waiting:
                 where = (stack.urls[0], stack.api_key, stack.secret, stack.server_pids[0])
-                point = asyncio.run(measure(*where, n, args.drain, args.profile))
+                point = asyncio.run(measure(*where, n, args.drain, args.profile, args.deny))
                 points.append(point)
                 print(json.dumps(asdict(point)), flush=True)
         finally:
