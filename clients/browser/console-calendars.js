@@ -2,6 +2,7 @@
 // (docs/meetings.md, Calendar sync). Connect one (checked at once by the
 // server), see each one's sync state, sync now, disconnect. Over the HTTP API
 // with the host's own token; console.js starts it once the socket says welcome.
+import { callApi } from "./console-api.js";
 import { t } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
@@ -12,29 +13,7 @@ let panel = null; // {host, token(), say}
 let wired = false;
 let timer = 0;
 
-async function api(method, path, body) {
-  const response = await fetch(path, {
-    method,
-    headers: {
-      Authorization: `Bearer ${panel.token()}`,
-      Accept: "application/json",
-      ...(body ? { "Content-Type": "application/json" } : {}),
-    },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    data = null;
-  }
-  if (!response.ok) {
-    const err = new Error(data?.message || response.statusText);
-    err.code = data?.code || `http_${response.status}`;
-    throw err;
-  }
-  return data;
-}
+const api = (method, path, body) => callApi(panel.token(), method, path, body);
 
 const calendarsPath = (suffix = "") =>
   `/api/hosts/${encodeURIComponent(panel.host)}/calendars${suffix}`;

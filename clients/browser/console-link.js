@@ -3,6 +3,7 @@
 // checked rule by rule as it is typed (keep or retire the old link), Meet now,
 // and the email setting. All of it over the HTTP API with the host's own
 // token (docs/browser.md); console.js starts it once the socket says welcome.
+import { callApi } from "./console-api.js";
 import { t } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
@@ -20,29 +21,7 @@ window.foyerLink = {
   },
 };
 
-async function api(method, path, body) {
-  const response = await fetch(path, {
-    method,
-    headers: {
-      Authorization: `Bearer ${panel.token()}`,
-      Accept: "application/json",
-      ...(body ? { "Content-Type": "application/json" } : {}),
-    },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    data = null;
-  }
-  if (!response.ok) {
-    const err = new Error(data?.message || response.statusText);
-    err.code = data?.code || `http_${response.status}`;
-    throw err;
-  }
-  return data;
-}
+const api = (method, path, body) => callApi(panel.token(), method, path, body);
 
 const hostPath = (suffix = "") => `/api/hosts/${encodeURIComponent(panel.host)}${suffix}`;
 

@@ -45,6 +45,7 @@ STATIC_FILES: dict[str, str] = {
     "console.js": "text/javascript; charset=utf-8",
     "console-link.js": "text/javascript; charset=utf-8",
     "console-calendars.js": "text/javascript; charset=utf-8",
+    "console-api.js": "text/javascript; charset=utf-8",
     "i18n.js": "text/javascript; charset=utf-8",
     "foyer.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",

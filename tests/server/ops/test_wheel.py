@@ -71,6 +71,7 @@ def test_the_wheel_serves_every_page(tmp_path: Path, redis_url: str) -> None:
             "/static/foyer.css": "text/css",
             "/static/console-link.js": "text/javascript",
             "/static/console-calendars.js": "text/javascript",
+            "/static/console-api.js": "text/javascript",
             "/static/i18n.js": "text/javascript",
             "/static/favicon.svg": "image/svg+xml",
             "/static/i18n.fr.json": "application/json",
