@@ -235,3 +235,34 @@ async def test_meeting_and_booking_events_are_delivered(proc: FoyerProcess) -> N
         assert got["meeting.created"]["id"] == meeting["id"]
         assert got["meeting.created"]["title"] == "Review"
         assert got["meeting.cancelled"]["status"] == "cancelled"
+
+
+async def test_booking_events_are_delivered(proc: FoyerProcess) -> None:
+    with proc.api() as api, receiving() as receiver:
+        host = proc.create_host("Booked Ada")
+        _register(api, receiver.url, events=["booking.created", "booking.cancelled"])
+        ws = "ws-hooks"
+        connected = api.put(
+            f"/api/workspaces/{ws}/users/{host['id']}/connection",
+            json={"provider": "template", "account": "ada@video"},
+        )
+        assert connected.is_success, connected.text
+        body = {
+            "host": host["id"],
+            "starts_at": "2030-01-01T09:00:00Z",
+            "ends_at": "2030-01-01T09:30:00Z",
+            "title": "Intro call",
+            "attendees": ["guest@example.org"],
+            "location": "video",
+        }
+        made = api.post(f"/api/workspaces/{ws}/bookings", json=body)
+        assert made.status_code == 201, made.text
+        booking = made.json()
+        cancel = api.post(f"/api/workspaces/{ws}/bookings/{booking['id']}/cancel")
+        assert cancel.is_success, cancel.text
+        await receiver.until(lambda: len(receiver.delivered(host["id"])) >= 2)
+        got = {d.event["type"]: d.event["data"] for d in receiver.delivered(host["id"]).values()}
+        assert sorted(got) == ["booking.cancelled", "booking.created"]
+        assert got["booking.created"]["id"] == booking["id"]
+        assert got["booking.created"]["meeting_id"] == booking["meeting_id"]
+        assert got["booking.cancelled"]["status"] == "cancelled"
