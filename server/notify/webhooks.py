@@ -282,7 +282,11 @@ class Webhooks:
             if entry.pending is not None:
                 pending = entry.pending
             else:
-                wanted = (e for e in self._endpoints.values() if e.wants(host, event["type"]))
+                wanted = (
+                    e
+                    for e in self._endpoints.values()
+                    if e.wants(host, event["type"]) and entry.created_ms >= e.created_ms
+                )  # an endpoint gets the events made after it was registered
                 pending = {e.id: (0, 0) for e in wanted}
         due = {k: v for k, v in pending.items() if v[1] <= now}
         results = await asyncio.gather(
