@@ -506,40 +506,31 @@ class Store:
 
     async def expire_due(self) -> int:
         """Expire every guest whose resume window has passed; returns how many."""
-        claimed = await self._claim(keys.EXPIRY)
-        done: list[tuple[str, str]] = []
-        count = 0
-        for member, claim in claimed:
-            host, _, guest = member.partition("\n")
-            try:
-                (step,) = await self.transition(host, lobby.LobbyEvent.EXPIRE, [(guest, b"")])
-            except Exception as exc:  # kept claimed: it comes back after the claim
-                log.warning("an expiry failed (%s); it will be retried", type(exc).__name__)
-                continue
-            # not_due: dropped again since, and that drop re-scored the entry, which
-            # ``done`` then leaves alone (it only removes entries still at the claim).
-            count += step.ok
-            done.append((member, claim))
-        await self._done(keys.EXPIRY, done)
-        return count
+        return await self._apply_due(keys.EXPIRY, lobby.LobbyEvent.EXPIRE, "an expiry")
 
     async def time_out_due(self) -> int:
         """End the wait of every guest whose host's maximum wait has passed
         (``time_out``: the guard checks the guest's own ``wait_until``, which a
         hold clears); returns how many."""
-        claimed = await self._claim(keys.MAX_WAIT)
+        return await self._apply_due(keys.MAX_WAIT, lobby.LobbyEvent.TIME_OUT, "a maximum wait")
+
+    async def _apply_due(self, schedule: str, event: lobby.LobbyEvent, what: str) -> int:
+        """Apply ``event`` to every guest whose entry in ``schedule`` is due."""
+        claimed = await self._claim(schedule)
         done: list[tuple[str, str]] = []
         count = 0
         for member, claim in claimed:
             host, _, guest = member.partition("\n")
             try:
-                (step,) = await self.transition(host, lobby.LobbyEvent.TIME_OUT, [(guest, b"")])
+                (step,) = await self.transition(host, event, [(guest, b"")])
             except Exception as exc:  # kept claimed: it comes back after the claim
-                log.warning("a maximum wait failed (%s); it will be retried", type(exc).__name__)
+                log.warning("%s failed (%s); it will be retried", what, type(exc).__name__)
                 continue
+            # not_due: dropped (or held) again since, and that re-scored the entry,
+            # which ``done`` then leaves alone (it only removes entries still at the claim).
             count += step.ok
             done.append((member, claim))
-        await self._done(keys.MAX_WAIT, done)
+        await self._done(schedule, done)
         return count
 
     # -- the email schedule ---------------------------------------------------
