@@ -1,0 +1,267 @@
+"""The socket layer, measured (issue 11, target 3): what a bare WebSocket visit
+costs the server on each candidate stack, and what an idle socket holds.
+
+A bare cycle is what every guest visit pays before Foyer does anything:
+connect, upgrade, one frame each way, close. Each candidate serves the same
+tiny handler (read one frame, answer it, close), in a process of its own on
+127.0.0.1, with uvloop:
+
+- ``uvicorn-starlette``: Foyer's stack today (uvicorn, its websockets-sansio
+  protocol, Starlette's ``WebSocket`` over ASGI);
+- ``uvicorn``: the same without Starlette (the ASGI messages by hand);
+- ``websockets``: the websockets library's own asyncio server;
+- ``aiohttp``: aiohttp's server.
+
+    python -m loadtest.socket_layers --rate 500 2000 --duration 10 --idle 2000
+
+For each: server CPU per cycle (psutil, the server process only), cycle time
+p50/p99 from the driver, and the server's RSS growth per idle open socket.
+Loopback only; every loop is bounded in count and time. Not a test: figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import psutil
+
+CANDIDATES = ("uvicorn-starlette", "uvicorn", "websockets", "aiohttp")
+MAX_CONCURRENT = 400  # cycles in flight at once, at most
+IDLE_MAX = 15_000
+
+
+# -- servers ----------------------------------------------------------------------
+
+
+def _serve_uvicorn(port: int, starlette: bool) -> None:
+    import uvicorn
+
+    async def bare(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        message = await receive()
+        if message["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "bytes": message.get("bytes") or b"ok"})
+            await send({"type": "websocket.close", "code": 1000})
+
+    async def with_starlette(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        from starlette.websockets import WebSocket
+
+        if scope["type"] != "websocket":
+            return
+        ws = WebSocket(scope, receive, send)
+        await ws.accept()
+        data = await ws.receive_bytes()
+        await ws.send_bytes(data)
+        await ws.close(1000)
+
+    uvicorn.run(
+        with_starlette if starlette else bare,
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        log_level="warning",
+        lifespan="off",
+    )
+
+
+def _serve_websockets(port: int) -> None:
+    import uvloop
+    from websockets.asyncio.server import ServerConnection, serve
+
+    async def handler(ws: ServerConnection) -> None:
+        data = await ws.recv()
+        await ws.send(data)
+        await ws.close(1000)
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", port, compression=None, ping_interval=None):
+            await asyncio.get_running_loop().create_future()
+
+    uvloop.run(main())
+
+
+def _serve_aiohttp(port: int) -> None:
+    import uvloop
+    from aiohttp import WSMsgType, web
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=False, autoping=False)
+        await ws.prepare(request)
+        message = await ws.receive()
+        if message.type == WSMsgType.BINARY:
+            await ws.send_bytes(message.data)
+        await ws.close(code=1000)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    uvloop.install()
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def serve(kind: str, port: int) -> None:
+    if kind in ("uvicorn-starlette", "uvicorn"):
+        _serve_uvicorn(port, starlette=kind == "uvicorn-starlette")
+    elif kind == "websockets":
+        _serve_websockets(port)
+    else:
+        _serve_aiohttp(port)
+
+
+# -- the driver -------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(kind: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadtest.socket_layers", "--serve", kind, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # bounded
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc, port
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"{kind} did not start")
+
+
+def _cpu(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+async def _cycle(url: str) -> float:
+    from websockets.asyncio.client import connect
+
+    start = time.perf_counter()
+    async with connect(url, compression=None, ping_interval=None, open_timeout=10) as ws:
+        await ws.send(b"knock")
+        await asyncio.wait_for(ws.recv(), 10)
+    return time.perf_counter() - start
+
+
+async def _paced(rate: float, duration: float, job: Callable[[], Awaitable[float]]) -> list[float]:
+    """``job`` started ``rate`` times a second for ``duration`` seconds (bounded
+    in flight); the times of those that finished."""
+    times: list[float] = []
+    gate = asyncio.Semaphore(MAX_CONCURRENT)
+
+    async def one() -> None:
+        async with gate:
+            with contextlib.suppress(Exception):
+                times.append(await job())
+
+    tasks: list[asyncio.Task[None]] = []
+    start = time.monotonic()
+    for i in range(int(rate * duration)):  # bounded in count
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one()))
+    await asyncio.wait(tasks, timeout=30)
+    return times
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _idle(url: str, count: int) -> list[Any]:
+    from websockets.asyncio.client import connect
+
+    held: list[Any] = []
+    for start in range(0, count, 200):  # bounded
+        batch = [
+            connect(url, compression=None, ping_interval=None, open_timeout=10)
+            for _ in range(start, min(count, start + 200))
+        ]
+        held += await asyncio.gather(*(c.__aenter__() for c in batch), return_exceptions=True)
+    return [h for h in held if not isinstance(h, BaseException)]
+
+
+async def measure(kind: str, rates: list[float], duration: float, idle: int) -> dict[str, Any]:
+    proc, port = _start(kind)
+    path = "/ws"
+    url = f"ws://127.0.0.1:{port}{path}"
+    out: dict[str, Any] = {"candidate": kind, "rates": []}
+    try:
+        await _paced(100, 1, lambda: _cycle(url))  # warm up
+        for rate in rates:
+            cpu = _cpu(proc.pid)
+            times = await _paced(rate, duration, lambda: _cycle(url))
+            used = _cpu(proc.pid) - cpu
+            out["rates"].append(
+                {
+                    "rate": rate,
+                    "cycles": len(times),
+                    "server_us_per_cycle": round(1e6 * used / max(len(times), 1), 1),
+                    "p50_ms": round(1000 * _percentile(times, 0.5), 2),
+                    "p99_ms": round(1000 * _percentile(times, 0.99), 2),
+                }
+            )
+        if idle:
+            await asyncio.sleep(0.5)
+            before = psutil.Process(proc.pid).memory_info().rss
+            held = await _idle(url, idle)
+            await asyncio.sleep(1.0)
+            after = psutil.Process(proc.pid).memory_info().rss
+            out["idle_open"] = len(held)
+            out["idle_kib_per_socket"] = round((after - before) / 1024 / max(len(held), 1), 1)
+            await asyncio.gather(*(h.close() for h in held), return_exceptions=True)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.socket_layers", description=__doc__)
+    parser.add_argument("--candidates", nargs="+", choices=CANDIDATES, default=list(CANDIDATES))
+    parser.add_argument("--rate", type=float, nargs="+", default=[500.0, 2000.0])
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--idle", type=int, default=2000, help="idle sockets held (0: skip)")
+    parser.add_argument("--serve", choices=CANDIDATES, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.serve, args.port)
+        return 0
+    if not 0 <= args.idle <= IDLE_MAX or args.duration > 120 or max(args.rate) > 10_000:
+        parser.error(f"--idle at most {IDLE_MAX}, --duration at most 120, --rate at most 10000")
+    for kind in args.candidates:
+        result = asyncio.run(measure(kind, args.rate, args.duration, args.idle))
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
