@@ -16,10 +16,10 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
 
 from server import logs
-from server.lobby.endpoints import Lobby, guest_endpoint, host_endpoint
+from server.lobby.endpoints import Lobby
+from server.lobby.upgrade import Gate
 from server.node import Node
 from server.ops.config import Settings
 from server.ops.process import follow_supervisor
@@ -115,31 +115,19 @@ class SigtermDrain:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-HOST_PATH = "/ws/host"
-GUEST_PREFIX = "/ws/guest/"
-
-
 class FrontDoor:
-    """The ASGI entry: the two WebSocket paths go straight to their endpoint,
-    everything else to Starlette. A socket lives for minutes to hours, and
-    Starlette's middleware and router frames would stay alive with it (about
-    4.5 KiB per idle guest, measured with the load-test harness's ``--idle``
-    mode). Any other WebSocket path reaches Starlette, which refuses it."""
+    """The ASGI app uvicorn runs: every request goes to Starlette, and
+    WebSocket upgrades to ``gate`` (``server.ops.http_protocol`` hands them
+    over on the parsed request; see ``server.lobby.upgrade``). A WebSocket
+    that reaches ASGI anyway (another server) is refused by Starlette: it has
+    no WebSocket routes."""
 
     def __init__(self, app: Starlette, lobby: Lobby) -> None:
         self.app = app
         self.lobby = lobby
+        self.gate = Gate(lobby)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            path: str = scope["path"]
-            if path == HOST_PATH:
-                await host_endpoint(WebSocket(scope, receive, send), self.lobby)
-                return
-            slug = path[len(GUEST_PREFIX) :] if path.startswith(GUEST_PREFIX) else ""
-            if slug and "/" not in slug:
-                await guest_endpoint(WebSocket(scope, receive, send), self.lobby, slug)
-                return
         await self.app(scope, receive, send)
 
 

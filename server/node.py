@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
+from protocol.codec import MAX_FRAME
 from server.access.credentials import CredentialBox
 from server.access.oauth import AuthorizationServer
 from server.access.reply_links import ReplyLinks
@@ -19,6 +20,7 @@ from server.calendars.sync import CalendarSync, SyncConfig
 from server.hosts.directory import Directory
 from server.hosts.settings import HostSettings
 from server.lobby.broker import Broker
+from server.lobby.connection import SocketLimits
 from server.lobby.endpoints import EndpointConfig, Lobby
 from server.lobby.hub import Hub
 from server.lobby.waiting_room import RoomConfig, WaitingRoom
@@ -49,6 +51,11 @@ from server.tasks import cancel_and_wait
 from server.web.context import MeetingsContext, WebContext
 
 log = logging.getLogger("foyer.node")
+
+# WebSocket keep-alive: a peer quiet this long is pinged, and dropped when it
+# stays quiet as long again (a dead path; a host device then counts as away).
+PING_INTERVAL = 20.0
+PING_TIMEOUT = 20.0
 
 GUEST_LEASE_CHUNK = 1000
 READY_PING_TIMEOUT = 2.0  # seconds /readyz waits for Redis
@@ -178,10 +185,15 @@ class Node:
                 origins=settings.origin_list,
                 trusted_proxies=settings.proxy_list,
                 hello_timeout=settings.hello_timeout,
-                send_queue=settings.send_queue,
-                send_queue_bytes=settings.send_queue_bytes,
-                close_timeout=settings.close_timeout,
-                write_timeout=settings.write_timeout,
+                limits=SocketLimits(
+                    queue_frames=settings.send_queue,
+                    queue_bytes=settings.send_queue_bytes,
+                    close_timeout=settings.close_timeout,
+                    write_timeout=settings.write_timeout,
+                    ping_interval=PING_INTERVAL,
+                    ping_timeout=PING_TIMEOUT,
+                    max_size=MAX_FRAME,
+                ),
             ),
             self.metrics,
         )
@@ -312,6 +324,7 @@ class Node:
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
+        await self.lobby.sockets.cancel()
         await self.webhooks.stop()
         await self.room.stop()
         self.hub.stop()

@@ -9,7 +9,7 @@ hop that is not one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,12 +36,17 @@ def client_address(scope: Mapping[str, Any], trusted: list[str]) -> str:
     join in order, empty entries are skipped, an all-trusted chain (always the
     case with ``*``) gives its leftmost hop.
     """
-    client = scope.get("client")
+    return address_of(scope.get("client"), scope.get("headers", []), trusted)
+
+
+def address_of(
+    client: Sequence[Any] | None, headers: Sequence[tuple[bytes, bytes]], trusted: list[str]
+) -> str:
+    """``client_address`` from the peer and the raw (lower-cased) headers."""
     peer = str(client[0]) if client else "unknown"
     every = "*" in trusted
     if not every and peer not in trusted:
         return peer
-    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
     joined = ",".join(
         value.decode("latin-1") for name, value in headers if name == b"x-forwarded-for"
     )

@@ -1,26 +1,39 @@
-"""One WebSocket: a bounded send queue and the one task that writes it.
+"""One WebSocket, served straight on its transport.
 
-A peer that reads too slowly fills its queue and is disconnected with 4013
-(centrifuge's DisconnectSlow) instead of making us buffer without limit. The
-queue is bounded in frames and in bytes (centrifuge's ``ClientQueueMaxSize``):
-outgoing ``welcome`` and ``settings`` frames are not held to the 64 KiB limit
-on incoming ones, so a frame count alone does not bound memory.
+websockets' sans-I/O ``ServerProtocol`` parses and builds the frames; this
+class is the thin driver around it. There is no writer task and no send
+queue: a frame is written to the transport by whoever sends it, so a guest
+waiting in a lobby costs a transport, a protocol object and the one task that
+reads its frames (the endpoint), and nothing else (issue 11: 25 KiB per
+waiting guest on uvicorn's ASGI stack, whose queues, events and scope lived
+as long as the socket).
 
-A peer that stops reading altogether stalls the write itself (the transport's
-buffer is full and the server waits for it to drain). Every write therefore
-has a timeout; when it passes, the transport is aborted (a plain close would
-wait for that same buffer to drain), so the socket's read loop ends, its
-clean-up runs, and a host device counts as offline at once.
+The transport's buffer is the send queue, bounded like centrifuge's
+``ClientQueueMaxSize``: a peer whose unsent bytes pass ``limits.queue_bytes``,
+or that is sent more than ``limits.queue_frames`` frames while the transport
+is paused (over its high-water mark), is closed with 4013. A peer that stops
+reading altogether leaves the transport paused; after ``limits.write_timeout``
+the transport is aborted (a plain close would wait for the buffer to drain),
+so the endpoint's clean-up runs and a host device counts as offline at once.
+
+Incoming messages wait in a small inbox for the endpoint's ``receive``; when
+the endpoint falls behind, reading from the socket pauses (TCP pushes back).
+A keep-alive timer pings a quiet peer and aborts one that stays silent.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
+from collections.abc import MutableSet
+from dataclasses import dataclass
+from typing import Any, cast
 
-from starlette.websockets import WebSocket
+from websockets.frames import Frame as WsFrame
+from websockets.frames import Opcode
+from websockets.protocol import State
+from websockets.server import ServerProtocol
 
 from protocol.codec import Codec, Frame
 from protocol.errors import CloseCode
@@ -29,66 +42,171 @@ from server.metrics import OFF_METRICS, Metrics, SlowReason
 
 log = logging.getLogger("foyer.connection")
 
+INBOX_HIGH = 64  # messages waiting for the endpoint before reading pauses
+INBOX_LOW = 16  # ... and resumes
+_TEXT = Opcode.TEXT
+_BINARY = Opcode.BINARY
+_CONT = Opcode.CONT
+_CLOSE = Opcode.CLOSE
+_OPEN = State.OPEN
+INVALID_DATA = 1007  # RFC 6455: a text message that is not UTF-8
 
-class Connection:
-    """Frames go through ``send``; ``writer`` owns the socket's output side."""
+
+@dataclass(frozen=True, slots=True)
+class SocketLimits:
+    """Every bound of one socket (``FOYER_*`` settings, see the README)."""
+
+    queue_frames: int = 4096  # frames sent while the transport is paused
+    queue_bytes: int = 1 << 20  # unsent bytes in the transport's buffer
+    close_timeout: float = 2.0  # a close waits this long for the peer's close
+    write_timeout: float = 10.0  # the transport may stay paused this long
+    ping_interval: float = 20.0  # a peer quiet this long is pinged
+    ping_timeout: float = 20.0  # ... and aborted if still quiet this much later
+    max_size: int = 1 << 20  # the largest incoming message (1009 beyond)
+
+
+class Connection(asyncio.Protocol):
+    """An open WebSocket (the handshake is done): ``send`` writes at once,
+    ``receive`` waits for the next message, ``close`` starts the closing
+    handshake. The endpoint owns it; the hub only sends and closes."""
 
     __slots__ = (
-        "_close_code",
+        "_close_timer",
+        "_inbox",
+        "_keepalive",
+        "_last_seen",
+        "_loop",
+        "_lost",
         "_metrics",
-        "_queue",
-        "_queued_bytes",
-        "_wake",
-        "_writer",
-        "close_timeout",
+        "_parts",
+        "_paused_frames",
+        "_proto",
+        "_reading_paused",
+        "_registry",
+        "_stuck_timer",
+        "_text",
+        "_waiter",
         "closing",
         "codec",
-        "limit",
-        "limit_bytes",
-        "write_timeout",
-        "ws",
+        "limits",
+        "transport",
     )
 
     def __init__(
         self,
-        ws: WebSocket,
         codec: Codec,
-        limit: int,
-        limit_bytes: int = 1 << 20,
-        close_timeout: float = 2.0,
-        write_timeout: float = 10.0,
+        limits: SocketLimits = SocketLimits(),
         metrics: Metrics = OFF_METRICS,
     ) -> None:
-        self.ws = ws
         self.codec = codec
-        self.limit = limit  # frames queued at most
-        self.limit_bytes = limit_bytes  # and bytes (len() of the frames) queued at most
-        self.close_timeout = close_timeout  # seconds a close waits for the queue to go out
-        self.write_timeout = write_timeout  # seconds one write may wait for the peer
+        self.limits = limits
         self.closing = False
-        self._queue: deque[Frame] = deque()
-        self._queued_bytes = 0
-        self._wake = asyncio.Event()
-        self._close_code: int | None = None
-        self._writer: asyncio.Task[None] | None = None
+        self.transport: asyncio.Transport | None = None
         self._metrics = metrics
+        self._proto = ServerProtocol(state=_OPEN, max_size=limits.max_size)
+        self._loop = asyncio.get_running_loop()
+        self._inbox: deque[Frame | None] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._parts: list[bytes] | None = None  # a fragmented message being read
+        self._text = False
+        self._lost = False
+        self._reading_paused = False
+        self._paused_frames = -1  # frames sent while paused; -1: not paused
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._stuck_timer: asyncio.TimerHandle | None = None
+        self._keepalive: asyncio.TimerHandle | None = None
+        self._last_seen = 0.0
+        self._registry: MutableSet[Any] | None = None
 
-    def start(self) -> None:
-        self._writer = asyncio.create_task(self._write_loop(), name="foyer-writer")
+    # -- the transport's side (asyncio.Protocol) ----------------------------------
 
-    async def stop(self) -> None:
-        """Let a requested close go out (briefly), then cancel the writer.
-        Called by the endpoint that owns this socket, in its ``finally``."""
-        writer = self._writer
-        if writer is None or writer.done():
-            return
-        if self.closing:
-            with contextlib.suppress(Exception):  # TimeoutError included
-                async with asyncio.timeout(self.close_timeout):
-                    await asyncio.shield(writer)
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await writer
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self._last_seen = self._loop.time()
+        self._keepalive = self._loop.call_later(self.limits.ping_interval, self._check_alive)
+
+    def track(self, registry: MutableSet[Any]) -> None:
+        """Stay in ``registry`` (the server's open connections, whose shutdown
+        closes them) while the transport is open."""
+        self._registry = registry
+        registry.add(self)
+
+    def shutdown(self) -> None:
+        """The server stops (uvicorn's call): clients reconnect elsewhere."""
+        self.close(CloseCode.SERVICE_RESTART)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_seen = self._loop.time()
+        proto = self._proto
+        proto.receive_data(data)
+        for frame in proto.events_received():
+            if not isinstance(frame, WsFrame):  # only frames once open
+                continue
+            opcode = frame.opcode
+            data = cast(bytes, frame.data)  # the parser makes bytes
+            if opcode is _BINARY or opcode is _TEXT:
+                if frame.fin:
+                    self._deliver(data, opcode is _TEXT)
+                else:
+                    self._parts, self._text = [data], opcode is _TEXT
+            elif opcode is _CONT and self._parts is not None:
+                self._parts.append(data)
+                if frame.fin:
+                    whole, self._parts = b"".join(self._parts), None
+                    self._deliver(whole, self._text)
+            elif opcode is _CLOSE:
+                self.closing = True
+                self._wake(None)
+        self._flush()
+
+    def eof_received(self) -> bool | None:
+        self._proto.receive_eof()
+        self._flush()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self.closing = True
+        for timer in (self._close_timer, self._stuck_timer, self._keepalive):
+            if timer is not None:
+                timer.cancel()
+        self._close_timer = self._stuck_timer = self._keepalive = None
+        if self._registry is not None:
+            self._registry.discard(self)
+        self._wake(None)
+
+    def pause_writing(self) -> None:
+        """The peer reads slower than we write: count, and give it a deadline."""
+        self._paused_frames = 0
+        self._stuck_timer = self._loop.call_later(self.limits.write_timeout, self._stuck)
+
+    def resume_writing(self) -> None:
+        self._paused_frames = -1
+        if self._stuck_timer is not None:
+            self._stuck_timer.cancel()
+            self._stuck_timer = None
+
+    # -- the endpoint's side --------------------------------------------------------
+
+    async def receive(self) -> Frame | None:
+        """The next message; ``None`` once the socket is closing or gone."""
+        inbox = self._inbox
+        while not inbox:
+            if self.closing:
+                return None
+            waiter = self._waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        message = inbox.popleft()
+        if self._reading_paused and len(inbox) <= INBOX_LOW and not self._lost:
+            self._reading_paused = False
+            assert self.transport is not None
+            self.transport.resume_reading()
+        if message is None:
+            inbox.append(None)  # every later call sees the end too
+        return message
 
     def send(self, message: Message) -> None:
         self.send_frame(self.codec.encode(message.to_map()))
@@ -96,63 +214,112 @@ class Connection:
     def send_frame(self, frame: Frame) -> None:
         if self.closing:
             return
-        size = len(frame)
-        if len(self._queue) >= self.limit or self._queued_bytes + size > self.limit_bytes:
-            self.slow("frames" if len(self._queue) >= self.limit else "bytes")
-            return
-        self._queue.append(frame)
-        self._queued_bytes += size
-        self._wake.set()
+        if isinstance(frame, bytes):
+            self._proto.send_binary(frame)
+        else:
+            self._proto.send_text(frame.encode())
+        self._flush()
+        if self._paused_frames >= 0:
+            self._paused_frames += 1
+            if self._paused_frames > self.limits.queue_frames:
+                self.slow("frames")
+                return
+        transport = self.transport
+        if transport is not None and transport.get_write_buffer_size() > self.limits.queue_bytes:
+            self.slow("bytes")
 
     def slow(self, reason: SlowReason) -> None:
-        """The peer does not keep up: drop what is queued and close with 4013."""
+        """The peer does not keep up: close with 4013 (aborted if it does not
+        read even that within the close timeout)."""
+        if self.closing:
+            return
         log.info("closing a slow consumer (%s)", reason)
         self._metrics.slow_consumer(reason)
-        self._queue.clear()
-        self._queued_bytes = 0
         self.close(CloseCode.SLOW_CONSUMER)
 
     def close(self, code: int = CloseCode.NORMAL) -> None:
-        """Close after what is queued has been sent."""
+        """Start the closing handshake after what was sent; the peer has
+        ``limits.close_timeout`` seconds to answer before the TCP connection is
+        dropped. The endpoint's ``receive`` returns ``None`` from now on."""
         if self.closing:
             return
         self.closing = True
-        self._close_code = code
-        self._wake.set()
-
-    async def _write_loop(self) -> None:
-        ws = self.ws
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                while self._queue:
-                    frame = self._queue.popleft()
-                    self._queued_bytes -= len(frame)
-                    async with asyncio.timeout(self.write_timeout):
-                        if isinstance(frame, bytes):
-                            await ws.send_bytes(frame)
-                        else:
-                            await ws.send_text(frame)
-                if self._close_code is not None:
-                    async with asyncio.timeout(self.write_timeout):
-                        await ws.close(self._close_code)
-                    return
-        except TimeoutError:
-            log.info("aborting a connection whose peer stopped reading")
-            self._metrics.slow_consumer("write_timeout")
-            self.closing = True
-            self.abort()
-        except Exception:  # the peer went away; the read loop sees it too
-            self.closing = True
+        self._inbox.clear()  # what came after our close is not acted on
+        self._wake(None)
+        if self._lost or self.transport is None:
+            return
+        if self._reading_paused:  # the peer's close frame must get through
+            self._reading_paused = False
+            self.transport.resume_reading()
+        if self._proto.state is _OPEN:
+            self._proto.send_close(code)
+            self._flush()
+        if not self._lost:
+            self._close_timer = self._loop.call_later(self.limits.close_timeout, self.abort)
 
     def abort(self) -> None:
-        """Drop the TCP connection now, unsent data and all. ASGI has no abort;
-        uvicorn's protocol object (whose bound ``send`` the socket holds) has the
-        transport."""
-        protocol = getattr(getattr(self.ws, "_send", None), "__self__", None)
-        transport = getattr(protocol, "transport", None)
-        if transport is not None and hasattr(transport, "abort"):
-            transport.abort()
+        """Drop the TCP connection now, unsent data and all."""
+        self.closing = True
+        if self.transport is not None and not self._lost:
+            self.transport.abort()
+
+    # -- inside ----------------------------------------------------------------------
+
+    def _deliver(self, data: bytes, text: bool) -> None:
+        if self.closing:
+            return
+        if text:
+            try:
+                message: Frame = data.decode()
+            except UnicodeDecodeError:
+                self._proto.fail(INVALID_DATA, "invalid UTF-8")
+                self.closing = True
+                self._wake(None)
+                return
         else:
-            log.warning("could not abort a stuck connection (no transport)")
+            message = data
+        self._wake(message)
+        if len(self._inbox) >= INBOX_HIGH and not self._reading_paused and self.transport:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def _wake(self, message: Frame | None) -> None:
+        if message is not None or not self._inbox or self._inbox[-1] is not None:
+            self._inbox.append(message)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _flush(self) -> None:
+        transport = self.transport
+        if transport is None or self._lost:
+            return
+        for data in self._proto.data_to_send():
+            if data:
+                transport.write(data)
+            else:  # the closing handshake is done: the server closes TCP
+                transport.close()
+
+    def _stuck(self) -> None:
+        self._stuck_timer = None
+        log.info("aborting a connection whose peer stopped reading")
+        self._metrics.slow_consumer("write_timeout")
+        self.abort()
+
+    def _check_alive(self) -> None:
+        """Ping a peer quiet for a ping interval; drop one quiet for longer than
+        the interval and the timeout together (a dead network path)."""
+        limits = self.limits
+        quiet = self._loop.time() - self._last_seen
+        if quiet >= limits.ping_interval + limits.ping_timeout:
+            log.info("aborting a connection whose peer went silent")
+            self._keepalive = None
+            self.abort()
+            return
+        if quiet < limits.ping_interval:
+            self._keepalive = self._loop.call_later(limits.ping_interval - quiet, self._check_alive)
+            return
+        if self._proto.state is _OPEN:
+            self._proto.send_ping(b"")
+            self._flush()
+        self._keepalive = self._loop.call_later(limits.ping_timeout, self._check_alive)

@@ -1,8 +1,8 @@
-"""The two WebSocket endpoints: accept, first frame, read loop, clean-up.
+"""The two WebSocket endpoints: first frame, read loop, clean-up.
 
-Transport only (websockets' driver around a sans-I/O core): frames are
-decoded and validated by ``protocol``, what they mean is the WaitingRoom's,
-and clean-up always runs in ``finally``. Exceptions become wire errors in
+One task per socket, started by the handshake (``upgrade.Gate``) on an open
+``Connection``: frames are decoded and validated by ``protocol``, what they
+mean is the WaitingRoom's, and clean-up always runs in ``finally``. Exceptions become wire errors in
 ``error_for``, the one place that does it; no exception text ever reaches a
 peer (PROTOCOL.md, Errors).
 """
@@ -13,15 +13,12 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import RedisError
-from starlette.responses import JSONResponse
-from starlette.websockets import WebSocket
 
-from protocol.codec import CODECS, Codec, negotiate
 from protocol.errors import (
     CLOSE_FOR_CODE,
     BadMessage,
@@ -47,9 +44,8 @@ from protocol.messages import (
     parse,
 )
 from server import logs
-from server.access.origins import client_address, origin_allowed
 from server.hosts.directory import Directory
-from server.lobby.connection import Connection
+from server.lobby.connection import Connection, SocketLimits
 from server.lobby.hub import GuestSession, HostSession
 from server.lobby.waiting_room import WaitingRoom
 from server.metrics import Metrics
@@ -62,10 +58,7 @@ class EndpointConfig:
     origins: list[str]
     trusted_proxies: list[str]
     hello_timeout: float
-    send_queue: int
-    send_queue_bytes: int
-    close_timeout: float
-    write_timeout: float
+    limits: SocketLimits
 
 
 class Sockets:
@@ -76,15 +69,28 @@ class Sockets:
     def __init__(self) -> None:
         self.draining = False
         self._open: set[Connection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._empty = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._open)
 
-    def add(self, conn: Connection) -> None:
+    def run(self, conn: Connection, endpoint: Coroutine[Any, Any, None]) -> None:
+        """Serve ``conn`` with its endpoint's task; this registry owns the task
+        (``cancel`` ends the ones still running when the process stops)."""
         self._open.add(conn)
+        task = asyncio.get_running_loop().create_task(endpoint)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         if self.draining:  # accepted while the drain began
             conn.close(CloseCode.SERVICE_RESTART)
+
+    async def cancel(self) -> None:
+        """End every endpoint task still running (the process stops)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def discard(self, conn: Connection) -> None:
         self._open.discard(conn)
@@ -117,14 +123,6 @@ class Lobby:
     sockets: Sockets = field(default_factory=Sockets)
 
 
-# The handshake answer of a draining process (HTTP, so no close code yet).
-_RESTARTING = JSONResponse(
-    {"code": "unavailable", "message": "this server is restarting; connect again"},
-    status_code=503,
-    headers={"Retry-After": "1"},
-)
-
-
 def error_for(exc: BaseException, ref: Any = None) -> Error:
     """The one place an exception becomes a wire ``error``."""
     if isinstance(exc, ProtocolError):
@@ -144,50 +142,11 @@ def _close_code(exc: ProtocolError, default: int) -> int:
     return int(CLOSE_FOR_CODE.get(exc.code, default))
 
 
-def _frame(event: MutableMapping[str, Any]) -> bytes | str | None:
-    data = event.get("bytes")
-    return data if data is not None else event.get("text")
-
-
 def _pong(message: Ping) -> Pong:
     return Pong(ref=message.ref)
 
 
-async def _open(ws: WebSocket, lobby: Lobby) -> Connection | None:
-    """Check origin and subprotocol in the handshake (refused: ``None``), accept,
-    and start the socket's writer. A draining process refuses with HTTP 503."""
-    config = lobby.config
-    if lobby.sockets.draining:
-        if "websocket.http.response" in ws.scope.get("extensions", {}):
-            await ws.send_denial_response(_RESTARTING)
-        else:  # a server without the denial extension: HTTP 403
-            await ws.close(code=CloseCode.SERVICE_RESTART)
-        return None
-    if not origin_allowed(ws.headers, config.origins):
-        await ws.close(code=CloseCode.POLICY)  # before accept: HTTP 403
-        return None
-    offered = list(ws.scope.get("subprotocols") or [])
-    chosen = negotiate(offered)
-    if chosen is None:
-        await ws.close(code=CloseCode.POLICY)
-        return None
-    await ws.accept(subprotocol=chosen if offered else None)
-    codec: Codec = CODECS[chosen]
-    conn = Connection(
-        ws,
-        codec,
-        config.send_queue,
-        config.send_queue_bytes,
-        config.close_timeout,
-        config.write_timeout,
-        lobby.metrics,
-    )
-    lobby.sockets.add(conn)  # the endpoint's ``finally`` discards it
-    return conn
-
-
 async def _first(
-    ws: WebSocket,
     conn: Connection,
     config: EndpointConfig,
     table: dict[str, type[Message]],
@@ -198,15 +157,15 @@ async def _first(
     ``None`` when the socket was closed instead (4008, a bad frame, peer gone)."""
     try:
         async with asyncio.timeout(config.hello_timeout):
-            event = await ws.receive()
+            frame = await conn.receive()
     except TimeoutError:
         conn.send(error_for(BadMessage("no hello/knock in time")))
         conn.close(CloseCode.HANDSHAKE_TIMEOUT)
         return None
-    if event["type"] == "websocket.disconnect":
+    if frame is None:
         return None
     try:
-        message = parse(conn.codec.decode(_frame(event) or b""), table)
+        message = parse(conn.codec.decode(frame), table)
         if not isinstance(message, allowed):
             names = "/".join(cls.TYPE for cls in allowed)
             raise BadMessage(f"the first frame must be {names}")
@@ -220,16 +179,12 @@ async def _first(
 # ------------------------------------------------------------------ host devices
 
 
-async def host_endpoint(ws: WebSocket, lobby: Lobby) -> None:
-    conn = await _open(ws, lobby)
-    if conn is None:
-        return
-    conn.start()
+async def host_endpoint(conn: Connection, lobby: Lobby) -> None:
     lobby.metrics.host_devices.inc()
     session: HostSession | None = None
     expiry = TokenExpiry(conn)
     try:
-        hello = await _first(ws, conn, lobby.config, HOST_FRAMES, (Hello,), CloseCode.UNAUTHORIZED)
+        hello = await _first(conn, lobby.config, HOST_FRAMES, (Hello,), CloseCode.UNAUTHORIZED)
         if not isinstance(hello, Hello):
             return
         try:
@@ -260,7 +215,7 @@ async def host_endpoint(ws: WebSocket, lobby: Lobby) -> None:
                 return None
             return await lobby.room.handle_host(device.host, message, f"device:{device.device}")
 
-        await _read_loop(ws, conn, HOST_FRAMES, handle, ack=True)
+        await _read_loop(conn, HOST_FRAMES, handle, ack=True)
     except Exception as exc:  # the store is unreachable, or a bug: no detail leaves
         conn.send(error_for(exc))
         conn.close(CloseCode.INTERNAL)
@@ -276,11 +231,10 @@ async def host_endpoint(ws: WebSocket, lobby: Lobby) -> None:
 
 
 async def _release(lobby: Lobby, conn: Connection) -> None:
-    """The socket's last step: let its close go out, and forget it."""
-    try:
-        await conn.stop()
-    finally:
-        lobby.sockets.discard(conn)
+    """The socket's last step: close it (a no-op when it is closing or gone),
+    and forget it."""
+    conn.close()
+    lobby.sockets.discard(conn)
 
 
 class TokenExpiry:
@@ -307,7 +261,6 @@ class TokenExpiry:
 
 
 async def _read_loop(
-    ws: WebSocket,
     conn: Connection,
     table: dict[str, type[Message]],
     handle: Callable[[Message], Awaitable[Message | None]],
@@ -318,14 +271,14 @@ async def _read_loop(
     """Frames after the first: ``ping`` is answered here, the rest handed over;
     an error answers the frame (echoing its ``ref``) and never ends the loop."""
     while True:
-        event = await ws.receive()
-        if event["type"] == "websocket.disconnect":
+        frame = await conn.receive()
+        if frame is None:
             return
         if done():
             continue
         ref: Any = None
         try:
-            raw = conn.codec.decode(_frame(event) or b"")
+            raw = conn.codec.decode(frame)
             ref = raw.get("ref") if isinstance(raw.get("ref"), str | int) else None
             message = parse(raw, table)
             if isinstance(message, Ping):
@@ -343,11 +296,11 @@ async def _read_loop(
 # ------------------------------------------------------------------------ guests
 
 
-async def guest_endpoint(ws: WebSocket, lobby: Lobby, slug: str) -> None:
-    conn = await _open(ws, lobby)
-    if conn is None:
-        return
-    conn.start()
+async def guest_endpoint(
+    conn: Connection, lobby: Lobby, slug: str, address: str, query: dict[str, str]
+) -> None:
+    """``address`` is the client's (``origins.address_of``); ``query`` the
+    socket URL's parameters (link options such as a display name)."""
     lobby.metrics.guests_connected.inc()
     session: GuestSession | None = None
     try:
@@ -359,15 +312,11 @@ async def guest_endpoint(ws: WebSocket, lobby: Lobby, slug: str) -> None:
             conn.send(error_for(exc))
             conn.close(CloseCode.UNKNOWN_LINK)
             return
-        first = await _first(
-            ws, conn, lobby.config, GUEST_FRAMES, (Knock, Resume), CloseCode.POLICY
-        )
+        first = await _first(conn, lobby.config, GUEST_FRAMES, (Knock, Resume), CloseCode.POLICY)
         if not isinstance(first, Knock | Resume):
             return
         session = GuestSession(host, conn, secrets.token_hex(8))
         logs.bind(conn=session.conn_id, host=host)
-        address = client_address(ws.scope, lobby.config.trusted_proxies)
-        query = dict(ws.query_params.items())
         try:
             await lobby.room.enter(session, first, address, query)
         except ProtocolError as exc:
@@ -385,7 +334,7 @@ async def guest_endpoint(ws: WebSocket, lobby: Lobby, slug: str) -> None:
 
         if not guest.finished:
             await _read_loop(
-                ws, conn, GUEST_FRAMES, handle_guest, ack=False, done=lambda: guest.finished
+                conn, GUEST_FRAMES, handle_guest, ack=False, done=lambda: guest.finished
             )
     except Exception as exc:  # the store is unreachable, or a bug: no detail leaves
         conn.send(error_for(exc))

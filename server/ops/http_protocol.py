@@ -1,5 +1,12 @@
 """uvicorn's HTTP/1.1 protocol (h11, the one ``foyer serve`` runs) with a
-header timeout, which uvicorn lacks.
+header timeout, which uvicorn lacks, and WebSocket upgrades handed to the
+app's own gate instead of uvicorn's ASGI WebSocket protocol.
+
+The gate (``server.lobby.upgrade.Gate``) answers the handshake on the request
+h11 already parsed and serves the socket on its transport: no ASGI scope,
+queue or task per socket beyond the endpoint's own (issue 11: a waiting guest
+went from 25 KiB to about half of that). An app without a gate (any other
+ASGI app) gets uvicorn's upgrade as before.
 
 Without it a connection that never finishes its request line and headers is
 kept forever: a few hundred of them, from one client, use up the process's
@@ -13,14 +20,40 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import MutableSet
+from typing import Any, Protocol
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from server.lobby.upgrade import UpgradeRequest
+
 log = logging.getLogger("foyer.http")
 
 DEFAULT_HEADER_TIMEOUT = 10.0
+
+
+class WebSocketGate(Protocol):
+    def upgrade(
+        self,
+        transport: asyncio.Transport,
+        request: UpgradeRequest,
+        trailing: bytes = b"",
+        registry: MutableSet[Any] | None = None,
+    ) -> None:
+        """Answer the handshake and serve the socket on ``transport``."""
+
+
+def gate_of(app: Any) -> WebSocketGate | None:
+    """The app's gate, looking through uvicorn's wrappers (``.app``)."""
+    for _ in range(4):
+        gate = getattr(app, "gate", None)
+        if gate is not None:
+            return gate  # type: ignore[no-any-return]
+        app = getattr(app, "app", None)
+        if app is None:
+            return None
+    return None
 
 
 class HeaderTimeoutProtocol(H11Protocol):
@@ -50,6 +83,17 @@ class HeaderTimeoutProtocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_header_timer()
         super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        gate = gate_of(self.app)
+        if gate is None:
+            super().handle_websocket_upgrade(event)
+            return
+        self.connections.discard(self)
+        self._stop_header_timer()
+        trailing, _closed = self.conn.trailing_data
+        request = UpgradeRequest(event.target, self.headers, self.client)
+        gate.upgrade(self.transport, request, bytes(trailing), self.connections)
 
     def _watch_headers(self) -> None:
         """Run the timer while the peer owes us a request's headers: h11 says
