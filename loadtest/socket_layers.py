@@ -10,9 +10,18 @@ tiny handler (read one frame, answer it, close), in a process of its own on
   protocol, Starlette's ``WebSocket`` over ASGI);
 - ``uvicorn``: the same without Starlette (the ASGI messages by hand);
 - ``websockets``: the websockets library's own asyncio server;
-- ``aiohttp``: aiohttp's server.
+- ``aiohttp``: aiohttp's server;
+- ``picows``: picows (Cython; a listener whose callbacks write straight to the
+  transport), on uvloop's own transports;
+- ``picows-aiofastnet``: the same on picows's default transports (aiofastnet);
+- ``websockets-sansio-protocol``: a plain ``asyncio.Protocol`` that runs the
+  websockets sans-I/O ``ServerProtocol`` and writes frames from
+  ``data_received``, with no task per socket.
 
     python -m loadtest.socket_layers --rate 500 2000 --duration 10 --idle 2000
+
+``--reverse`` measures the candidates in the reverse order (a second run in the
+other order shows what the order itself does to the figures).
 
 For each: server CPU per cycle (psutil, the server process only), cycle time
 p50/p99 from the driver, and the server's RSS growth per idle open socket.
@@ -30,11 +39,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import psutil
 
-CANDIDATES = ("uvicorn-starlette", "uvicorn", "websockets", "aiohttp")
+CANDIDATES = (
+    "uvicorn-starlette",
+    "uvicorn",
+    "websockets",
+    "aiohttp",
+    "picows",
+    "picows-aiofastnet",
+    "websockets-sansio-protocol",
+)
+PICOWS_READ_BUFFER = 2048  # picows's default (16 KiB) is allocated up front per socket
 MAX_CONCURRENT = 400  # cycles in flight at once, at most
 IDLE_MAX = 15_000
 
@@ -113,11 +131,92 @@ def _serve_aiohttp(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
+def _serve_picows(port: int, aiofastnet: bool) -> None:
+    import uvloop
+    from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
+
+    class Bare(WSListener):
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.msg_type is WSMsgType.CLOSE:
+                if not transport.is_close_frame_sent:
+                    transport.send_close(WSCloseCode.OK)
+                transport.disconnect()
+            elif frame.msg_type in (WSMsgType.BINARY, WSMsgType.TEXT):
+                transport.send(frame.msg_type, frame.get_payload_as_bytes())
+                transport.send_close(WSCloseCode.OK)
+
+    async def main() -> None:
+        server = await ws_create_server(
+            lambda _request: Bare(),
+            "127.0.0.1",
+            port,
+            enable_auto_pong=True,
+            max_frame_size=64 * 1024,
+            read_buffer_init_size=PICOWS_READ_BUFFER,
+            use_aiofastnet=aiofastnet,
+        )
+        async with server:
+            await server.serve_forever()
+
+    uvloop.run(main())
+
+
+def _serve_sansio(port: int) -> None:
+    import uvloop
+    from websockets.frames import Frame, Opcode
+    from websockets.http11 import Request
+    from websockets.server import ServerProtocol
+
+    class Bare(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.ws = ServerProtocol(max_size=64 * 1024)
+            self.transport: asyncio.Transport | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+
+        def data_received(self, data: bytes) -> None:
+            ws = self.ws
+            ws.receive_data(data)
+            for event in ws.events_received():
+                if isinstance(event, Request):
+                    ws.send_response(ws.accept(event))
+                elif isinstance(event, Frame) and event.opcode in (Opcode.BINARY, Opcode.TEXT):
+                    ws.send_binary(event.data)
+                    ws.send_close(1000)
+            self.flush()
+
+        def eof_received(self) -> bool | None:
+            self.ws.receive_eof()
+            self.flush()
+            return None
+
+        def flush(self) -> None:
+            assert self.transport is not None
+            for data in self.ws.data_to_send():
+                if data:
+                    self.transport.write(data)
+                else:  # the end of the stream: the server closes the TCP connection
+                    self.transport.close()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Bare, "127.0.0.1", port, backlog=2048)
+        async with server:
+            await server.serve_forever()
+
+    uvloop.run(main())
+
+
 def serve(kind: str, port: int) -> None:
     if kind in ("uvicorn-starlette", "uvicorn"):
         _serve_uvicorn(port, starlette=kind == "uvicorn-starlette")
     elif kind == "websockets":
         _serve_websockets(port)
+    elif kind in ("picows", "picows-aiofastnet"):
+        _serve_picows(port, aiofastnet=kind == "picows-aiofastnet")
+    elif kind == "websockets-sansio-protocol":
+        _serve_sansio(port)
     else:
         _serve_aiohttp(port)
 
@@ -247,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.socket_layers", description=__doc__)
     parser.add_argument("--candidates", nargs="+", choices=CANDIDATES, default=list(CANDIDATES))
     parser.add_argument("--rate", type=float, nargs="+", default=[500.0, 2000.0])
+    parser.add_argument("--reverse", action="store_true", help="measure in the reverse order")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--idle", type=int, default=2000, help="idle sockets held (0: skip)")
     parser.add_argument("--serve", choices=CANDIDATES, help=argparse.SUPPRESS)
@@ -257,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not 0 <= args.idle <= IDLE_MAX or args.duration > 120 or max(args.rate) > 10_000:
         parser.error(f"--idle at most {IDLE_MAX}, --duration at most 120, --rate at most 10000")
-    for kind in args.candidates:
+    for kind in reversed(args.candidates) if args.reverse else args.candidates:
         result = asyncio.run(measure(kind, args.rate, args.duration, args.idle))
         print(json.dumps(result), flush=True)
     return 0
