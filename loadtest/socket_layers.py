@@ -16,7 +16,11 @@ tiny handler (read one frame, answer it, close), in a process of its own on
 - ``picows-aiofastnet``: the same on picows's default transports (aiofastnet);
 - ``websockets-sansio-protocol``: a plain ``asyncio.Protocol`` that runs the
   websockets sans-I/O ``ServerProtocol`` and writes frames from
-  ``data_received``, with no task per socket.
+  ``data_received``, with no task per socket;
+- ``foyer``: Foyer's own layer now: uvicorn's h11 protocol (with Foyer's
+  header timeout) hands the upgrade to a gate that answers the handshake and
+  serves the socket with ``server.lobby.connection.Connection`` and one task
+  (the same code the lobby endpoints run on; Starlette stays for HTTP).
 
     python -m loadtest.socket_layers --rate 500 2000 --duration 10 --idle 2000
 
@@ -51,6 +55,7 @@ CANDIDATES = (
     "picows",
     "picows-aiofastnet",
     "websockets-sansio-protocol",
+    "foyer",
 )
 PICOWS_READ_BUFFER = 2048  # picows's default (16 KiB) is allocated up front per socket
 MAX_CONCURRENT = 400  # cycles in flight at once, at most
@@ -208,6 +213,62 @@ def _serve_sansio(port: int) -> None:
     uvloop.run(main())
 
 
+def _serve_foyer(port: int) -> None:
+    import functools
+
+    import uvicorn
+
+    from protocol.codec import CODECS, JSON
+    from server.lobby.connection import Connection, SocketLimits
+    from server.lobby.upgrade import Refused, UpgradeRequest, refusal, switching, take_over
+    from server.ops.http_protocol import HeaderTimeoutProtocol
+
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def bare(conn: Connection) -> None:
+        frame = await conn.receive()
+        if frame is not None:
+            conn.send_frame(frame)
+        conn.close()
+
+    class BareGate:
+        def upgrade(
+            self,
+            transport: asyncio.Transport,
+            request: UpgradeRequest,
+            trailing: bytes = b"",
+            registry: Any = None,
+        ) -> None:
+            try:
+                answer = switching(request, None)
+            except Refused as exc:
+                transport.write(refusal(exc))
+                transport.close()
+                return
+            conn = Connection(CODECS[JSON], SocketLimits(max_size=64 * 1024))
+            take_over(transport, conn, answer, registry)
+            task = asyncio.get_running_loop().create_task(bare(conn))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    class App:
+        gate = BareGate()
+
+        async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+            return None
+
+    uvicorn.run(
+        App(),
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http=cast("type[asyncio.Protocol]", functools.partial(HeaderTimeoutProtocol)),
+        ws="websockets-sansio",
+        log_level="warning",
+        lifespan="off",
+    )
+
+
 def serve(kind: str, port: int) -> None:
     if kind in ("uvicorn-starlette", "uvicorn"):
         _serve_uvicorn(port, starlette=kind == "uvicorn-starlette")
@@ -217,6 +278,8 @@ def serve(kind: str, port: int) -> None:
         _serve_picows(port, aiofastnet=kind == "picows-aiofastnet")
     elif kind == "websockets-sansio-protocol":
         _serve_sansio(port)
+    elif kind == "foyer":
+        _serve_foyer(port)
     else:
         _serve_aiohttp(port)
 

@@ -96,7 +96,8 @@ def _route(path: str) -> tuple[str, str]:
     raise Refused(404, "not_found", "no WebSocket endpoint at this path")
 
 
-def _accept_key(request: UpgradeRequest) -> str:
+def switching(request: UpgradeRequest, subprotocol: str | None) -> bytes:
+    """The ``101`` answer to a valid handshake (``Refused`` for a bad one)."""
     if request.header(b"sec-websocket-version") != "13":
         raise Refused(
             426,
@@ -111,7 +112,29 @@ def _accept_key(request: UpgradeRequest) -> str:
         valid = False
     if not valid:
         raise Refused(400, "bad_request", "missing or malformed Sec-WebSocket-Key")
-    return accept_key(key)
+    head = [
+        "HTTP/1.1 101 Switching Protocols",
+        "upgrade: websocket",
+        "connection: Upgrade",
+        f"sec-websocket-accept: {accept_key(key)}",
+    ]
+    if subprotocol is not None:
+        head.append(f"sec-websocket-protocol: {subprotocol}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode()
+
+
+def take_over(
+    transport: asyncio.Transport,
+    conn: Connection,
+    answer: bytes,
+    registry: MutableSet[Any] | None,
+) -> None:
+    """Send the ``101`` and hand the transport to ``conn``."""
+    transport.write(answer)
+    transport.set_protocol(conn)
+    conn.connection_made(transport)
+    if registry is not None:
+        conn.track(registry)
 
 
 class Gate:
@@ -149,7 +172,6 @@ class Gate:
             raise Refused(
                 503, "unavailable", "this server is restarting; connect again", {"retry-after": "1"}
             )
-        answer = _accept_key(request)
         seen = {"origin": request.header(b"origin"), "host": request.header(b"host")}
         if not origin_allowed({k: v for k, v in seen.items() if v is not None}, config.origins):
             raise Refused(403, "forbidden", "this origin may not open a socket here")
@@ -158,20 +180,9 @@ class Gate:
         chosen = negotiate(offered)
         if chosen is None:
             raise Refused(403, "unsupported_subprotocol", "no offered subprotocol is spoken here")
-        head = [
-            "HTTP/1.1 101 Switching Protocols",
-            "upgrade: websocket",
-            "connection: Upgrade",
-            f"sec-websocket-accept: {answer}",
-        ]
-        if offered:
-            head.append(f"sec-websocket-protocol: {chosen}")
-        transport.write(("\r\n".join(head) + "\r\n\r\n").encode())
+        answer = switching(request, chosen if offered else None)
         conn = Connection(CODECS[chosen], config.limits, lobby.metrics)
-        transport.set_protocol(conn)
-        conn.connection_made(transport)
-        if registry is not None:
-            conn.track(registry)
+        take_over(transport, conn, answer, registry)
         if kind == "host":
             endpoint = host_endpoint(conn, lobby)
         else:
