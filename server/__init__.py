@@ -1,11 +1,13 @@
 """Foyer's server, grouped by concern; each subpackage says what it owns and
 what it may import. Read it top-down, as a knock travels:
 
-    ops/        the ``foyer`` CLI, configuration, the embedded Valkey
-    app.py      the ASGI entry: the WebSocket front door and the Starlette app
+    ops/        the ``foyer`` CLI, configuration, the embedded Valkey, the
+                HTTP protocol that hands WebSocket upgrades to the gate
+    app.py      the ASGI entry: the Starlette app and the WebSocket gate
     node.py     the one place that builds the parts and wires them together
     web/        the HTTP API, its OpenAPI document, the browser pages
-    lobby/      the real-time lobby: endpoints -> waiting room -> hub / broker
+    lobby/      the real-time lobby: upgrade (the gate) -> endpoints ->
+                waiting room -> hub / broker -> connection (one socket)
     notify/     what reaches a host who is not looking (email)
     hosts/      host settings: validated partial updates
     meetings/   the meeting provider (ids and URLs; Foyer carries no media)

@@ -13,8 +13,10 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYERS: list[tuple[str, ...]] = [
     ("server.ops.cli",),
     ("server.app",),
+    ("server.ops.http_protocol",),
     ("server.node",),
     ("server.web",),
+    ("server.lobby.upgrade",),
     ("server.lobby.endpoints",),
     ("server.lobby.waiting_room",),
     ("server.lobby.hub", "server.lobby.broker"),
@@ -29,7 +31,6 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "server.ops.config",
         "server.ops.embedded",
-        "server.ops.http_protocol",
         "server.ops.process",
         "server.tasks",
         "server.logs",
