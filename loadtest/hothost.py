@@ -28,7 +28,7 @@ from pathlib import Path
 import psutil
 
 from foyer_client import GuestClient, HostClient
-from loadtest.runner import _api, mint_token
+from loadtest.runner import _api, _py_spy, mint_token
 from loadtest.spawn import spawn
 from protocol.errors import ConnectionClosed
 from protocol.messages import Admitted, Denied, Position
@@ -146,9 +146,10 @@ async def measure(
                     positions += 1
             rest = guests[drain:]
             spy = None
-            if profile is not None:  # py-spy over admit_all (pip install py-spy)
+            spy_path = _py_spy(profile) if profile is not None else None
+            if profile is not None and spy_path is not None:  # pip install py-spy
                 spy = await asyncio.create_subprocess_exec(
-                    "py-spy", "record", "--pid", str(pid), "--format", "raw", "--duration", "20",
+                    spy_path, "record", "--pid", str(pid), "--format", "raw", "--duration", "20",
                     "--rate", "200", "--output", str(profile / f"admit-all-{n}.txt"),
                     stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
                 )  # fmt: skip

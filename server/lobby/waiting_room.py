@@ -551,10 +551,9 @@ class WaitingRoom:
         template = Admitted(
             mode=lobby.LobbyEvent.ADMIT.value, meeting=self._meetings.personal(record["room"], {})
         )
-        steps = await self._store.transition_all(
+        return await self._store.transition_all(
             host, lobby.LobbyEvent.ADMIT, template.to_map(), PER_GUEST_OPTIONS, by
         )
-        return sum(1 for s in steps if s.ok)
 
     async def hold(
         self, host: str, guest: str, message: str | None, estimate_s: int | None, by: str = ""
@@ -574,10 +573,9 @@ class WaitingRoom:
         """Deny every guest waiting now with one line, in one atomic step (as
         ``admit_all``); each deny starts that guest's cool-down."""
         template = Denied(message=message)
-        steps = await self._store.transition_all(
+        return await self._store.transition_all(
             host, lobby.LobbyEvent.DENY, template.to_map(), (), by
         )
-        return sum(1 for s in steps if s.ok)
 
     # -- the doorbell (the Broker's handler) --------------------------------------------
 
