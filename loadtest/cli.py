@@ -110,7 +110,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="N",
         help="the hot-host scenario instead: one host with N guests waiting, for each N "
         "(welcome size, CPU per departure, drain time, admit all, worst loop stall per "
-        "phase); see loadtest/hothost.py",
+        "phase, the server's own loop lag); one Foyer process, or with --spawn 2 the "
+        "device on one and the guests on the other; see loadtest/hothost.py",
     )
 
     load = p.add_argument_group("load")
@@ -398,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.hot_host:
         from loadtest import hothost
 
-        return hothost.main(["--waiting", *map(str, args.hot_host)])
+        processes = ["--processes", "2"] if args.spawn == 2 else []
+        return hothost.main(["--waiting", *map(str, args.hot_host), *processes])
     args.outdir = args.out / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     session = asyncio.run(session_main(args))
     session["headline"] = summarise(session)

@@ -22,6 +22,7 @@ import signal
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -50,11 +51,40 @@ class Point:
     worst_stall_ms: float
     drain_s: float = 0.0
     stall_by_phase_ms: dict[str, float] | None = None  # welcome, drain, admit_all
+    # Foyer's own view (foyer_event_loop_lag_seconds over admit_all): how many
+    # 50 ms timer ticks ran more than 50 ms late, and the bucket of the worst.
+    loop_lag_over_50ms: int = 0
+    loop_lag_worst_under_ms: float = 0.0
+    first_outcome_ms: float = 0.0  # admit_all sent -> the first guest has its outcome
 
 
-def _cpu(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
+def _lag_buckets(http: str) -> dict[float, float]:
+    """``le`` -> cumulative count of the server's loop-lag histogram."""
+    with urllib.request.urlopen(f"{http}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith("foyer_event_loop_lag_seconds_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            found[float(le)] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def _lag_between(before: dict[float, float], after: dict[float, float]) -> tuple[int, float]:
+    """Ticks over 50 ms late, and the upper bound (ms) of the worst one."""
+    moved = {le: after.get(le, 0.0) - before.get(le, 0.0) for le in after}
+    total = moved.get(float("inf"), 0.0)
+    over = int(total - moved.get(0.05, 0.0))
+    worst = min((le for le, n in moved.items() if n >= total), default=float("inf"))
+    return over, 1000 * worst
+
+
+def _cpu(*pids: int) -> float:
+    total = 0.0
+    for pid in pids:
+        times = psutil.Process(pid).cpu_times()
+        total += times.user + times.system
+    return total
 
 
 async def _probe(url: str, token: str) -> None:
@@ -107,24 +137,29 @@ async def _guests(url: str, slug: str, n: int) -> list[GuestClient]:
 
 
 async def measure(
-    http: str,
+    servers: list[tuple[str, int]],
     api_key: str,
     secret: str,
-    pid: int,
     n: int,
     drain: int,
     profile: Path | None = None,
     deny: bool = False,
 ) -> Point:
-    """With ``deny``, the bulk answer is ``deny_all`` instead of ``admit_all``
-    (the figures keep the ``admit_all`` names)."""
+    """``servers``: (http URL, pid) of each Foyer process; the host's device is on
+    the first, the guests and the probe on the last (one process: all on it).
+    With ``deny``, the bulk answer is ``deny_all`` instead of ``admit_all`` (the
+    figures keep the ``admit_all`` names)."""
+    http, pid = servers[0]
+    pids = [p for _, p in servers]
+    guest_http = servers[-1][0]
     url = http.replace("http://", "ws://")
+    guest_url = guest_http.replace("http://", "ws://")
     tag = f"hot{n}-{int(time.time())}"
     created = _api(f"{http}/api/hosts", api_key, "POST", {"id": tag, "name": "Hot Host"})
     _api(f"{http}/api/hosts", api_key, "POST", {"id": tag + "-probe", "name": "Probe"})
     token = mint_token(secret, tag, 3600)
-    guests = await _guests(url, str(created["slug"]), n)
-    probe = await _prober(url, mint_token(secret, tag + "-probe", 3600))
+    guests = await _guests(guest_url, str(created["slug"]), n)
+    probe = await _prober(guest_url, mint_token(secret, tag + "-probe", 3600))
     worst_ms = -1.0
     phases: dict[str, tuple[float, float]] = {}
     try:
@@ -133,10 +168,10 @@ async def measure(
             phases["welcome"] = (began, time.monotonic())
             welcome_bytes = len(json.dumps(device.welcome.to_map()))
             last = guests[-1]
-            cpu, began = _cpu(pid), time.monotonic()
+            cpu, began = _cpu(*pids), time.monotonic()
             for guest in guests[:drain]:
                 await device.admit(guest.waiting.guest)
-            cpu_drain = _cpu(pid) - cpu
+            cpu_drain = _cpu(*pids) - cpu
             drained = time.monotonic()
             phases["drain"] = (began, drained + 1.0)  # the coalesced positions follow
             positions = 0
@@ -154,14 +189,29 @@ async def measure(
                     stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
                 )  # fmt: skip
                 await asyncio.sleep(1.0)
-            cpu, start = _cpu(pid), time.monotonic()
+            lag_before = [_lag_buckets(h) for h, _ in servers]
+            cpu, start = _cpu(*pids), time.monotonic()
             outcome: type[Admitted | Denied] = Denied if deny else Admitted
+            arrived: list[float] = []
+
+            async def answered(guest: GuestClient) -> Admitted | Denied:
+                message = await guest.wait_for(outcome, timeout=120)
+                arrived.append(time.monotonic())
+                return message
+
+            waits = [asyncio.ensure_future(answered(g)) for g in rest]  # waiting before the reply
             await (device.deny_all("Not today, sorry.") if deny else device.admit_all())
-            outcomes = await asyncio.gather(
-                *(g.wait_for(outcome, timeout=120) for g in rest), return_exceptions=True
-            )
+            outcomes = await asyncio.gather(*waits, return_exceptions=True)
             took = time.monotonic() - start
-            cpu_all = _cpu(pid) - cpu
+            first_ms = 1000 * (min(arrived, default=start) - start)
+            cpu_all = _cpu(*pids) - cpu
+            await asyncio.sleep(0.2)  # the last ticks of the burst observed
+            lags = [
+                _lag_between(b, _lag_buckets(h))
+                for b, (h, _) in zip(lag_before, servers, strict=True)
+            ]
+            lag_over = sum(over for over, _ in lags)
+            lag_worst = max(worst for _, worst in lags)
             phases["admit_all"] = (start, time.monotonic())
             if spy is not None:
                 spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
@@ -190,6 +240,9 @@ async def measure(
         worst_stall_ms=worst_ms,
         drain_s=round(drained - phases["drain"][0], 3),
         stall_by_phase_ms=by_phase,
+        loop_lag_over_50ms=lag_over,
+        loop_lag_worst_under_ms=lag_worst,
+        first_outcome_ms=round(first_ms, 1),
     )
 
 
@@ -200,6 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the points here")
     parser.add_argument("--profile", type=Path, help="py-spy admit_all into this folder")
     parser.add_argument("--deny", action="store_true", help="deny_all instead of admit_all")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="2: the host's device on one Foyer process, the guests on another",
+    )
     parser.add_argument("--probe", nargs=2, metavar=("URL", "TOKEN"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.probe:
@@ -209,10 +269,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--waiting must be above --drain and at most 15000 (fd limits)")
     points: list[Point] = []
     with tempfile.TemporaryDirectory(prefix="foyer-hothost-") as tmp:
-        stack = spawn("foyer", 1, Path(tmp))
+        stack = spawn("foyer", args.processes, Path(tmp))
+        servers = list(zip(stack.urls, stack.server_pids, strict=True))
         try:
             for n in args.waiting:
-                where = (stack.urls[0], stack.api_key, stack.secret, stack.server_pids[0])
+                where = (servers, stack.api_key, stack.secret)
                 point = asyncio.run(measure(*where, n, args.drain, args.profile, args.deny))
                 points.append(point)
                 print(json.dumps(asdict(point)), flush=True)

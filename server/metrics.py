@@ -33,6 +33,9 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Knock -> device latency, seconds. ``knocked_at`` has millisecond resolution.
 DELIVERY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+# How late the loop ran a timer, seconds: what one callback held the loop for.
+LOOP_LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
 # The store's knock verdict (``KnockVerdict`` values) -> the ``result`` label.
 KNOCK_RESULTS = {
     "ok": "queued",
@@ -98,6 +101,7 @@ class Metrics:
         self.guests_connected: Level = OFF
         self.guests_waiting: Level = OFF
         self.delivery: Distribution = OFF
+        self.loop_lag: Distribution = OFF
         self._knocks: dict[str, Value] = dict.fromkeys(KNOCK_RESULTS, OFF)
         self._replies: dict[tuple[str, str], Value] = {
             (a, r): OFF for a in REPLY_ACTIONS for r in REPLY_RESULTS
@@ -162,6 +166,13 @@ class Metrics:
             "Knock (guest info's knocked_at, set by the knocking process) to the join_request "
             "queued on the host's devices on this process; one observation per knock.",
             buckets=DELIVERY_BUCKETS,
+            registry=reg,
+        )
+        self.loop_lag = Histogram(
+            "foyer_event_loop_lag_seconds",
+            "How late this process's event loop ran a timer due every 50 ms: a sample over "
+            "50 ms means something held the loop that long (every socket on it waited).",
+            buckets=LOOP_LAG_BUCKETS,
             registry=reg,
         )
         slow = Counter(

@@ -56,6 +56,7 @@ log = logging.getLogger("foyer.node")
 # stays quiet as long again (a dead path; a host device then counts as away).
 PING_INTERVAL = 20.0
 PING_TIMEOUT = 20.0
+LOOP_LAG_PERIOD = 0.05  # seconds between two looks at the event loop's lag
 
 GUEST_LEASE_CHUNK = 1000
 READY_PING_TIMEOUT = 2.0  # seconds /readyz waits for Redis
@@ -288,6 +289,7 @@ class Node:
         self._tasks.append(
             asyncio.create_task(self._every(poll, self.webhooks.deliver_due), name="foyer-webhooks")
         )
+        self._tasks.append(asyncio.create_task(self._watch_loop(), name="foyer-loop-lag"))
 
     @property
     def draining(self) -> bool:
@@ -332,6 +334,14 @@ class Node:
         await self.batch.stop()
         await self.redis.aclose()
         self.metrics.close()
+
+    async def _watch_loop(self) -> None:
+        """``foyer_event_loop_lag_seconds``: how late a 50 ms timer fires."""
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(LOOP_LAG_PERIOD)
+            self.metrics.loop_lag.observe(max(0.0, loop.time() - start - LOOP_LAG_PERIOD))
 
     @staticmethod
     async def _every(seconds: float, work: Callable[[], Awaitable[object]]) -> None:

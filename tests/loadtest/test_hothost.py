@@ -1,0 +1,26 @@
+"""A small run of the hot-host scenario on two real Foyer processes (the
+device on one, the guests on the other): every guest gets its outcome and none
+is closed instead, the welcome stays bounded however long the queue, and the
+server's own loop-lag histogram is read. No timing is asserted: the figures are
+benchmarks (docs/performance.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from loadtest import hothost
+
+
+def test_a_hot_host_on_two_processes(tmp_path: Path) -> None:
+    out = tmp_path / "points.json"
+    code = hothost.main(
+        ["--waiting", "500", "--drain", "20", "--processes", "2", "--json", str(out)]
+    )
+    assert code == 0
+    (point,) = json.loads(out.read_text())
+    assert point["answered"] == 480 and point["closed_instead"] == 0
+    # 500 guests at ~170 bytes each would be 85 KB; the welcome lists the first ones only
+    assert 0 < point["welcome_bytes"] < 64 * 1024
+    assert point["positions_to_last"] >= 1  # the last guest heard it moved up
+    assert point["loop_lag_worst_under_ms"] > 0  # the servers' histograms were read
