@@ -301,9 +301,12 @@ function fillCard(li, guest, index) {
   merge.title = t(inMeeting ? "console.merge_title" : "console.merge_disabled");
 }
 
-// A big lobby: only the first cards are in the page (the oldest, who are answered
-// first); the rest are counted. Renders are coalesced to one per frame.
-const SHOWN = 100;
+// A big lobby is a virtual list: every guest is reachable by scrolling, but only
+// the cards near the viewport exist in the page (a window of rows; the rest is
+// padding of the estimated height), so 10,000 waiting guests cost a few dozen
+// cards. Renders are coalesced to one per frame; scrolling renders too.
+const OVERSCAN = 8; // rows above and below the viewport kept in the page
+let rowHeight = 140; // px per card and gap; measured after each render
 let renderQueued = false;
 
 function scheduleRender() {
@@ -315,14 +318,22 @@ function scheduleRender() {
   });
 }
 
+function visibleRange(total) {
+  // Row 0 starts at the list's top edge: the padding above stands for rows 0..start-1.
+  const top = $("queue").getBoundingClientRect().top;
+  const first = Math.floor(Math.max(0, -top) / rowHeight);
+  const rows = Math.ceil(window.innerHeight / rowHeight);
+  const start = Math.max(0, Math.min(total, first - OVERSCAN));
+  return [start, Math.min(total, first + rows + OVERSCAN)];
+}
+
 function render() {
   const list = client ? client.list() : [];
   const queue = $("queue");
   const seen = new Set();
-  const hidden = Math.max(0, list.length - SHOWN);
-  $("more").hidden = hidden === 0;
-  $("more").textContent = hidden ? t("console.more", { n: hidden }) : "";
-  list.slice(0, SHOWN).forEach((guest, index) => {
+  const [start, end] = visibleRange(list.length);
+  list.slice(start, end).forEach((guest, offset) => {
+    const index = start + offset;
     seen.add(guest.id);
     let li = cards.get(guest.id);
     if (!li) {
@@ -330,7 +341,9 @@ function render() {
       cards.set(guest.id, li);
     }
     fillCard(li, guest, index);
-    if (queue.children[index] !== li) queue.insertBefore(li, queue.children[index] || null);
+    li.setAttribute("aria-setsize", String(list.length));
+    li.setAttribute("aria-posinset", String(index + 1));
+    if (queue.children[offset] !== li) queue.insertBefore(li, queue.children[offset] || null);
   });
   for (const [id, li] of cards) {
     if (!seen.has(id)) {
@@ -340,12 +353,25 @@ function render() {
       if (hadFocus) $("queue-title").focus();
     }
   }
+  const shown = queue.children.length;
+  if (shown > 1) {
+    const firstCard = queue.children[0];
+    const lastCard = queue.children[shown - 1];
+    const span = lastCard.offsetTop + lastCard.offsetHeight - firstCard.offsetTop;
+    const gap = parseFloat(getComputedStyle(queue).rowGap) || 0;
+    rowHeight = Math.max(40, (span + gap) / shown);
+  }
+  queue.style.paddingTop = `${start * rowHeight}px`;
+  queue.style.paddingBottom = `${(list.length - end) * rowHeight}px`;
   $("count").textContent = String(list.length);
   $("empty").hidden = list.length > 0;
   $("admit-all").disabled = list.length === 0;
   $("deny-all").disabled = list.length === 0;
   document.title = list.length ? `(${list.length}) ${t("console.title")}` : t("console.title");
 }
+
+window.addEventListener("scroll", scheduleRender, { passive: true });
+window.addEventListener("resize", scheduleRender);
 
 function tick() {
   for (const since of document.querySelectorAll(".guest-card .since")) {
