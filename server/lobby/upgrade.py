@@ -76,13 +76,24 @@ def _route(path: str) -> tuple[str, str]:
     raise Refused(404, "not_found", "no WebSocket endpoint at this path")
 
 
+def _tokens(values: list[str]) -> set[str]:
+    """The comma-separated tokens of a header's values, lower-cased."""
+    return {token.strip().lower() for value in values for token in value.split(",")}
+
+
 def check_handshake(request: WSUpgradeRequest) -> None:
     """RFC 6455 4.2.1 as a clear refusal (picows would answer in plain text)."""
     headers = request.headers
     if request.method != b"GET":
         raise Refused(400, "bad_request", "a WebSocket handshake is a GET")
-    if "websocket" not in headers.get("upgrade", "").lower():
+    if "websocket" not in _tokens(headers.getall("upgrade", [])):
         raise Refused(400, "bad_request", "missing Upgrade: websocket")
+    if "upgrade" not in _tokens(headers.getall("connection", [])):
+        raise Refused(400, "bad_request", "missing Connection: upgrade")
+    # picows then checks both values for equality, not for the token: Firefox
+    # sends "Connection: keep-alive, Upgrade". The tokens are there: say so.
+    headers["Upgrade"] = "websocket"
+    headers["Connection"] = "upgrade"
     if headers.get("sec-websocket-version") != "13":
         raise Refused(
             426,

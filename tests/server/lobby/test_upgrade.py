@@ -119,3 +119,18 @@ async def test_an_upgrade_after_a_request_on_a_kept_alive_connection(
         assert accept_key(headers["sec-websocket-key"]) in switched
     finally:
         writer.close()
+
+
+async def test_firefoxs_connection_header_is_an_upgrade(
+    foyer: FoyerProcess, host: dict[str, Any]
+) -> None:
+    """Firefox sends ``Connection: keep-alive, Upgrade``: the token is there."""
+    headers = _upgrade(connection="keep-alive, Upgrade", upgrade="WebSocket")
+    head, _ = await _handshake(foyer, f"/ws/guest/{host['slug']}", headers)
+    assert head.startswith("HTTP/1.1 101 ")
+
+
+async def test_no_connection_upgrade_is_400(foyer: FoyerProcess, host: dict[str, Any]) -> None:
+    headers = _upgrade(connection="keep-alive")
+    head, body = await _handshake(foyer, f"/ws/guest/{host['slug']}", headers)
+    assert head.startswith("HTTP/1.1 400 ") and json.loads(body)["code"] == "bad_request"
