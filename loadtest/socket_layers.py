@@ -18,8 +18,8 @@ tiny handler (read one frame, answer it, close), in a process of its own on
   websockets sans-I/O ``ServerProtocol`` and writes frames from
   ``data_received``, with no task per socket;
 - ``foyer``: Foyer's own layer now: uvicorn's h11 protocol (with Foyer's
-  header timeout) hands a ``GET /ws/...`` connection to picows on its first
-  bytes, and ``server.lobby.connection.Connection`` and one task serve it
+  header timeout) hands the upgrade to a gate that answers the handshake and
+  serves the socket with ``server.lobby.connection.Connection`` and one task
   (the same code the lobby endpoints run on; Starlette stays for HTTP).
 
     python -m loadtest.socket_layers --rate 500 2000 --duration 10 --idle 2000
@@ -217,15 +217,13 @@ def _serve_foyer(port: int) -> None:
     import functools
 
     import uvicorn
-    from picows import WSUpgradeRequest, WSUpgradeResponseWithListener
 
     from protocol.codec import CODECS, JSON
     from server.lobby.connection import Connection, SocketLimits
-    from server.lobby.upgrade import Refused, check_handshake, serve_on, switching
+    from server.lobby.upgrade import Refused, UpgradeRequest, refusal, switching, take_over
     from server.ops.http_protocol import HeaderTimeoutProtocol
 
     tasks: set[asyncio.Task[None]] = set()
-    limits = SocketLimits(max_size=64 * 1024)
 
     async def bare(conn: Connection) -> None:
         frame = await conn.receive()
@@ -233,20 +231,25 @@ def _serve_foyer(port: int) -> None:
             conn.send_frame(frame)
         conn.close()
 
-    def listener(request: WSUpgradeRequest) -> WSUpgradeResponseWithListener:
-        try:
-            check_handshake(request)
-        except Refused as exc:
-            return WSUpgradeResponseWithListener(exc.response(), None)
-        conn = Connection(CODECS[JSON], limits)
-        task = asyncio.get_running_loop().create_task(bare(conn))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        return WSUpgradeResponseWithListener(switching(None), conn)
-
     class BareGate:
-        def adopt(self, transport: asyncio.Transport, raw: bytes, registry: Any = None) -> None:
-            serve_on(transport, raw, listener, limits)
+        def upgrade(
+            self,
+            transport: asyncio.Transport,
+            request: UpgradeRequest,
+            trailing: bytes = b"",
+            registry: Any = None,
+        ) -> None:
+            try:
+                answer = switching(request, None)
+            except Refused as exc:
+                transport.write(refusal(exc))
+                transport.close()
+                return
+            conn = Connection(CODECS[JSON], SocketLimits(max_size=64 * 1024))
+            take_over(transport, conn, answer, registry)
+            task = asyncio.get_running_loop().create_task(bare(conn))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
 
     class App:
         gate = BareGate()

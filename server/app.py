@@ -117,15 +117,15 @@ class SigtermDrain:
 
 class FrontDoor:
     """The ASGI app uvicorn runs: every request goes to Starlette, and
-    WebSocket upgrades to ``gate`` (``server.ops.http_protocol`` hands the
-    connection over; see ``server.lobby.upgrade``). A WebSocket
+    WebSocket upgrades to ``gate`` (``server.ops.http_protocol`` hands them
+    over on the parsed request; see ``server.lobby.upgrade``). A WebSocket
     that reaches ASGI anyway (another server) is refused by Starlette: it has
     no WebSocket routes."""
 
-    def __init__(self, app: Starlette, lobby: Lobby, handshake_timeout: float = 10.0) -> None:
+    def __init__(self, app: Starlette, lobby: Lobby) -> None:
         self.app = app
         self.lobby = lobby
-        self.gate = Gate(lobby, handshake_timeout)
+        self.gate = Gate(lobby)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
@@ -176,4 +176,4 @@ def create_app(settings: Settings | None = None) -> FrontDoor:
         exception_handlers=errors.HANDLERS,
     )
     app.state.web = node.web
-    return FrontDoor(app, node.lobby, settings.header_timeout)
+    return FrontDoor(app, node.lobby)

@@ -36,18 +36,20 @@ def client_address(scope: Mapping[str, Any], trusted: list[str]) -> str:
     join in order, empty entries are skipped, an all-trusted chain (always the
     case with ``*``) gives its leftmost hop.
     """
-    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
-    forwarded = [v.decode("latin-1") for name, v in headers if name == b"x-forwarded-for"]
-    return address_from(scope.get("client"), forwarded, trusted)
+    return address_of(scope.get("client"), scope.get("headers", []), trusted)
 
 
-def address_from(client: Sequence[Any] | None, forwarded: Sequence[str], trusted: list[str]) -> str:
-    """``client_address`` from the peer and the ``X-Forwarded-For`` values."""
+def address_of(
+    client: Sequence[Any] | None, headers: Sequence[tuple[bytes, bytes]], trusted: list[str]
+) -> str:
+    """``client_address`` from the peer and the raw (lower-cased) headers."""
     peer = str(client[0]) if client else "unknown"
     every = "*" in trusted
     if not every and peer not in trusted:
         return peer
-    joined = ",".join(forwarded)
+    joined = ",".join(
+        value.decode("latin-1") for name, value in headers if name == b"x-forwarded-for"
+    )
     hops = [hop.strip() for hop in joined.split(",") if hop.strip()]
     if not hops:
         return peer

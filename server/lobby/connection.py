@@ -1,15 +1,14 @@
-"""One WebSocket, served on picows.
+"""One WebSocket, served straight on its transport.
 
-picows (Cython) parses the handshake and the incoming frames and answers
-pings; this class is its listener and the driver the lobby sees. Data frames
-going out are framed here (a server frame is a two-to-ten-byte header and the
-payload) and what is sent in one loop pass goes to the transport in one write
-at the end of the pass. There is no writer task and no send queue of ours, so
-a guest waiting in a lobby costs a transport, picows's protocol and the one
-task that reads its frames (the endpoint). Issue 11 measured the layers
-(``loadtest/socket_layers.py``, docs/performance.md): uvicorn's ASGI stack held
-25 KiB per waiting guest and a burst of 10,000 frames was 10,000 syscalls;
-picows costs the least CPU per visit of every Python layer tried.
+websockets' sans-I/O ``ServerProtocol`` parses what comes in and runs the
+control frames (pongs, the closing handshake, pings); data frames going out
+are framed here (a server frame is a two-to-ten-byte header and the payload).
+There is no writer task and no send queue of ours: what is sent in one loop
+pass goes to the transport in one write at the end of the pass, so a guest
+waiting in a lobby costs a transport, a protocol object and the one task that
+reads its frames (the endpoint), and nothing else (issue 11: 25 KiB per
+waiting guest on uvicorn's ASGI stack, whose queues, events and scope lived
+as long as the socket; a burst of 10,000 frames was 10,000 syscalls).
 
 The transport's buffer is the send queue, bounded like centrifuge's
 ``ClientQueueMaxSize``: a peer whose unsent bytes pass ``limits.queue_bytes``,
@@ -32,9 +31,12 @@ import struct
 from collections import deque
 from collections.abc import MutableSet
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+from websockets.frames import Frame as WsFrame
+from websockets.frames import Opcode
+from websockets.protocol import State
+from websockets.server import ServerProtocol
 
 from protocol.codec import Codec, Frame
 from protocol.errors import CloseCode
@@ -45,20 +47,21 @@ log = logging.getLogger("foyer.connection")
 
 INBOX_HIGH = 64  # messages waiting for the endpoint before reading pauses
 INBOX_LOW = 16  # ... and resumes
-PROTOCOL_ERROR = 1002  # RFC 6455: frames out of order
+_TEXT = Opcode.TEXT
+_BINARY = Opcode.BINARY
+_CONT = Opcode.CONT
+_CLOSE = Opcode.CLOSE
+_OPEN = State.OPEN
 INVALID_DATA = 1007  # RFC 6455: a text message that is not UTF-8
 _FIN_BINARY = 0x82  # RFC 6455 5.2: FIN + opcode of an unfragmented message
 _FIN_TEXT = 0x81
 _pack_16 = struct.Struct("!BBH").pack
 _pack_64 = struct.Struct("!BBQ").pack
-_TEXT = WSMsgType.TEXT
-_BINARY = WSMsgType.BINARY
-_CONT = WSMsgType.CONTINUATION
-_CLOSE = WSMsgType.CLOSE
 
 
 def _header(first: int, size: int) -> bytes:
-    """A server frame's header (servers never mask; no extensions here)."""
+    """A server frame's header (servers never mask; no extensions here): the
+    websockets ``Frame`` per message cost more than the rest of a send."""
     if size < 126:
         return bytes((first, size))
     if size < 1 << 16:
@@ -79,8 +82,8 @@ class SocketLimits:
     max_size: int = 1 << 20  # the largest incoming message (1009 beyond)
 
 
-class Connection(WSListener):
-    """An open WebSocket: ``send`` queues for this loop pass's write,
+class Connection(asyncio.Protocol):
+    """An open WebSocket (the handshake is done): ``send`` writes at once,
     ``receive`` waits for the next message, ``close`` starts the closing
     handshake. The endpoint owns it; the hub only sends and closes."""
 
@@ -93,12 +96,11 @@ class Connection(WSListener):
         "_loop",
         "_lost",
         "_metrics",
-        "_on_open",
         "_out",
         "_parts",
-        "_parts_size",
         "_paused_frames",
         "_pending",
+        "_proto",
         "_reading_paused",
         "_registry",
         "_stuck_timer",
@@ -108,27 +110,24 @@ class Connection(WSListener):
         "codec",
         "limits",
         "transport",
-        "ws",
     )
 
     def __init__(
         self,
         codec: Codec,
-        limits: SocketLimits | None = None,
+        limits: SocketLimits = SocketLimits(),
         metrics: Metrics = OFF_METRICS,
-        registry: MutableSet[Any] | None = None,
     ) -> None:
         self.codec = codec
-        self.limits = limits or SocketLimits()
+        self.limits = limits
         self.closing = False
-        self.ws: WSTransport | None = None
         self.transport: asyncio.Transport | None = None
         self._metrics = metrics
+        self._proto = ServerProtocol(state=_OPEN, max_size=limits.max_size)
         self._loop = asyncio.get_running_loop()
         self._inbox: deque[Frame | None] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._parts: list[bytes] | None = None  # a fragmented message being read
-        self._parts_size = 0
         self._text = False
         self._lost = False
         self._reading_paused = False
@@ -140,64 +139,61 @@ class Connection(WSListener):
         self._out: list[bytes] = []  # frames queued in this loop pass, in order
         self._pending = 0  # their payload bytes
         self._flush_soon = False
-        self._registry = registry
+        self._registry: MutableSet[Any] | None = None
 
-    # -- picows's side (WSListener) ------------------------------------------------
+    # -- the transport's side (asyncio.Protocol) ----------------------------------
 
-    def on_ws_connected(self, transport: WSTransport) -> None:
-        self.ws = transport
-        self.transport = transport.underlying_transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self._last_seen = self._loop.time()
         self._keepalive = self._loop.call_later(self.limits.ping_interval, self._check_alive)
-        if self._registry is not None:
-            self._registry.add(self)
+
+    def track(self, registry: MutableSet[Any]) -> None:
+        """Stay in ``registry`` (the server's open connections, whose shutdown
+        closes them) while the transport is open."""
+        self._registry = registry
+        registry.add(self)
 
     def shutdown(self) -> None:
         """The server stops (uvicorn's call): clients reconnect elsewhere."""
         self.close(CloseCode.SERVICE_RESTART)
 
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+    def data_received(self, data: bytes) -> None:
         self._last_seen = self._loop.time()
-        kind = frame.msg_type
-        if transport.is_close_frame_sent and not self.closing:
-            # picows closed on the peer's protocol error (a frame over the size
-            # limit, say) and may still hand us that frame: act on nothing more.
-            self.closing = True
-            self._inbox.clear()
-            self._wake(None)
-        if kind is _BINARY or kind is _TEXT:
-            if self._parts is not None:
-                self._fail(PROTOCOL_ERROR, "expected a continuation frame")
-            elif frame.fin:
-                self._deliver(frame.get_payload_as_bytes(), kind is _TEXT)
-            else:
-                self._parts, self._text = [frame.get_payload_as_bytes()], kind is _TEXT
-                self._parts_size = len(self._parts[0])
-        elif kind is _CONT:
-            if self._parts is None:
-                self._fail(PROTOCOL_ERROR, "unexpected continuation frame")
-                return
-            part = frame.get_payload_as_bytes()
-            self._parts_size += len(part)
-            if self._parts_size > self.limits.max_size:
-                self._fail(CloseCode.TOO_LARGE, "message too big")
-                return
-            self._parts.append(part)
-            if frame.fin:
-                whole, self._parts = b"".join(self._parts), None
-                self._deliver(whole, self._text)
-        elif kind is _CLOSE:
-            self._peer_closed(frame)
-        # pings are answered by picows; a pong only proves the peer is alive
+        proto = self._proto
+        proto.receive_data(data)
+        for frame in proto.events_received():
+            if not isinstance(frame, WsFrame):  # only frames once open
+                continue
+            opcode = frame.opcode
+            data = cast(bytes, frame.data)  # the parser makes bytes
+            if opcode is _BINARY or opcode is _TEXT:
+                if frame.fin:
+                    self._deliver(data, opcode is _TEXT)
+                else:
+                    self._parts, self._text = [data], opcode is _TEXT
+            elif opcode is _CONT and self._parts is not None:
+                self._parts.append(data)
+                if frame.fin:
+                    whole, self._parts = b"".join(self._parts), None
+                    self._deliver(whole, self._text)
+            elif opcode is _CLOSE:
+                self.closing = True
+                self._wake(None)
+        self._flush()
 
-    def on_ws_disconnected(self, transport: WSTransport) -> None:
+    def eof_received(self) -> bool | None:
+        self._proto.receive_eof()
+        self._flush()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         self.closing = True
         for timer in (self._close_timer, self._stuck_timer, self._keepalive):
             if timer is not None:
                 timer.cancel()
         self._close_timer = self._stuck_timer = self._keepalive = None
-        self._out.clear()
         if self._registry is not None:
             self._registry.discard(self)
         self._wake(None)
@@ -282,15 +278,19 @@ class Connection(WSListener):
         self.closing = True
         self._inbox.clear()  # what came after our close is not acted on
         self._wake(None)
-        if self._lost or self.ws is None or self.transport is None:
+        if self._lost or self.transport is None:
             return
         if self._reading_paused:  # the peer's close frame must get through
             self._reading_paused = False
             self.transport.resume_reading()
-        self._flush()  # what was sent before the close goes first
-        if not self.ws.is_close_frame_sent:
-            self.ws.send_close(WSCloseCode(code))
-        self._close_timer = self._loop.call_later(self.limits.close_timeout, self.abort)
+        if self._proto.state is _OPEN:
+            self._proto.send_close(code)
+            self._take()
+            if not self._flush_soon:  # with what this pass sent before it
+                self._flush_soon = True
+                self._loop.call_soon(self._flush)
+        if not self._lost:
+            self._close_timer = self._loop.call_later(self.limits.close_timeout, self.abort)
 
     def abort(self) -> None:
         """Drop the TCP connection now, unsent data and all."""
@@ -300,24 +300,6 @@ class Connection(WSListener):
 
     # -- inside ----------------------------------------------------------------------
 
-    def _peer_closed(self, frame: WSFrame) -> None:
-        """The peer's close: echo it (unless ours crossed it) and end TCP."""
-        self.closing = True
-        self._wake(None)
-        if self.ws is None:
-            return
-        self._flush()
-        if not self.ws.is_close_frame_sent:
-            code = frame.get_close_code()
-            self.ws.send_close(code if code else WSCloseCode.OK)
-        self.ws.disconnect()  # the server closes TCP once the handshake is done
-
-    def _fail(self, code: int, reason: str) -> None:
-        """A protocol error of the peer's: close with ``code`` and drop."""
-        log.debug("closing a socket that broke the protocol: %s", reason)
-        self._parts = None
-        self.close(code)
-
     def _deliver(self, data: bytes, text: bool) -> None:
         if self.closing:
             return
@@ -325,7 +307,9 @@ class Connection(WSListener):
             try:
                 message: Frame = data.decode()
             except UnicodeDecodeError:
-                self._fail(INVALID_DATA, "invalid UTF-8")
+                self._proto.fail(INVALID_DATA, "invalid UTF-8")
+                self.closing = True
+                self._wake(None)
                 return
         else:
             message = data
@@ -341,14 +325,29 @@ class Connection(WSListener):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def _take(self) -> None:
+        """What the sans-I/O protocol has to send (pongs, close frames, the end
+        of the stream), in order after the frames queued before it."""
+        self._out += self._proto.data_to_send()
+
     def _flush(self) -> None:
-        """Write everything queued in one call."""
+        """Write everything queued in one call; ``b""`` (the protocol's end of
+        stream: the closing handshake is done) closes TCP after it."""
         self._flush_soon = False
+        self._take()
         out, self._out = self._out, []
         self._pending = 0
         transport = self.transport
-        if out and transport is not None and not self._lost:
+        if transport is None or self._lost or not out:
+            return
+        try:
+            end = out.index(b"")
+        except ValueError:
             transport.write(b"".join(out))
+            return
+        if end:
+            transport.write(b"".join(out[:end]))
+        transport.close()
 
     def _stuck(self) -> None:
         self._stuck_timer = None
@@ -369,7 +368,7 @@ class Connection(WSListener):
         if quiet < limits.ping_interval:
             self._keepalive = self._loop.call_later(limits.ping_interval - quiet, self._check_alive)
             return
-        if self.ws is not None and not self.closing:
+        if self._proto.state is _OPEN:
+            self._proto.send_ping(b"")
             self._flush()
-            self.ws.send_ping()
         self._keepalive = self._loop.call_later(limits.ping_timeout, self._check_alive)

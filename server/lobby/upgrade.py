@@ -1,12 +1,14 @@
-"""The WebSocket handshake of the lobby's two paths: the HTTP protocol hands
-over the connection (its transport and the request's raw bytes), picows
-parses and answers the handshake, and ``Gate.listener`` decides it: route,
-drain, version and key, origin, subprotocol. A refusal is an HTTP status with
-a JSON body; an accepted socket gets a ``Connection`` and its endpoint task.
+"""The WebSocket handshake of the lobby's two paths, on the request the HTTP
+protocol already parsed (h11): route, check, answer ``101`` or refuse with an
+HTTP status and a JSON body, then hand the transport to a ``Connection`` and
+start its endpoint.
 
-Skipping ASGI keeps a socket's cost to what it needs (issue 11): no ASGI
-scope, receive queue or events per socket, no second parse of the request in
-Python (picows parses it in C).
+Doing it here rather than through ASGI keeps a socket's cost to what it needs
+(issue 11): no ASGI scope, receive queue or events per socket, no second
+parse of the request by websockets' HTTP reader. The checks are the ones of
+RFC 6455 section 4.2.1 that a browser or library can get wrong (version, key),
+and Foyer's own (route, drain, origin, subprotocol); the ``Upgrade`` and
+``Connection`` headers were checked by the HTTP protocol before it called us.
 """
 
 from __future__ import annotations
@@ -16,36 +18,37 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Callable, MutableSet
+from collections.abc import MutableSet, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from picows import WSAutoPingStrategy, WSUpgradeRequest, WSUpgradeResponse
-from picows import WSUpgradeResponseWithListener as Accepted
-from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in its stubs
+from websockets.utils import accept_key
 
 from protocol.codec import CODECS, negotiate
-from server.access.origins import address_from, origin_allowed
-from server.lobby.connection import Connection, SocketLimits
+from server.access.origins import address_of, origin_allowed
+from server.lobby.connection import Connection
 from server.lobby.endpoints import Lobby, guest_endpoint, host_endpoint
 
 log = logging.getLogger("foyer.upgrade")
 
 HOST_PATH = "/ws/host"
 GUEST_PREFIX = "/ws/guest/"
-READ_BUFFER = 2048  # picows's initial read buffer per socket (its default is 16 KiB)
+Headers = Sequence[tuple[bytes, bytes]]  # h11's: names lower-cased
 
 
-class _PeerErrors(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """picows's log: it makes a child logger per socket of a ``Logger`` it is
-    given (an adapter is not one), and it logs a peer's protocol error (a frame
-    over the limit) as an error of ours: here that is information."""
+@dataclass(frozen=True, slots=True)
+class UpgradeRequest:
+    """What the handshake needs of the HTTP request."""
 
-    def error(self, msg: object, *args: object, **kwargs: Any) -> None:
-        self.info(msg, *args, **kwargs)
+    target: bytes  # the request target, path and query, as sent
+    headers: Headers
+    client: tuple[str, int] | None  # the peer's address (the transport's)
 
-
-_PICOWS_LOG = _PeerErrors(logging.getLogger("foyer.websocket"), {})
+    def header(self, name: bytes) -> str | None:
+        """One header's value; repeated fields joined with ", " (RFC 9110)."""
+        values = [value for key, value in self.headers if key == name]
+        return b", ".join(values).decode("latin-1") if values else None
 
 
 class Refused(Exception):
@@ -60,10 +63,27 @@ class Refused(Exception):
         self.message = message
         self.headers = headers or {}
 
-    def response(self) -> Any:
-        body = json.dumps({"code": self.code, "message": self.message}).encode()
-        headers = {"Content-Type": "application/json", **self.headers}
-        return WSUpgradeResponse.create_error_response(self.status, body, headers)
+
+_PHRASES = {
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    426: "Upgrade Required",
+    503: "Service Unavailable",
+}
+
+
+def refusal(exc: Refused) -> bytes:
+    """The whole HTTP answer to a refused handshake."""
+    body = json.dumps({"code": exc.code, "message": exc.message}).encode()
+    lines = [
+        f"HTTP/1.1 {exc.status} {_PHRASES.get(exc.status, 'Error')}",
+        "content-type: application/json",
+        f"content-length: {len(body)}",
+        "connection: close",
+        *(f"{name}: {value}" for name, value in exc.headers.items()),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 def _route(path: str) -> tuple[str, str]:
@@ -76,131 +96,99 @@ def _route(path: str) -> tuple[str, str]:
     raise Refused(404, "not_found", "no WebSocket endpoint at this path")
 
 
-def _tokens(values: list[str]) -> set[str]:
-    """The comma-separated tokens of a header's values, lower-cased."""
-    return {token.strip().lower() for value in values for token in value.split(",")}
-
-
-def check_handshake(request: WSUpgradeRequest) -> None:
-    """RFC 6455 4.2.1 as a clear refusal (picows would answer in plain text)."""
-    headers = request.headers
-    if request.method != b"GET":
-        raise Refused(400, "bad_request", "a WebSocket handshake is a GET")
-    if "websocket" not in _tokens(headers.getall("upgrade", [])):
-        raise Refused(400, "bad_request", "missing Upgrade: websocket")
-    if "upgrade" not in _tokens(headers.getall("connection", [])):
-        raise Refused(400, "bad_request", "missing Connection: upgrade")
-    # picows then checks both values for equality, not for the token: Firefox
-    # sends "Connection: keep-alive, Upgrade". The tokens are there: say so.
-    headers["Upgrade"] = "websocket"
-    headers["Connection"] = "upgrade"
-    if headers.get("sec-websocket-version") != "13":
+def switching(request: UpgradeRequest, subprotocol: str | None) -> bytes:
+    """The ``101`` answer to a valid handshake (``Refused`` for a bad one)."""
+    if request.header(b"sec-websocket-version") != "13":
         raise Refused(
             426,
             "bad_request",
             "only WebSocket version 13 is spoken",
-            {"Sec-WebSocket-Version": "13"},
+            {"sec-websocket-version": "13"},
         )
-    key = headers.get("sec-websocket-key", "")
+    key = request.header(b"sec-websocket-key") or ""
     try:
         valid = len(base64.b64decode(key.encode("ascii"), validate=True)) == 16
     except (binascii.Error, UnicodeEncodeError):
         valid = False
     if not valid:
         raise Refused(400, "bad_request", "missing or malformed Sec-WebSocket-Key")
+    head = [
+        "HTTP/1.1 101 Switching Protocols",
+        "upgrade: websocket",
+        "connection: Upgrade",
+        f"sec-websocket-accept: {accept_key(key)}",
+    ]
+    if subprotocol is not None:
+        head.append(f"sec-websocket-protocol: {subprotocol}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode()
 
 
-def switching(subprotocol: str | None) -> Any:
-    """The ``101`` answer (picows adds the accept key)."""
-    extra = {"Sec-WebSocket-Protocol": subprotocol} if subprotocol else None
-    return WSUpgradeResponse.create_101_response(extra)
-
-
-def serve_on(
+def take_over(
     transport: asyncio.Transport,
-    raw: bytes,
-    listener: Callable[[WSUpgradeRequest], Any],
-    limits: SocketLimits,
-    handshake_timeout: float = 10.0,
+    conn: Connection,
+    answer: bytes,
+    registry: MutableSet[Any] | None,
 ) -> None:
-    """Hand ``transport`` to picows, and feed it the request bytes read so far
-    (the request line and headers, maybe more); ``listener`` decides."""
-    protocol = WSProtocol(
-        None,  # host and port: a client's
-        None,  # path: a client's
-        False,  # server side
-        listener,
-        _PICOWS_LOG,
-        True,  # disconnect when a listener callback raises
-        handshake_timeout,
-        False,  # no auto ping: Connection keeps its own keep-alive timer
-        limits.ping_interval,
-        limits.ping_timeout,
-        WSAutoPingStrategy.PING_WHEN_IDLE,
-        True,  # auto pong
-        limits.max_size,
-        None,  # extra headers
-        READ_BUFFER,
-    )
-    transport.set_protocol(protocol)
-    protocol.connection_made(transport)
-    view = memoryview(raw)
-    while view:  # the buffer picows offers may be smaller than the request
-        buffer = protocol.get_buffer(len(view))
-        size = min(len(buffer), len(view))
-        buffer[:size] = view[:size]
-        protocol.buffer_updated(size)
-        view = view[size:]
+    """Send the ``101`` and hand the transport to ``conn``."""
+    transport.write(answer)
+    transport.set_protocol(conn)
+    conn.connection_made(transport)
+    if registry is not None:
+        conn.track(registry)
 
 
 class Gate:
-    """Opens lobby sockets for one process: the HTTP protocol calls ``adopt``
-    with the connection's transport and the raw request."""
+    """Opens lobby sockets for one process: the HTTP protocol calls
+    ``upgrade`` with a parsed upgrade request and the transport."""
 
-    def __init__(self, lobby: Lobby, handshake_timeout: float = 10.0) -> None:
+    def __init__(self, lobby: Lobby) -> None:
         self.lobby = lobby
-        self.handshake_timeout = handshake_timeout
 
-    def adopt(
-        self, transport: asyncio.Transport, raw: bytes, registry: MutableSet[Any] | None = None
+    def upgrade(
+        self,
+        transport: asyncio.Transport,
+        request: UpgradeRequest,
+        trailing: bytes = b"",
+        registry: MutableSet[Any] | None = None,
     ) -> None:
-        peer = transport.get_extra_info("peername")
+        try:
+            self._open(transport, request, trailing, registry)
+        except Refused as exc:
+            transport.write(refusal(exc))
+            transport.close()
 
-        def listener(request: WSUpgradeRequest) -> Any:
-            try:
-                return self._open(request, peer, registry)
-            except Refused as exc:
-                return Accepted(exc.response(), None)
-
-        serve_on(transport, raw, listener, self.lobby.config.limits, self.handshake_timeout)
-
-    def _open(self, request: WSUpgradeRequest, peer: Any, registry: MutableSet[Any] | None) -> Any:
+    def _open(
+        self,
+        transport: asyncio.Transport,
+        request: UpgradeRequest,
+        trailing: bytes,
+        registry: MutableSet[Any] | None,
+    ) -> None:
         lobby = self.lobby
         config = lobby.config
-        raw_path, _, raw_query = request.path.partition(b"?")
+        raw_path, _, raw_query = request.target.partition(b"?")
         kind, slug = _route(unquote(raw_path.decode("latin-1")))
         if lobby.sockets.draining:
             raise Refused(
-                503, "unavailable", "this server is restarting; connect again", {"Retry-After": "1"}
+                503, "unavailable", "this server is restarting; connect again", {"retry-after": "1"}
             )
-        check_handshake(request)
-        headers = request.headers
-        seen = {"origin": headers.get("origin"), "host": headers.get("host")}
+        seen = {"origin": request.header(b"origin"), "host": request.header(b"host")}
         if not origin_allowed({k: v for k, v in seen.items() if v is not None}, config.origins):
             raise Refused(403, "forbidden", "this origin may not open a socket here")
-        offered = [
-            p.strip() for v in headers.getall("sec-websocket-protocol", []) for p in v.split(",")
-        ]
-        chosen = negotiate([p for p in offered if p])
+        offered_header = request.header(b"sec-websocket-protocol")
+        offered = [p.strip() for p in offered_header.split(",")] if offered_header else []
+        chosen = negotiate(offered)
         if chosen is None:
             raise Refused(403, "unsupported_subprotocol", "no offered subprotocol is spoken here")
-        conn = Connection(CODECS[chosen], config.limits, lobby.metrics, registry)
+        answer = switching(request, chosen if offered else None)
+        conn = Connection(CODECS[chosen], config.limits, lobby.metrics)
+        take_over(transport, conn, answer, registry)
         if kind == "host":
             endpoint = host_endpoint(conn, lobby)
         else:
-            forwarded = headers.getall("x-forwarded-for", [])
-            address = address_from(peer, forwarded, config.trusted_proxies)
+            address = address_of(request.client, request.headers, config.trusted_proxies)
             query = dict(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True))
             endpoint = guest_endpoint(conn, lobby, slug, address, query)
         lobby.sockets.run(conn, endpoint)
-        return Accepted(switching(chosen if offered else None), conn)
+        if trailing:
+            conn.data_received(trailing)

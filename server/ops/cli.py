@@ -157,12 +157,11 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
             port=args.port,
             workers=args.workers if args.workers > 1 else None,
             loop="uvloop",
-            # The lobby's sockets never reach uvicorn's WebSocket protocol (the
-            # HTTP protocol hands them to the gate, on picows); uvicorn only
-            # needs one configured to pass an upgrade on at all.
             ws="websockets-sansio",
             ws_max_size=MAX_FRAME,
             ws_per_message_deflate=False,
+            ws_ping_interval=20.0,
+            ws_ping_timeout=20.0,
             log_level=settings.log_level.lower(),
             log_config=logs.uvicorn_config(settings.log_format),
             access_log=args.access_log,

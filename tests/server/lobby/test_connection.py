@@ -1,32 +1,26 @@
-"""One socket: frames out in order, the send bounds (bytes, frames while
-paused, a peer that stops reading), the closing handshake and its timeout,
-the inbox and its back-pressure, keep-alive, protocol errors. Real TCP on
-127.0.0.1: the server side is a ``Connection`` served by picows as the gate
-serves it, the peer a sans-I/O client we read by hand."""
+"""One socket on its transport: frames out in order, the send bounds (bytes,
+frames while paused, a peer that stops reading), the closing handshake and
+its timeout, the inbox and its back-pressure, keep-alive. Real TCP on
+127.0.0.1: the server side is a ``Connection`` (already open, as after the
+handshake), the peer a sans-I/O client we read by hand."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, cast
 
-from picows import WSUpgradeResponseWithListener
 from websockets.client import ClientProtocol
 from websockets.frames import Close, Frame, Opcode
 from websockets.protocol import State
 from websockets.uri import parse_uri
-from websockets.utils import accept_key
 
 from protocol.codec import CODECS, MSGPACK
 from protocol.errors import CloseCode
 from protocol.messages import Ping
 from server.lobby.connection import INBOX_HIGH, Connection, SocketLimits
-from server.lobby.upgrade import serve_on, switching
 from server.metrics import Metrics
 from tests.support import metric_samples
 
@@ -78,19 +72,19 @@ class Peer:
 
 
 class Watched(Connection):
-    """A Connection that says when its socket opened and went."""
+    """A Connection that says when its transport came and went."""
 
     def __init__(self, limits: SocketLimits, metrics: Metrics) -> None:
         super().__init__(CODECS[MSGPACK], limits, metrics)
         self.made = asyncio.Event()
         self.gone = asyncio.Event()
 
-    def on_ws_connected(self, transport: Any) -> None:
-        super().on_ws_connected(transport)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
         self.made.set()
 
-    def on_ws_disconnected(self, transport: Any) -> None:
-        super().on_ws_disconnected(transport)
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
         self.gone.set()
 
 
@@ -100,24 +94,14 @@ async def pair(
     metrics: Metrics | None = None,
     small_buffers: bool = False,
 ) -> AsyncIterator[tuple[Watched, Peer]]:
-    """A Connection served the way the gate serves it (picows on a transport
-    that was a plain TCP connection), and a peer that did the handshake."""
     made: asyncio.Future[Watched] = asyncio.get_running_loop().create_future()
-    chosen = limits or SocketLimits()
 
-    def listener(request: Any) -> WSUpgradeResponseWithListener:
-        conn = Watched(chosen, metrics or Metrics())
+    def factory() -> Watched:
+        conn = Watched(limits or SocketLimits(), metrics or Metrics())
         made.set_result(conn)
-        return WSUpgradeResponseWithListener(switching(None), conn)
+        return conn
 
-    class Raw(asyncio.Protocol):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            self.transport = cast(asyncio.Transport, transport)
-
-        def data_received(self, data: bytes) -> None:
-            serve_on(self.transport, data, listener, chosen)
-
-    server = await asyncio.get_running_loop().create_server(Raw, "127.0.0.1", 0)
+    server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     sock = socket.socket()
     if small_buffers:  # so that the server's transport buffer fills quickly
@@ -125,19 +109,9 @@ async def pair(
     sock.connect(("127.0.0.1", port))
     sock.setblocking(False)
     reader, writer = await asyncio.open_connection(sock=sock)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        (
-            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
+    conn = await made
     async with asyncio.timeout(5):
-        head = await reader.readuntil(b"\r\n\r\n")
-        conn = await made
-        await conn.made.wait()
-    assert head.startswith(b"HTTP/1.1 101 ") and accept_key(key).encode() in head
+        await conn.made.wait()  # connection_made comes a step after the factory
     assert conn.transport is not None
     if small_buffers:
         raw = conn.transport.get_extra_info("socket")
@@ -304,43 +278,11 @@ async def test_a_quiet_peer_is_pinged_and_a_silent_one_dropped() -> None:
 
 async def test_shutdown_closes_with_service_restart() -> None:
     async with pair() as (conn, peer):
+        registry: set[object] = set()
+        conn.track(registry)
+        assert conn in registry
         conn.shutdown()
         await peer.eof()
         assert peer.close_code() == CloseCode.SERVICE_RESTART
         await _lost(conn)
-
-
-async def test_an_unmasked_frame_is_a_protocol_error() -> None:
-    async with pair() as (conn, peer):
-        peer.writer.write(b"\x82\x03abc")  # a client frame must be masked
-        assert await conn.receive() is None
-        await peer.eof()
-        assert peer.close_code() == 1002
-
-
-async def test_a_message_over_the_limit_closes_with_1009() -> None:
-    async with pair(SocketLimits(max_size=1024)) as (conn, peer):
-        peer.send(b"x" * 2048)
-        assert await conn.receive() is None
-        await peer.eof()
-        assert peer.close_code() == CloseCode.TOO_LARGE
-
-
-async def test_a_fragmented_message_over_the_limit_closes_with_1009() -> None:
-    """Each frame is under the limit; the message they make is not."""
-    async with pair(SocketLimits(max_size=1024)) as (conn, peer):
-        peer.proto.send_binary(b"y" * 600, fin=False)
-        peer.proto.send_continuation(b"y" * 600, fin=False)
-        peer.proto.send_continuation(b"y" * 600, fin=True)
-        peer.flush()
-        assert await conn.receive() is None
-        await peer.eof()
-        assert peer.close_code() == CloseCode.TOO_LARGE
-
-
-async def test_a_fragmented_message_is_whole_when_it_arrives() -> None:
-    async with pair() as (conn, peer):
-        peer.proto.send_text(b"frag", fin=False)
-        peer.proto.send_continuation(b"mented", fin=True)
-        peer.flush()
-        assert await conn.receive() == "fragmented"
+        assert conn not in registry
