@@ -8,7 +8,9 @@
 --       9 guest key prefix, 10 operation id (unique per call, or ""),
 --       11 webhook outbox stream key or "" (off), 12 who answered (for the
 --       outbox: "device:<id>", "api", "email" or ""),
---       13 "*" to apply the event to every queued guest
+--       13 "*" to apply the event to every queued guest, or "*<limit>:<score>"
+--       to the oldest <limit> of those queued with a score up to <score> (one
+--       slice of a big lobby: each slice is one short atomic step)
 --       (then ARGV 14 is the outcome template and 15.. the option names copied
 --       from each guest's options into the template's meeting), else
 --       14.. per guest: guest id, payload (msgpack; the outcome map for replies,
@@ -39,9 +41,16 @@ if event == E.MERGE then
 end
 
 local guests = {}
-if ARGV[13] == '*' then
+if string.sub(ARGV[13], 1, 1) == '*' then
   local template = cmsgpack.unpack(ARGV[14])
-  for _, gid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local ids
+  if ARGV[13] == '*' then
+    ids = redis.call('ZRANGE', KEYS[1], 0, -1)
+  else
+    local limit, upto = string.match(ARGV[13], '^%*(%d+):(%d+)$')
+    ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', upto, 'LIMIT', 0, limit)
+  end
+  for _, gid in ipairs(ids) do
     local key = ARGV[9] .. gid
     local info = redis.call('HGET', key, 'info')
     local outcome = template

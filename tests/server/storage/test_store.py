@@ -8,9 +8,12 @@ import json
 import uuid
 from typing import Any
 
+import pytest
+
 from protocol.errors import HostExists
 from protocol.lobby import GuestState, LobbyEvent
 from server.storage import keys
+from server.storage import store as store_module
 from server.storage.store import KnockVerdict
 from server.storage.values import now_ms
 from tests.server.storage.conftest import Stores
@@ -122,6 +125,31 @@ async def test_create_host_is_atomic_and_one_creator_wins(stores: Stores) -> Non
     slugs = [k async for k in stores.redis.scan_iter("foyer:slug:race*")]
     owned = [k for k in slugs if await stores.redis.get(k) == host.encode()]
     assert len(owned) == 1  # the winner's; every loser released the slug it claimed
+
+
+async def test_admit_all_goes_in_slices_bounded_by_who_waited_when_it_began(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slices of two: five guests take three steps, and a guest who knocks after
+    the bulk answer began (a higher score) is not swept up by a later slice."""
+    monkeypatch.setattr(store_module, "BULK_SLICE", 2)
+    host = await _knocked(stores)
+    for gid in ("g2", "g3", "g4", "g5"):
+        assert await _knock(stores, host, gid, address_limit=0) is KnockVerdict.OK
+    original = stores.store._ring_outbox
+    late: list[str] = []
+
+    def knock_meanwhile(h: str) -> None:  # runs after each slice is queued
+        original(h)
+        if not late:
+            late.append("g6")
+            asyncio.get_running_loop().create_task(_knock(stores, host, "g6", address_limit=0))
+
+    monkeypatch.setattr(stores.store, "_ring_outbox", knock_meanwhile)
+    template = {"type": "denied"}
+    assert await stores.store.transition_all(host, LobbyEvent.DENY, template, ()) == 5
+    snapshot = await stores.store.snapshot(host)
+    assert [g["id"] for g in snapshot.queue] == ["g6"]
 
 
 async def test_admit_all_is_one_script_with_each_guests_options(stores: Stores) -> None:
