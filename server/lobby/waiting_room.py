@@ -545,8 +545,9 @@ class WaitingRoom:
         ), ""
 
     async def admit_all(self, host: str, by: str = "") -> int:
-        """Admit every guest waiting now, oldest first, in one atomic step: the
-        script puts each guest's own options into the personal room's meeting."""
+        """Admit every guest waiting now, oldest first, in atomic slices (see
+        ``Store.transition_all``): the script puts each guest's own options into
+        the personal room's meeting."""
         record = await self._directory.record(host)
         template = Admitted(
             mode=lobby.LobbyEvent.ADMIT.value, meeting=self._meetings.personal(record["room"], {})
@@ -570,8 +571,8 @@ class WaitingRoom:
             raise_for(step)
 
     async def deny_all(self, host: str, message: str | None, by: str = "") -> int:
-        """Deny every guest waiting now with one line, in one atomic step (as
-        ``admit_all``); each deny starts that guest's cool-down."""
+        """Deny every guest waiting now with one line, in the slices of
+        ``admit_all``; each deny starts that guest's cool-down."""
         template = Denied(message=message)
         return await self._store.transition_all(
             host, lobby.LobbyEvent.DENY, template.to_map(), (), by
