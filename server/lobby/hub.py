@@ -327,7 +327,7 @@ class Hub:
     ) -> None:
         """One slice of a round: ``POSITION_SLICE`` guests, then the rest on the
         next loop passes, so a host with thousands waiting never holds the loop
-        for the whole round (each frame also wakes its socket's writer)."""
+        for the whole round (each frame is also a write at the end of the pass)."""
         end = min(len(sessions), start + POSITION_SLICE)
         for session in sessions[start:end]:
             if not session.finished:
