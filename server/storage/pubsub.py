@@ -268,7 +268,7 @@ class SubscriberConnection:
                 handled += 1
                 if handled == YIELD_EVERY:
                     # A burst (admit all of a big lobby) arrives already buffered, and
-                    # reading it never suspends: let the socket writers drain meanwhile.
+                    # reading it never suspends: let the frames queued meanwhile go out.
                     handled = 0
                     await asyncio.sleep(0)
 
