@@ -221,7 +221,7 @@ def _serve_foyer(port: int) -> None:
     from protocol.codec import CODECS, JSON
     from server.lobby.connection import Connection, SocketLimits
     from server.lobby.upgrade import Refused, UpgradeRequest, refusal, switching, take_over
-    from server.ops.http_protocol import HeaderTimeoutProtocol
+    from server.ops.front_protocol import FrontProtocol
 
     tasks: set[asyncio.Task[None]] = set()
 
@@ -262,7 +262,7 @@ def _serve_foyer(port: int) -> None:
         host="127.0.0.1",
         port=port,
         loop="uvloop",
-        http=cast("type[asyncio.Protocol]", functools.partial(HeaderTimeoutProtocol)),
+        http=cast("type[asyncio.Protocol]", functools.partial(FrontProtocol)),
         ws="websockets-sansio",
         log_level="warning",
         lifespan="off",

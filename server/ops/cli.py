@@ -28,7 +28,7 @@ from server import logs
 from server.metrics import prepare_multiprocess_dir
 from server.ops.config import Settings
 from server.ops.embedded import EmbeddedValkey
-from server.ops.http_protocol import HeaderTimeoutProtocol
+from server.ops.front_protocol import FrontProtocol
 from server.storage import scripts
 from server.storage.batcher import Batcher
 from server.storage.hosts import HostRecord, HostStore
@@ -148,7 +148,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"Personal link: {link}", flush=True)
         # The protocol class with its timeout bound: a partial of a module-level
         # class pickles, so the spawned workers of --workers N get it too.
-        http = functools.partial(HeaderTimeoutProtocol, header_timeout=settings.header_timeout)
+        http = functools.partial(FrontProtocol, header_timeout=settings.header_timeout)
         uvicorn.run(
             "server.app:create_app",
             http=cast("type[asyncio.Protocol]", http),

@@ -66,11 +66,15 @@ class HeaderTimeoutProtocol(H11Protocol):
         self,
         *args: Any,
         header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+        first_deadline: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.header_timeout = header_timeout
         self._header_timer: asyncio.TimerHandle | None = None
+        # The loop time by which the first request's headers are due, when the
+        # connection began under another protocol (``FrontProtocol``).
+        self._first_deadline = first_deadline
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -102,7 +106,11 @@ class HeaderTimeoutProtocol(H11Protocol):
         if not waiting:
             self._stop_header_timer()
         elif self._header_timer is None:
-            self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
+            deadline = self._first_deadline
+            if deadline is None:
+                deadline = self.loop.time() + self.header_timeout
+            self._header_timer = self.loop.call_at(deadline, self._headers_late)
+        self._first_deadline = None
 
     def _stop_header_timer(self) -> None:
         if self._header_timer is not None:
