@@ -5,7 +5,10 @@ device's ``welcome``; a drain of ``--drain`` guests one by one (server CPU per
 departure, and how many ``position`` frames the last guest got); ``admit_all``
 of the rest (time until every guest has its outcome, server CPU, guests closed
 instead of answered); and the worst event-loop stall another host's device on
-that process saw meanwhile (its ping round trips, every 10 ms).
+that process saw meanwhile (its ping round trips, every 10 ms); and the time
+from sending ``admit_all`` to the first outcome, both as the driver saw it
+(among all its guests' frames) and as a guest in a process of its own saw it
+(the oldest in the queue, so in ``admit_all``'s first slice).
 
     python -m loadtest.hothost --waiting 1000 5000 10000
 
@@ -35,6 +38,7 @@ from protocol.errors import ConnectionClosed
 from protocol.messages import Admitted, Denied, Position
 
 CONNECT_AT_ONCE = 200
+FIRST_GUEST_TIMEOUT = 300.0  # s: the first guest waits through the others' knocks and the drain
 
 
 @dataclass
@@ -55,7 +59,13 @@ class Point:
     # 50 ms timer ticks ran more than 50 ms late, and the bucket of the worst.
     loop_lag_over_50ms: int = 0
     loop_lag_worst_under_ms: float = 0.0
-    first_outcome_ms: float = 0.0  # admit_all sent -> the first guest has its outcome
+    # admit_all sent -> the first guest has its outcome, as the driver saw it (it
+    # also parses every frame of its other guests: its own work is in this figure)
+    first_outcome_ms: float = 0.0
+    # admit_all sent -> the oldest guest, in a process of its own, has its outcome
+    # (system-wide monotonic clocks subtracted; -1: the probe never reported one)
+    first_outcome_probe_ms: float = -1.0
+    probe_answered: bool = False  # that probe guest got its outcome (it is not in answered)
 
 
 def _lag_buckets(http: str) -> dict[float, float]:
@@ -123,6 +133,92 @@ async def _prober(url: str, token: str) -> asyncio.subprocess.Process:
     return proc
 
 
+async def _first_guest(url: str, slug: str) -> None:
+    """The oldest guest of the hot host, in a process of its own (so the other
+    guests' client work does not count): knocks, prints ``{"ready": true, "guest":
+    id, "position": p}`` once it has its ``waiting``, then waits for its outcome and
+    prints ``{"outcome": "admitted"|"denied"|null, "at": monotonic}`` (``at`` taken
+    as the outcome is read; CLOCK_MONOTONIC is system-wide). Every wait is bounded;
+    it exits when done or when stdin closes."""
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(sys.stdin.fileno(), lambda: done.set() if not sys.stdin.read(1) else None)
+    guest = GuestClient(url, slug, name="First", queue_size=64)
+    try:
+        async with asyncio.timeout(30):
+            await guest.__aenter__()
+    except Exception as error:  # reported to the driver, which goes on without it
+        print(json.dumps({"ready": False, "error": repr(error)}), flush=True)
+        return
+    try:
+        print(
+            json.dumps(
+                {"ready": True, "guest": guest.waiting.guest, "position": guest.waiting.position}
+            ),
+            flush=True,
+        )
+
+        async def outcome() -> tuple[Admitted | Denied, float]:
+            message = await guest.wait_for(Admitted, Denied, timeout=FIRST_GUEST_TIMEOUT)
+            return message, time.monotonic()
+
+        got = asyncio.ensure_future(outcome())
+        stop = asyncio.ensure_future(done.wait())
+        await asyncio.wait(
+            {got, stop}, timeout=FIRST_GUEST_TIMEOUT + 5, return_when=asyncio.FIRST_COMPLETED
+        )
+        stop.cancel()
+        report: dict[str, object] = {"outcome": None, "at": None}
+        if not got.done():
+            got.cancel()
+        elif got.exception() is not None:
+            report["error"] = repr(got.exception())
+        else:
+            message, at = got.result()
+            report = {
+                "outcome": "admitted" if isinstance(message, Admitted) else "denied",
+                "at": at,
+            }
+        print(json.dumps(report), flush=True)
+    finally:
+        await guest.close()
+
+
+async def _first_guest_probe(
+    url: str, slug: str
+) -> tuple[asyncio.subprocess.Process, dict[str, object]]:
+    """Start ``_first_guest`` and read its ready line (``{}`` if it never came)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "loadtest.hothost",
+        "--first-guest",
+        url,
+        slug,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    ready: dict[str, object] = {}
+    assert proc.stdout is not None
+    with contextlib.suppress(TimeoutError, ValueError):
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        found = json.loads(line or b"{}")
+        if isinstance(found, dict) and found.get("ready"):
+            ready = found
+    return proc, ready
+
+
+async def _first_guest_outcome(proc: asyncio.subprocess.Process, wait: float) -> dict[str, object]:
+    """The probe's outcome line (``{}`` if it died or never reported within ``wait`` s)."""
+    assert proc.stdout is not None
+    with contextlib.suppress(TimeoutError, ValueError):
+        line = await asyncio.wait_for(proc.stdout.readline(), wait)
+        found = json.loads(line or b"{}")
+        if isinstance(found, dict):
+            return found
+    return {}
+
+
 async def _guests(url: str, slug: str, n: int) -> list[GuestClient]:
     guests: list[GuestClient] = []
     for start in range(0, n, CONNECT_AT_ONCE):
@@ -146,9 +242,11 @@ async def measure(
     deny: bool = False,
 ) -> Point:
     """``servers``: (http URL, pid) of each Foyer process; the host's device is on
-    the first, the guests and the probe on the last (one process: all on it).
+    the first, the guests and the probes on the last (one process: all on it).
     With ``deny``, the bulk answer is ``deny_all`` instead of ``admit_all`` (the
-    figures keep the ``admit_all`` names)."""
+    figures keep the ``admit_all`` names). The lobby holds ``n`` guests: the
+    first-guest probe (oldest, never drained, answered by the bulk answer) and
+    ``n - 1`` of the driver's (``answered`` and ``closed_instead`` count those)."""
     http, pid = servers[0]
     pids = [p for _, p in servers]
     guest_http = servers[-1][0]
@@ -158,18 +256,22 @@ async def measure(
     created = _api(f"{http}/api/hosts", api_key, "POST", {"id": tag, "name": "Hot Host"})
     _api(f"{http}/api/hosts", api_key, "POST", {"id": tag + "-probe", "name": "Probe"})
     token = mint_token(secret, tag, 3600)
-    guests = await _guests(guest_url, str(created["slug"]), n)
-    probe = await _prober(guest_url, mint_token(secret, tag + "-probe", 3600))
+    first, ready = await _first_guest_probe(guest_url, str(created["slug"]))
+    probe: asyncio.subprocess.Process | None = None
+    guests: list[GuestClient] = []
     worst_ms = -1.0
+    first_probe_ms, probe_answered = -1.0, False
     phases: dict[str, tuple[float, float]] = {}
     try:
+        guests = await _guests(guest_url, str(created["slug"]), n - 1 if ready else n)
+        probe = await _prober(guest_url, mint_token(secret, tag + "-probe", 3600))
         began = time.monotonic()
         async with HostClient(url, token) as device:
             phases["welcome"] = (began, time.monotonic())
             welcome_bytes = len(json.dumps(device.welcome.to_map()))
             last = guests[-1]
             cpu, began = _cpu(*pids), time.monotonic()
-            for guest in guests[:drain]:
+            for guest in guests[:drain]:  # the driver's own: the first-guest probe stays
                 await device.admit(guest.waiting.guest)
             cpu_drain = _cpu(*pids) - cpu
             drained = time.monotonic()
@@ -200,10 +302,17 @@ async def measure(
                 return message
 
             waits = [asyncio.ensure_future(answered(g)) for g in rest]  # waiting before the reply
+            sent = time.monotonic()
             await (device.deny_all("Not today, sorry.") if deny else device.admit_all())
             outcomes = await asyncio.gather(*waits, return_exceptions=True)
             took = time.monotonic() - start
-            first_ms = 1000 * (min(arrived, default=start) - start)
+            first_ms = 1000 * (min(arrived, default=start) - start)  # as the driver saw it
+            if ready:  # every guest has its outcome by now: the probe's is in its pipe
+                told = await _first_guest_outcome(first, 10.0)
+                at = told.get("at")
+                probe_answered = told.get("outcome") == ("denied" if deny else "admitted")
+                if probe_answered and isinstance(at, float):
+                    first_probe_ms = 1000 * (at - sent)
             cpu_all = _cpu(*pids) - cpu
             await asyncio.sleep(0.2)  # the last ticks of the burst observed
             lags = [
@@ -223,9 +332,15 @@ async def measure(
             name: max((ms for at, ms in slow if a <= at + ms / 1000 and at <= b), default=0.0)
             for name, (a, b) in phases.items()
         }
+        if first.stdin is not None:
+            first.stdin.close()  # the probe guest exits on its stdin's end
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(first.wait(), 5)
     finally:
-        if probe.returncode is None:
-            probe.kill()
+        for proc in (probe, first):
+            if proc is not None and proc.returncode is None:
+                proc.kill()
+                await proc.wait()
         await asyncio.gather(*(g.close() for g in guests), return_exceptions=True)
     return Point(
         waiting=n,
@@ -243,6 +358,8 @@ async def measure(
         loop_lag_over_50ms=lag_over,
         loop_lag_worst_under_ms=lag_worst,
         first_outcome_ms=round(first_ms, 1),
+        first_outcome_probe_ms=round(first_probe_ms, 1),
+        probe_answered=probe_answered,
     )
 
 
@@ -261,12 +378,18 @@ def main(argv: list[str] | None = None) -> int:
         help="2: the host's device on one Foyer process, the guests on another",
     )
     parser.add_argument("--probe", nargs=2, metavar=("URL", "TOKEN"), help=argparse.SUPPRESS)
+    parser.add_argument("--first-guest", nargs=2, metavar=("URL", "SLUG"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.probe:
         asyncio.run(_probe(*args.probe))
         return 0
-    if any(n > 15_000 or n <= args.drain for n in args.waiting):
-        parser.error("--waiting must be above --drain and at most 15000 (fd limits)")
+    if args.first_guest:
+        asyncio.run(_first_guest(*args.first_guest))
+        return 0
+    if any(n > 15_000 or n < args.drain + 2 for n in args.waiting):
+        parser.error(  # the first-guest probe is one of the waiting, and is never drained
+            "--waiting must be at least --drain + 2 and at most 15000 (fd limits)"
+        )
     points: list[Point] = []
     with tempfile.TemporaryDirectory(prefix="foyer-hothost-") as tmp:
         stack = spawn("foyer", args.processes, Path(tmp))
