@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -156,11 +155,7 @@ def create_app(settings: Settings | None = None) -> FrontDoor:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await node.start()
-        # Start-up objects (modules, app, scripts) never die: keep them out of
-        # every full collection, which otherwise stalled the loop ~50 ms.
-        gc.collect()
-        gc.freeze()
+        await node.start()  # its GcPolicy freezes what start-up made
         drain = SigtermDrain(node, settings.drain_timeout)
         drain.install()
         try:

@@ -35,6 +35,8 @@ DELIVERY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 
 # How late the loop ran a timer, seconds: what one callback held the loop for.
 LOOP_LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+GC_PAUSE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+GC_GENERATIONS = ("0", "1", "2")
 
 # The store's knock verdict (``KnockVerdict`` values) -> the ``result`` label.
 KNOCK_RESULTS = {
@@ -73,6 +75,12 @@ class Distribution(Protocol):
     def observe(self, amount: float) -> None: ...
 
 
+class Reading(Protocol):
+    """A gauge that is set, not counted."""
+
+    def set(self, value: float) -> None: ...
+
+
 class _Off:
     """Every metric when recording is off."""
 
@@ -85,6 +93,9 @@ class _Off:
         pass
 
     def observe(self, amount: float) -> None:
+        pass
+
+    def set(self, value: float) -> None:
         pass
 
 
@@ -102,6 +113,8 @@ class Metrics:
         self.guests_waiting: Level = OFF
         self.delivery: Distribution = OFF
         self.loop_lag: Distribution = OFF
+        self.gc_frozen: Reading = OFF
+        self._gc_pause: dict[str, Distribution] = dict.fromkeys(GC_GENERATIONS, OFF)
         self._knocks: dict[str, Value] = dict.fromkeys(KNOCK_RESULTS, OFF)
         self._replies: dict[tuple[str, str], Value] = {
             (a, r): OFF for a in REPLY_ACTIONS for r in REPLY_RESULTS
@@ -175,6 +188,23 @@ class Metrics:
             buckets=LOOP_LAG_BUCKETS,
             registry=reg,
         )
+        gc_pause = Histogram(
+            "foyer_gc_pause_seconds",
+            "How long each of this process's garbage collections held the loop, by "
+            "generation (2: a full collection; short however many sockets are open, "
+            "see docs/operations-metrics.md).",
+            ["generation"],
+            buckets=GC_PAUSE_BUCKETS,
+            registry=reg,
+        )
+        self._gc_pause = {g: gc_pause.labels(g) for g in GC_GENERATIONS}
+        self.gc_frozen = Gauge(
+            "foyer_gc_frozen_objects",
+            "Objects this process moved out of the collector's reach (gc.freeze): "
+            "the long-lived ones, freed by reference counting.",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
         slow = Counter(
             "foyer_slow_consumer_disconnects",
             "Sockets closed with 4013 because the peer did not keep up, by reason.",
@@ -218,6 +248,9 @@ class Metrics:
         (``knocked_at_ms``: the guest info's ``knocked_at``, wall clock)."""
         if isinstance(knocked_at_ms, int):
             self.delivery.observe(max(0.0, time.time() - knocked_at_ms / 1000))
+
+    def gc_paused(self, generation: int, seconds: float) -> None:
+        self._gc_pause[str(min(generation, 2))].observe(seconds)
 
     def slow_consumer(self, reason: SlowReason) -> None:
         self._slow[reason].inc()

@@ -38,6 +38,7 @@ from server.notify.webhooks import (
     Webhooks,
 )
 from server.ops.config import Settings
+from server.ops.gc_policy import GcPolicy
 from server.storage import keys, scripts
 from server.storage.batcher import Batcher
 from server.storage.calendars import CalendarStore
@@ -230,6 +231,13 @@ class Node:
             ),
         )
         self._tasks: list[asyncio.Task[None]] = []
+        # Full collections stay short with thousands of sockets open.
+        self.gc = GcPolicy(
+            freeze_interval=settings.gc_freeze_interval,
+            sweep_interval=settings.gc_sweep_interval,
+            on_pause=self.metrics.gc_paused,
+            on_frozen=self.metrics.gc_frozen.set,
+        )
 
     @staticmethod
     def _bases(settings: Settings) -> list[str]:
@@ -290,6 +298,7 @@ class Node:
             asyncio.create_task(self._every(poll, self.webhooks.deliver_due), name="foyer-webhooks")
         )
         self._tasks.append(asyncio.create_task(self._watch_loop(), name="foyer-loop-lag"))
+        self.gc.start()
 
     @property
     def draining(self) -> bool:
@@ -325,6 +334,7 @@ class Node:
         return len(sockets)
 
     async def stop(self) -> None:
+        await self.gc.stop()
         await cancel_and_wait(self._tasks)
         await self.lobby.sockets.cancel()
         await self.webhooks.stop()

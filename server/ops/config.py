@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     subscribe_timeout: float = Field(default=5.0, gt=0)  # wait for Redis to confirm
     redis_pool_size: int = Field(default=50, ge=2)  # pooled connections (pub/sub, start-up)
     header_timeout: float = Field(default=10.0, gt=0)  # a request's headers, from connect
+    # Seconds between full sweeps of the garbage collector (server/ops/gc_policy.py);
+    # 0: never (long-lived objects are then freed by reference counting alone).
+    gc_sweep_interval: float = Field(default=3600.0, ge=0)
+    # Seconds between freezes of the survivors; 0: the interpreter's own schedule.
+    gc_freeze_interval: float = Field(default=1.0, ge=0)
     drain_timeout: float = Field(default=10.0, gt=0)  # SIGTERM -> exit, at the latest
     close_timeout: float = Field(default=2.0, ge=0)  # a closing socket's last frames
     token_max_lifetime: int = Field(default=30 * 24 * 3600, ge=60)  # seconds; longer: refused

@@ -47,6 +47,7 @@ def moved(before: dict[str, float], after: dict[str, float]) -> dict[str, float]
         and "_bucket" not in k
         and "process" not in k
         and "event_loop_lag" not in k  # observed all the time, by a timer
+        and "foyer_gc_" not in k  # every collection, whatever the test does
     }
 
 
@@ -193,7 +194,7 @@ def _expressions(panels: list[dict[str, Any]]) -> str:
 
 def test_dashboard_and_docs_cover_every_metric() -> None:
     families = Metrics().families()
-    assert len(families) == 10
+    assert len(families) == 12
     dashboard = json.loads((ROOT / "docs" / "grafana-foyer.json").read_text())
     exprs = _expressions(dashboard["panels"])
     doc = (ROOT / "docs" / "operations-metrics.md").read_text()
@@ -213,3 +214,16 @@ async def test_the_event_loop_lag_is_watched(metered: FoyerProcess) -> None:
         later['foyer_event_loop_lag_seconds_bucket{le="1.0"}']
         == (later["foyer_event_loop_lag_seconds_count"])
     )
+
+
+async def test_collections_are_timed_and_survivors_frozen(metered: FoyerProcess) -> None:
+    """The GC policy's young collection before each freeze (every second) is
+    timed; the frozen count is set from the first one on."""
+    first = scrape(metered).get('foyer_gc_pause_seconds_count{generation="1"}', 0.0)
+    for _ in range(60):  # bounded: 6 s
+        await asyncio.sleep(0.1)
+        later = scrape(metered)
+        if later.get('foyer_gc_pause_seconds_count{generation="1"}', 0.0) >= first + 2:
+            break
+    assert later['foyer_gc_pause_seconds_count{generation="1"}'] >= first + 2
+    assert later["foyer_gc_frozen_objects"] > 1000  # modules, app, scripts at least
