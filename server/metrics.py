@@ -75,12 +75,6 @@ class Distribution(Protocol):
     def observe(self, amount: float) -> None: ...
 
 
-class Reading(Protocol):
-    """A gauge that is set, not counted."""
-
-    def set(self, value: float) -> None: ...
-
-
 class _Off:
     """Every metric when recording is off."""
 
@@ -93,9 +87,6 @@ class _Off:
         pass
 
     def observe(self, amount: float) -> None:
-        pass
-
-    def set(self, value: float) -> None:
         pass
 
 
@@ -113,7 +104,6 @@ class Metrics:
         self.guests_waiting: Level = OFF
         self.delivery: Distribution = OFF
         self.loop_lag: Distribution = OFF
-        self.gc_frozen: Reading = OFF
         self._gc_pause: dict[str, Distribution] = dict.fromkeys(GC_GENERATIONS, OFF)
         self._knocks: dict[str, Value] = dict.fromkeys(KNOCK_RESULTS, OFF)
         self._replies: dict[tuple[str, str], Value] = {
@@ -198,13 +188,6 @@ class Metrics:
             registry=reg,
         )
         self._gc_pause = {g: gc_pause.labels(g) for g in GC_GENERATIONS}
-        self.gc_frozen = Gauge(
-            "foyer_gc_frozen_objects",
-            "Objects this process moved out of the collector's reach (gc.freeze): "
-            "the long-lived ones, freed by reference counting.",
-            registry=reg,
-            multiprocess_mode="livesum",
-        )
         slow = Counter(
             "foyer_slow_consumer_disconnects",
             "Sockets closed with 4013 because the peer did not keep up, by reason.",

@@ -236,7 +236,6 @@ class Node:
             freeze_interval=settings.gc_freeze_interval,
             sweep_interval=settings.gc_sweep_interval,
             on_pause=self.metrics.gc_paused,
-            on_frozen=self.metrics.gc_frozen.set,
         )
 
     @staticmethod

@@ -194,7 +194,7 @@ def _expressions(panels: list[dict[str, Any]]) -> str:
 
 def test_dashboard_and_docs_cover_every_metric() -> None:
     families = Metrics().families()
-    assert len(families) == 12
+    assert len(families) == 11
     dashboard = json.loads((ROOT / "docs" / "grafana-foyer.json").read_text())
     exprs = _expressions(dashboard["panels"])
     doc = (ROOT / "docs" / "operations-metrics.md").read_text()
@@ -216,9 +216,9 @@ async def test_the_event_loop_lag_is_watched(metered: FoyerProcess) -> None:
     )
 
 
-async def test_collections_are_timed_and_survivors_frozen(metered: FoyerProcess) -> None:
+async def test_collections_are_timed(metered: FoyerProcess) -> None:
     """The GC policy's young collection before each freeze (every second) is
-    timed; the frozen count is set from the first one on."""
+    timed."""
     first = scrape(metered).get('foyer_gc_pause_seconds_count{generation="1"}', 0.0)
     for _ in range(60):  # bounded: 6 s
         await asyncio.sleep(0.1)
@@ -226,4 +226,3 @@ async def test_collections_are_timed_and_survivors_frozen(metered: FoyerProcess)
         if later.get('foyer_gc_pause_seconds_count{generation="1"}', 0.0) >= first + 2:
             break
     assert later['foyer_gc_pause_seconds_count{generation="1"}'] >= first + 2
-    assert later["foyer_gc_frozen_objects"] > 1000  # modules, app, scripts at least
