@@ -486,7 +486,10 @@ class Store:
         self.batch.fire("ZADD", keys.LEASES, *args)
 
     def drop_lease(self, host: str, guest: str, conn: str) -> None:
-        self.batch.fire("ZREM", keys.LEASES, f"{host}\n{guest}\n{conn}")
+        """Rides with the next batch (``fire_later``): a drop that is late, or
+        lost with the process, only lets the lease lapse, and a lapsed lease of
+        a guest who left finds nobody."""
+        self.batch.fire_later("ZREM", keys.LEASES, f"{host}\n{guest}\n{conn}")
 
     async def disconnect(self, host: str, guest: str, conn: str, window_ms: int) -> Step:
         """The guest's socket dropped: it turns away and keeps its place for

@@ -85,3 +85,50 @@ async def test_call_after_stop_fails_at_once(named: tuple[Redis, str]) -> None:
     await batcher.start()
     await batcher.stop()
     assert await _outcome(batcher.call("PING")) == "failed"
+
+
+async def test_a_later_command_rides_ahead_of_the_next_call(named: tuple[Redis, str]) -> None:
+    redis, _ = named
+    batcher = Batcher(redis, {})
+    await batcher.start()
+    try:
+        key = "batcher-test:" + uuid.uuid4().hex
+        batcher.fire_later("SET", key, "later", "PX", 10_000)
+        assert await redis.get(key) is None  # waiting for a batch to ride with
+        # Sent before the call asked for after it, in the same batch.
+        assert await batcher.call("GET", key) == b"later"
+    finally:
+        await batcher.stop()
+
+
+async def test_a_later_command_goes_alone_after_its_delay(named: tuple[Redis, str]) -> None:
+    redis, _ = named
+    batcher = Batcher(redis, {})
+    await batcher.start()
+    try:
+        key = "batcher-test:" + uuid.uuid4().hex
+        batcher.fire_later("SET", key, "alone", "PX", 10_000)
+        for _ in range(250):  # LATER_S is 0.2 s; bounded at 5 s
+            if await redis.get(key) is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert await redis.get(key) == b"alone"
+    finally:
+        await batcher.stop()
+
+
+async def test_a_later_command_is_dropped_quietly_at_stop(
+    named: tuple[Redis, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    redis, _ = named
+    batcher = Batcher(redis, {})
+    await batcher.start()
+    key = "batcher-test:" + uuid.uuid4().hex
+    batcher.fire_later("SET", key, "never", "PX", 10_000)
+    await batcher.stop()
+    await asyncio.sleep(0.3)
+    assert await redis.get(key) is None
+    assert "redis command failed" not in caplog.text
+    batcher.fire_later("SET", key, "after", "PX", 10_000)  # after stop: nothing, no error
+    await asyncio.sleep(0.3)
+    assert await redis.get(key) is None
