@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYERS: list[tuple[str, ...]] = [
     ("server.ops.cli",),
     ("server.app",),
+    ("server.ops.front_protocol",),
     ("server.ops.http_protocol",),
     ("server.node",),
     ("server.web",),
@@ -31,6 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "server.ops.config",
         "server.ops.embedded",
+        "server.ops.gc_policy",
         "server.ops.process",
         "server.tasks",
         "server.logs",
