@@ -99,6 +99,7 @@ class FrontProtocol(asyncio.Protocol):
         self._buffer = b""
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0
+        self._handed = False  # the gate has the transport now
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -110,6 +111,8 @@ class FrontProtocol(asyncio.Protocol):
         self._timer = self._loop.call_at(self._deadline, self._headers_late)
 
     def data_received(self, data: bytes) -> None:
+        if self._handed:
+            return  # a refused upgrade's transport is closing: nothing more is read
         buffer = self._buffer + data if self._buffer else data
         if not buffer.startswith(LOBBY_PREFIX[: len(buffer)]):
             self._to_http(buffer)
@@ -131,6 +134,7 @@ class FrontProtocol(asyncio.Protocol):
         transport, gate = self._transport, self._gate
         assert transport is not None and gate is not None
         self._forget()
+        self._handed = True
         request = UpgradeRequest(target, headers, _peer(transport))
         gate.upgrade(transport, request, trailing, self._server_state.connections)
 
