@@ -118,17 +118,20 @@ async def _probe(url: str, token: str) -> None:
     print(json.dumps(slow), flush=True)
 
 
-async def _prober(url: str, token: str) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
+async def _helper(*args: str) -> asyncio.subprocess.Process:
+    """This module in a process of its own (a probe), talking over pipes."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "loadtest.hothost",
-        "--probe",
-        url,
-        token,
+        *args,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
+
+
+async def _prober(url: str, token: str) -> asyncio.subprocess.Process:
+    proc = await _helper("--probe", url, token)
     await asyncio.sleep(1.0)  # connected and pinging before the work starts
     return proc
 
@@ -188,16 +191,7 @@ async def _first_guest_probe(
     url: str, slug: str
 ) -> tuple[asyncio.subprocess.Process, dict[str, object]]:
     """Start ``_first_guest`` and read its ready line (``{}`` if it never came)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "loadtest.hothost",
-        "--first-guest",
-        url,
-        slug,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
+    proc = await _helper("--first-guest", url, slug)
     ready: dict[str, object] = {}
     assert proc.stdout is not None
     with contextlib.suppress(TimeoutError, ValueError):
