@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -357,6 +358,18 @@ async def measure(
     )
 
 
+def _pin(server_pids: list[int]) -> None:
+    """Servers (and Valkey) on CPU 0, this process and what it starts later on
+    the rest; on a one-CPU machine nothing moves."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return
+    for pid in server_pids:
+        for task in os.listdir(f"/proc/{pid}/task"):  # every thread of it
+            os.sched_setaffinity(int(task), {cpus[0]})
+    os.sched_setaffinity(0, set(cpus[1:]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.hothost", description=__doc__)
     parser.add_argument("--waiting", type=int, nargs="+", default=[1000, 2000])
@@ -370,6 +383,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=(1, 2),
         default=1,
         help="2: the host's device on one Foyer process, the guests on another",
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the Foyer processes and Valkey on CPU 0, this driver and its probes on the "
+        "others: the servers' loop lag is then their own, not the driver taking their core",
     )
     parser.add_argument("--probe", nargs=2, metavar=("URL", "TOKEN"), help=argparse.SUPPRESS)
     parser.add_argument("--first-guest", nargs=2, metavar=("URL", "SLUG"), help=argparse.SUPPRESS)
@@ -388,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="foyer-hothost-") as tmp:
         stack = spawn("foyer", args.processes, Path(tmp))
         servers = list(zip(stack.urls, stack.server_pids, strict=True))
+        cpus = os.sched_getaffinity(0)
+        if args.pin:
+            _pin([*stack.server_pids, stack.redis_pid])
         try:
             for n in args.waiting:
                 where = (servers, stack.api_key, stack.secret)
@@ -396,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(asdict(point)), flush=True)
         finally:
             stack.stop()
+            os.sched_setaffinity(0, cpus)  # as it was (a caller in this process)
     if args.json:
         args.json.write_text(json.dumps([asdict(p) for p in points], indent=2))
     return 0

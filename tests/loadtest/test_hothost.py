@@ -9,6 +9,7 @@ guest, in a process of its own, never drained) gets its outcome from
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from loadtest import hothost
@@ -16,10 +17,12 @@ from loadtest import hothost
 
 def test_a_hot_host_on_two_processes(tmp_path: Path) -> None:
     out = tmp_path / "points.json"
+    cpus = os.sched_getaffinity(0)
     code = hothost.main(
-        ["--waiting", "500", "--drain", "20", "--processes", "2", "--json", str(out)]
+        ["--waiting", "500", "--drain", "20", "--processes", "2", "--pin", "--json", str(out)]
     )
     assert code == 0
+    assert os.sched_getaffinity(0) == cpus  # --pin gave the caller its CPUs back
     (point,) = json.loads(out.read_text())
     # 500 waiting: the first-guest probe and 499 of the driver's, 20 of them drained
     assert point["answered"] == 479 and point["closed_instead"] == 0
