@@ -42,7 +42,14 @@ class Rig:
 @pytest.fixture
 def proxied(valkey: EmbeddedValkey) -> Iterator[tuple[FaultProxy, FoyerProcess, FoyerProcess]]:
     with FaultProxy(valkey.port) as proxy, spawn_foyer(valkey.url) as a:
-        env = {"FOYER_SECRET": a.secret, "FOYER_API_KEY": a.api_key, "FOYER_REDIS_CLUSTER": "false"}
+        env = {
+            "FOYER_SECRET": a.secret,
+            "FOYER_API_KEY": a.api_key,
+            "FOYER_REDIS_CLUSTER": "false",
+            # Its SIGTERM drain waits on a link the test may have left stalled:
+            # 2 s, not the default 10, of the suite's time at teardown.
+            "FOYER_DRAIN_TIMEOUT": "2",
+        }
         with spawn_foyer(proxy.url, env) as b:
             yield proxy, a, b
 
