@@ -54,8 +54,13 @@ def test_the_wheel_serves_every_page(tmp_path: Path, redis_url: str) -> None:
     (wheel,) = dist.glob("foyer-*.whl")
 
     venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", str(venv)], tmp_path)
-    _run([str(venv / "bin" / "pip"), "install", "--quiet", str(wheel)], tmp_path)
+    # A venv without pip of its own, filled by this pip (``--python``), without
+    # byte-compiling: 30 s -> 9 s of the suite, and still a fresh venv with the
+    # wheel's dependencies from the configured index.
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], tmp_path)
+    python = str(venv / "bin" / "python")
+    install = ["install", "--quiet", "--no-compile", "--disable-pip-version-check", str(wheel)]
+    _run([sys.executable, "-m", "pip", "--python", python, *install], tmp_path)
 
     proc = FoyerProcess(redis_url)
     proc.command = str(venv / "bin" / "foyer")
