@@ -39,7 +39,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	PYTHONASYNCIODEBUG=1 $(BIN)/pytest -q
+	PYTHONASYNCIODEBUG=1 $(BIN)/pytest -q -n 2
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -7,11 +7,13 @@ widget), and a browser context that aborts any request to another host.
 
 from __future__ import annotations
 
+import fcntl
 import html
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,7 +43,20 @@ TIMEOUT_MS = 20_000
 
 
 def ensure_chromium() -> str:
-    """Debian's Chromium, installed with apt when missing (CI runs as root)."""
+    """Debian's Chromium, installed with apt when missing (CI runs as root).
+    The suite's workers (pytest-xdist) take turns: one installs, the others
+    wait on the lock and then find it there (apt holds its own lock, and a
+    second apt-get would fail on it)."""
+    with open(Path(tempfile.gettempdir()) / "foyer-tests-chromium.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            _install_chromium()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return CHROMIUM
+
+
+def _install_chromium() -> None:
     if not Path(CHROMIUM).exists():
         apt = shutil.which("apt-get")
         if apt is None:
@@ -57,7 +72,6 @@ def ensure_chromium() -> str:
             timeout=1200,
             stdout=subprocess.DEVNULL,
         )
-    return CHROMIUM
 
 
 class LocalSite:
