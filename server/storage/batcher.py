@@ -1,22 +1,27 @@
-"""Every hot-path Redis command goes through one pipeline per event-loop pass.
+"""Every hot-path Redis command goes through one queue and one long-lived connection.
 
 redis-py 8 caps a pool at 100 connections (raising, not waiting) and sets a
 5 s socket timeout (DESIGN.md, Hot path). So commands are queued, and one
-flusher task sends whatever accumulated while the previous batch was in
-flight as one pipeline on one long-lived connection. Scripts are loaded once
-and called by SHA; after a Redis restart (NOSCRIPT) they are loaded again.
+flusher task writes whatever accumulated during an event-loop pass as one
+pipeline. On a standalone Redis the connection is a ``RespLink``: several
+batches may be in flight at once (a knock does not wait behind the round trip
+of the batch before it), and replies are parsed by hiredis and matched in
+order. On a Cluster, redis-py's cluster pipeline routes each command to its
+slot's node, one batch at a time. Scripts are loaded once and called by SHA;
+after a Redis restart (NOSCRIPT) they are loaded again and the command goes
+once more.
 
 What is retried after a connection or timeout error (with the client's
 backoff and jitter, ``redis_client.retry_policy``'s budget):
 
-- a batch that never left: the connection failed to open, or was found dead
+- a command that never left: the connection failed to open, or was found dead
   before anything was written (Redis restarted: the idle connection read its
-  EOF): every command goes again;
-- a batch that was sent and whose replies were lost (reset mid-command, a
-  timeout while Redis was paused): the command may have run. Only commands
-  whose second run changes nothing the first did not go again: reads, plain
-  writes of a value, and the scripts in ``REPLAYABLE``, which are idempotent
-  by construction (``knock.lua``: a knock whose guest already exists with the
+  EOF): it goes again;
+- a command that was sent and whose reply was lost (reset mid-command, a
+  timeout while Redis was paused): it may have run. Only commands whose second
+  run changes nothing the first did not go again: reads, plain writes of a
+  value, and the scripts in ``REPLAYABLE``, which are idempotent by
+  construction (``knock.lua``: a knock whose guest already exists with the
   same resume secret answers its place again and publishes nothing;
   ``transition.lua``: a step whose operation id is already stored on the guest
   answers ``ok`` again). The others (a line said to a guest, a compare-and-set,
@@ -26,14 +31,13 @@ backoff and jitter, ``redis_client.retry_policy``'s budget):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
 from typing import Any
 
-from hiredis import pack_command
 from redis.asyncio import Redis
-from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -41,13 +45,16 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server.metrics import OFF_METRICS, Metrics
+from server.storage.command import Command
 from server.storage.redis_client import BACKOFF_BASE_S, BACKOFF_CAP_S, RETRIES
+from server.storage.resp_link import RespLink
 
 log = logging.getLogger("foyer.batcher")
 
-RETRY_WINDOW_S = 5.0  # a batch is retried this long at most, then its callers get the error
+RETRY_WINDOW_S = 5.0  # an outage is retried this long at most, then callers get the error
 
-MAX_BATCH = 512
+MAX_BATCH = 512  # commands per write
+MAX_IN_FLIGHT = 4096  # commands sent and not answered yet, on a standalone link
 # A command that may wait (``fire_later``) rides with the next batch, or goes
 # on its own after this long: at 500 visits/s a lease drop then costs no write.
 LATER_S = 0.2
@@ -57,12 +64,9 @@ REPLAYABLE = frozenset({"knock", "transition", "snapshot", "presence", "due", "d
 
 LINK_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
 
-Item = tuple[tuple[Any, ...], asyncio.Future[Any], bool]  # command, its future, replayable
-Batch = list[Item]
-
 
 class _Unsent(Exception):
-    """The batch's connection failed before anything was written."""
+    """The batch's connection failed before anything was written (Cluster path)."""
 
     def __init__(self, error: Exception) -> None:
         super().__init__(str(error))
@@ -75,7 +79,7 @@ def _log_failure(fut: asyncio.Future[Any]) -> None:
 
 
 class Batcher:
-    """Queues commands; one task flushes them as pipelines, in order."""
+    """Queues commands; one task writes them as pipelines, in order."""
 
     def __init__(
         self, redis: Redis, scripts: dict[str, str], metrics: Metrics = OFF_METRICS
@@ -84,13 +88,19 @@ class Batcher:
         self.redis = redis
         self.scripts = scripts  # name -> source
         self.shas: dict[str, str] = {}
-        self._queue: deque[Item] = deque()
-        self._in_flight: Batch = []  # popped from the queue, replies not all in yet
+        self._standalone = isinstance(redis, Redis)
+        self._queue: deque[Command] = deque()
+        self._in_flight: list[Command] = []  # Cluster: popped, replies not all in yet
+        self._link: RespLink | None = None  # standalone: the pipelined connection
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
-        self._conn: Connection | None = None  # the batcher's own, standalone Redis only
-        self._link_down = False  # the last batch used up its retries: try once until one works
+        # The retry budget of the current outage (module docstring).
+        self._failures = 0
+        self._outage_since: float | None = None
+        self._retry_at = 0.0
+        self._link_down = False  # the budget ran out: each try is one, until one works
+        self._backoff = ExponentialWithJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S)
         self._later: list[tuple[Any, ...]] = []  # fire_later's, not queued yet
         self._later_timer: asyncio.TimerHandle | None = None
 
@@ -100,8 +110,8 @@ class Batcher:
         self._task = asyncio.create_task(self._run(), name="foyer-batcher")
 
     async def stop(self) -> None:
-        """Cancel the flusher and fail every future still owned here, the batch
-        in flight included (its replies will never be read), with a
+        """Cancel the flusher and fail every future still owned here, those in
+        flight included (their replies will never be read), with a
         ``ConnectionError``: callers handle it as any Redis outage."""
         self._stopped = True
         self._drop_later()
@@ -112,15 +122,21 @@ class Batcher:
             except asyncio.CancelledError:
                 pass
             self._task = None
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            await conn.disconnect()
+        stopped = RedisConnectionError("the batcher stopped")
+        if self._link is not None:
+            link, self._link = self._link, None
+            await link.aclose(stopped)  # ``_lost`` fails what it had in flight
         owned, self._in_flight = self._in_flight, []
         owned.extend(self._queue)
         self._queue.clear()
-        for _, fut, _ in owned:
-            if not fut.done():
-                fut.set_exception(RedisConnectionError("the batcher stopped"))
+        _fail(owned, stopped)
+
+    @property
+    def in_flight(self) -> int:
+        """Commands sent and not answered yet."""
+        if self._link is not None:
+            return self._link.in_flight
+        return len(self._in_flight)
 
     async def load_scripts(self) -> None:
         for name, source in self.scripts.items():
@@ -135,7 +151,7 @@ class Batcher:
             return fut
         if self._later:
             self._queue_later()  # ahead of this one: they were asked for first
-        self._queue.append((args, fut, replayable))
+        self._queue.append(Command(args, fut, replayable))
         self._wake.set()
         return fut
 
@@ -163,7 +179,7 @@ class Batcher:
         for args in later:
             fut: asyncio.Future[Any] = loop.create_future()
             fut.add_done_callback(_log_failure)
-            self._queue.append((args, fut, True))
+            self._queue.append(Command(args, fut, True))
         self._wake.set()
 
     def _drop_later(self) -> None:
@@ -177,17 +193,123 @@ class Batcher:
             "EVALSHA", self.shas[name], len(keys), *keys, *args, replayable=name in REPLAYABLE
         )
 
+    def _take(self) -> list[Command]:
+        queue = self._queue
+        return [queue.popleft() for _ in range(min(len(queue), MAX_BATCH))]
+
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
-                batch = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH))]
-                self._in_flight = batch  # ``stop`` resolves it if it cancels us here
-                await self._deliver(batch)
-                self._in_flight = []
+                if not self._standalone:
+                    batch = self._in_flight = self._take()  # ``stop`` resolves it if cancelled
+                    await self._deliver(batch)
+                    self._in_flight = []
+                    continue
+                link = await self._ready_link()
+                if link is None:
+                    continue  # the outage's budget ran out: what was queued failed
+                batch = self._take()
+                try:
+                    link.send(batch)
+                except Exception as exc:  # not the link: an argument Redis cannot take
+                    log.warning("redis batch refused: %s", type(exc).__name__)
+                    self._metrics.redis_error("batcher")
+                    _fail(batch, exc)
+                    continue
+                if link.in_flight >= MAX_IN_FLIGHT:
+                    await link.room(MAX_IN_FLIGHT)
 
-    async def _deliver(self, batch: Batch) -> None:
+    # -- standalone: one pipelined link ----------------------------------------------
+
+    async def _ready_link(self) -> RespLink | None:
+        """The link, opened if need be (after the outage's backoff); ``None``
+        when opening failed past the retry budget (the queue then failed)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            link = self._link
+            if link is not None:
+                if link.usable:
+                    return link
+                self._link = None  # Redis closed it (a restart): what it had in flight replays
+                await link.aclose(RedisConnectionError("Redis closed the connection"))
+                if not self._queue:
+                    return None
+                continue
+            delay = self._retry_at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            conn = self.redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+            conn.retry = Retry(NoBackoff(), 0)  # its own, not the pool's: the budget is ours
+            try:
+                self._link = await RespLink.open(
+                    conn,
+                    self.redis.response_callbacks,
+                    on_lost=self._lost,
+                    on_reload=self._reload,
+                    on_reply=self._replied,
+                )
+                return self._link
+            except LINK_ERRORS as exc:
+                with contextlib.suppress(Exception):
+                    await conn.disconnect(nowait=True)
+                if not self._failed(exc):
+                    return None
+
+    def _lost(self, link: RespLink, commands: list[Command], error: Exception) -> None:
+        """``link`` failed with ``commands`` sent and not answered: they may
+        have run. The replayable ones go again first; the others fail."""
+        if self._stopped:
+            _fail(commands, error)
+            return
+        _fail([c for c in commands if not c.replayable], error)
+        self._queue.extendleft(reversed([c for c in commands if c.replayable]))
+        self._failed(error)
+        self._wake.set()
+
+    def _reload(self, commands: list[Command]) -> None:
+        """Redis lost the scripts (a restart, ``SCRIPT FLUSH``): load them
+        again ahead of ``commands``, which then go once more."""
+        loop = asyncio.get_running_loop()
+        loads = []
+        for source in self.scripts.values():
+            fut: asyncio.Future[Any] = loop.create_future()
+            fut.add_done_callback(_log_failure)
+            loads.append(Command(("SCRIPT LOAD", source), fut, True))
+        self._queue.extendleft(reversed(loads + commands))
+        self._wake.set()
+
+    def _replied(self) -> None:
+        """A reply arrived: the link works, whatever failed before."""
+        self._failures = 0
+        self._outage_since = None
+        self._link_down = False
+
+    def _failed(self, error: Exception) -> bool:
+        """Count one failure of the link; ``False`` when the outage used up its
+        budget, in which case everything queued fails with ``error``."""
+        self._metrics.redis_error("batcher")
+        now = asyncio.get_running_loop().time()
+        self._failures += 1
+        if self._outage_since is None:
+            self._outage_since = now
+        if self._link_down or self._failures > RETRIES or now - self._outage_since > RETRY_WINDOW_S:
+            # During a long outage each command tries once: callers hear of it at once.
+            self._link_down = True
+            self._retry_at = 0.0
+            log.warning("redis link failed after %d tries: %s", self._failures, error)
+            queued = list(self._queue)
+            self._queue.clear()
+            _fail(queued, error)
+            return False
+        log.info("redis link failed (%s); retry %d", type(error).__name__, self._failures)
+        self._retry_at = now + self._backoff.compute(self._failures)
+        return True
+
+    # -- Redis Cluster: redis-py's cluster pipeline, one batch at a time ----------------
+
+    async def _deliver(self, batch: list[Command]) -> None:
         """Send ``batch``, retrying what may be retried (module docstring) with
         backoff and jitter; every future ends with a reply or an error."""
         backoff = ExponentialWithJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S)
@@ -202,8 +324,8 @@ class Batcher:
                 error: Exception = unsent.error
             except LINK_ERRORS as exc:  # sent, replies lost: some of it may have run
                 error = exc
-                _fail([item for item in batch if not item[2]], exc)
-                batch = [item for item in batch if item[2]]
+                _fail([c for c in batch if not c.replayable], exc)
+                batch = [c for c in batch if c.replayable]
             except Exception as exc:  # not the link: fail this batch only
                 log.warning("redis batch failed: %s", type(exc).__name__)
                 self._metrics.redis_error("batcher")
@@ -220,15 +342,16 @@ class Batcher:
             log.info("redis link failed (%s); retry %d", type(error).__name__, failures)
             await asyncio.sleep(backoff.compute(failures))
 
-    async def _send(self, batch: Batch) -> None:
-        results = await self._pipeline([args for args, _, _ in batch])
+    async def _send(self, batch: list[Command]) -> None:
+        results = await self._pipeline([c.args for c in batch])
         if any(isinstance(r, NoScriptError) for r in results):
             await self.load_scripts()
             retry = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-            again = await self._pipeline([batch[i][0] for i in retry])
+            again = await self._pipeline([batch[i].args for i in retry])
             for i, r in zip(retry, again, strict=True):
                 results[i] = r
-        for (_, fut, _), result in zip(batch, results, strict=True):
+        for command, result in zip(batch, results, strict=True):
+            fut = command.fut
             if fut.done():
                 continue
             if isinstance(result, Exception):
@@ -237,13 +360,10 @@ class Batcher:
                 fut.set_result(result)
 
     async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        if isinstance(self.redis, Redis):
-            results = await self._direct(commands)
-        else:  # Redis Cluster: the pipeline routes each command to its slot's node
-            pipe = self.redis.pipeline(transaction=False)
-            for args in commands:
-                pipe.execute_command(*args)
-            results = await pipe.execute(raise_on_error=False)
+        pipe = self.redis.pipeline(transaction=False)
+        for args in commands:
+            pipe.execute_command(*args)
+        results = await pipe.execute(raise_on_error=False)
         return [
             NoScriptError(str(r))
             if isinstance(r, ResponseError) and str(r).startswith("NOSCRIPT")
@@ -251,68 +371,8 @@ class Batcher:
             for r in results
         ]
 
-    async def _direct(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """What ``pipeline(transaction=False).execute(raise_on_error=False)`` does on a
-        standalone Redis, on the batcher's own long-lived connection, without building a
-        Pipeline per batch (redis-py 8's costs ~50 µs of CPU per batch more). Same wire
-        bytes, same reply callbacks. No retry here: ``_deliver`` decides."""
-        conn = await self._connection()
-        try:
-            await conn.send_packed_command(_packed(conn, commands), check_health=False)
-            results: list[Any] = []
-            for args in commands:
-                try:
-                    results.append(await self.redis.parse_response(conn, args[0]))
-                except ResponseError as exc:
-                    results.append(exc)
-            return results
-        except BaseException:
-            await conn.disconnect(nowait=True)  # its replies are out of step now
-            raise
 
-    async def _connection(self) -> Connection:
-        """The batcher's connection, open and not known dead, or ``_Unsent``."""
-        conn = self._conn
-        try:
-            if conn is None:  # its own, not the pool's: the retries are ``_deliver``'s
-                pool = self.redis.connection_pool
-                conn = self._conn = pool.make_connection()  # type: ignore[no-untyped-call]
-                conn.retry = Retry(NoBackoff(), 0)
-            elif _closed_by_peer(conn):  # Redis went away since: find out before sending
-                await conn.disconnect(nowait=True)
-            await conn.connect()  # a no-op when connected; else the pool's retry policy
-        except LINK_ERRORS as exc:
-            if conn is not None:
-                await conn.disconnect(nowait=True)
-            raise _Unsent(exc) from exc
-        return conn
-
-
-def _packed(conn: Connection, commands: list[tuple[Any, ...]]) -> bytes | list[bytes]:
-    """The batch in RESP, packed by hiredis in C (redis-py's asyncio connection
-    packs in Python: ~4% of a guest process's CPU at 500 visits/s). A command
-    that names two words in one (``"SCRIPT LOAD"``) is split as redis-py does;
-    an argument hiredis cannot pack goes through redis-py, which says why."""
-    try:
-        return b"".join(
-            pack_command((*args[0].split(), *args[1:]) if " " in args[0] else args)
-            for args in commands
-        )
-    except TypeError:
-        return conn.pack_commands(commands)
-
-
-def _closed_by_peer(conn: Connection) -> bool:
-    """An idle connection whose peer closed or reset it has its EOF or its error
-    read already (the event loop feeds them to the stream): free to check, and
-    it catches every stale connection after a Redis restart before a byte goes."""
-    reader = getattr(conn, "_reader", None)
-    if not isinstance(reader, asyncio.StreamReader):
-        return reader is None
-    return reader.at_eof() or reader.exception() is not None
-
-
-def _fail(items: Batch, error: Exception) -> None:
-    for _, fut, _ in items:
-        if not fut.done():
-            fut.set_exception(error)
+def _fail(commands: list[Command], error: Exception) -> None:
+    for command in commands:
+        if not command.fut.done():
+            command.fut.set_exception(error)

@@ -1,0 +1,211 @@
+"""One pipelined connection to a standalone Redis: batches go out as soon as
+they are ready, replies are matched to commands in order.
+
+The Batcher used to send a batch and wait for all its replies before sending
+the next (stop and wait), and read each reply through redis-py's
+``read_response``: an ``asyncio.timeout`` and a coroutine per command. Here a
+reader task feeds whatever the socket holds to one ``hiredis.Reader`` and
+resolves the oldest commands in a plain loop, while the writer may have several
+batches in flight (Redis answers a connection's commands in order; that is what
+makes this safe). Liveness is a watchdog, not a timeout per read: commands
+waiting longer than the connection's ``socket_timeout`` for any reply end the
+link with a ``TimeoutError``.
+
+redis-py opens the connection (TLS, AUTH, HELLO, SELECT, the client's
+settings) and decodes replies the way ``parse_response`` does: the same
+``hiredis.Reader`` arguments, the same response callbacks. Everything else
+(what to replay after a loss, backoff) is the Batcher's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import hiredis
+from redis.asyncio.connection import Connection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import InvalidResponse, NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from server.storage.command import Command, pack_commands
+from server.tasks import cancel_and_wait
+
+CHUNK = 65536  # bytes asked of the socket per read
+NOT_ENOUGH = object()  # hiredis's "no complete reply yet" (False is a RESP3 value)
+
+LostCallback = Callable[["RespLink", list[Command], Exception], None]
+ReloadCallback = Callable[[list[Command]], None]
+
+
+class RespLink:
+    """``send`` writes a batch now; the reader resolves each command's future
+    with its reply. When the link fails, ``on_lost(link, commands, error)``
+    gets, once, every command sent and not answered, in order; commands
+    answered ``NOSCRIPT`` go to ``on_reload``, in order, for the Batcher to
+    send again behind a ``SCRIPT LOAD``."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        callbacks: Mapping[str | bytes, Any],
+        *,
+        on_lost: LostCallback,
+        on_reload: ReloadCallback,
+        on_reply: Callable[[], None],
+    ) -> None:
+        self._conn = conn
+        reader, writer = conn._reader, conn._writer
+        assert reader is not None and writer is not None
+        self._reader = reader
+        self._writer = writer
+        self._callbacks = callbacks
+        self._on_lost = on_lost
+        self._on_reload = on_reload
+        self._on_reply = on_reply
+        self._timeout = conn.socket_timeout
+        self._sent: deque[Command] = deque()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._closed = False
+        self._last_read = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    async def open(
+        cls,
+        conn: Connection,
+        callbacks: Mapping[str | bytes, Any],
+        *,
+        on_lost: LostCallback,
+        on_reload: ReloadCallback,
+        on_reply: Callable[[], None],
+    ) -> RespLink:
+        """Connect ``conn`` (a fresh connection of the client's pool) and start
+        reading. Errors are the connection's own (``ConnectionError``, ...)."""
+        await conn.connect()  # type: ignore[no-untyped-call]
+        link = cls(conn, callbacks, on_lost=on_lost, on_reload=on_reload, on_reply=on_reply)
+        link._start()
+        return link
+
+    def _start(self) -> None:
+        parser = self._conn._parser
+        kwargs: dict[str, Any] = {
+            "protocolError": InvalidResponse,
+            "replyError": parser.parse_error,
+            "notEnoughData": NOT_ENOUGH,
+        }
+        encoder = self._conn.encoder
+        if encoder.decode_responses:
+            kwargs["encoding"] = encoder.encoding
+            kwargs["errors"] = encoder.encoding_errors
+        hiredis_reader = hiredis.Reader(**kwargs)
+        self._last_read = asyncio.get_running_loop().time()
+        self._tasks = [asyncio.create_task(self._read(hiredis_reader), name="foyer-redis-reader")]
+        if self._timeout:
+            self._tasks.append(asyncio.create_task(self._watch(), name="foyer-redis-watchdog"))
+
+    @property
+    def usable(self) -> bool:
+        """Open, and Redis has not closed its side (after a restart the EOF of
+        an idle connection is already read: nothing is sent into it)."""
+        return not (self._closed or self._reader.at_eof() or self._reader.exception() is not None)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._sent)
+
+    def send(self, batch: list[Command]) -> None:
+        """Write ``batch`` now (the caller checked ``usable``). An argument
+        that cannot be sent raises here, before anything was written."""
+        data = pack_commands(self._conn, [c.args for c in batch])
+        if not self._sent:
+            self._last_read = asyncio.get_running_loop().time()  # the watchdog counts from here
+        self._sent.extend(batch)
+        if isinstance(data, bytes):
+            self._writer.write(data)
+        else:
+            self._writer.writelines(data)
+
+    async def room(self, limit: int) -> None:
+        """Until fewer than ``limit`` commands await replies (or the link ended)."""
+        while len(self._sent) >= limit and not self._closed:
+            self._room.clear()
+            await self._room.wait()
+
+    def close(self, error: Exception) -> None:
+        """End the link now: what was sent and not answered goes to ``on_lost``
+        (before this returns), the socket is aborted, the tasks are cancelled."""
+        if self._closed:
+            return
+        self._closed = True
+        self._room.set()
+        lost, self._sent = list(self._sent), deque()
+        with contextlib.suppress(Exception):
+            self._writer.transport.abort()
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        self._on_lost(self, lost, error)
+
+    async def aclose(self, error: Exception) -> None:
+        """``close``, then wait for the tasks and let redis-py tidy the connection."""
+        self.close(error)
+        await cancel_and_wait([t for t in self._tasks if t is not asyncio.current_task()])
+        with contextlib.suppress(Exception):
+            await self._conn.disconnect(nowait=True)
+
+    async def _read(self, parser: hiredis.Reader) -> None:
+        reader = self._reader
+        sent = self._sent
+        callbacks = self._callbacks
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                data = await reader.read(CHUNK)
+                if not data:
+                    raise RedisConnectionError("Redis closed the connection")
+                self._last_read = loop.time()
+                parser.feed(data)
+                reload: list[Command] = []
+                while (reply := parser.gets()) is not NOT_ENOUGH:
+                    if isinstance(reply, hiredis.PushNotification):
+                        continue  # not asked for on this connection: not a reply
+                    if isinstance(reply, RedisConnectionError):
+                        raise reply  # LOADING and the like: the link is not usable yet
+                    command = sent.popleft()
+                    fut = command.fut
+                    if fut.done():
+                        continue  # its caller gave up
+                    if isinstance(reply, Exception):
+                        if isinstance(reply, NoScriptError) and not command.reloaded:
+                            command.reloaded = True
+                            reload.append(command)
+                        else:
+                            fut.set_exception(reply)
+                        continue
+                    callback = callbacks.get(command.args[0])
+                    fut.set_result(reply if callback is None else callback(reply))
+                self._on_reply()
+                if reload:
+                    self._on_reload(reload)
+                self._room.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.close(exc)
+
+    async def _watch(self) -> None:
+        """Commands waiting ``socket_timeout`` for any reply: Redis is paused or
+        the link is dead without a reset; end it (what may replay, replays)."""
+        timeout = self._timeout
+        assert timeout
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            await asyncio.sleep(min(timeout / 4, 1.0))
+            if self._sent and loop.time() - self._last_read > timeout:
+                self.close(RedisTimeoutError("Timeout reading from Redis"))
