@@ -14,6 +14,7 @@ what it may import. Read it top-down, as a knock travels:
     access/     who may connect: tokens, origins, client addresses
     storage/    Redis: the store, its Lua scripts, the batcher, the client
     metrics.py  Prometheus metrics; a leaf any layer may record into
+    ids.py      random ids for the hot path (OS randomness read in blocks)
 
 Imports go down this list, never up (``protocol`` is below everything), and a
 module never imports a sibling subpackage's internals that its docstring does

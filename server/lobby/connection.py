@@ -231,6 +231,21 @@ class Connection(asyncio.Protocol):
             inbox.append(None)  # every later call sees the end too
         return message
 
+    async def receive_within(self, seconds: float) -> Frame | None:
+        """``receive``, or ``TimeoutError`` when nothing came within ``seconds``.
+        One timer, not a timeout context: every socket's first frame waits here."""
+        if self._inbox:
+            return await self.receive()
+        timer = self._loop.call_later(seconds, self._receive_timed_out)
+        try:
+            return await self.receive()
+        finally:
+            timer.cancel()
+
+    def _receive_timed_out(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(TimeoutError())
+
     def send(self, message: Message) -> None:
         self.send_frame(self.codec.encode(message.to_map()))
 

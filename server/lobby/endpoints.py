@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ from protocol.messages import (
     Resume,
     parse,
 )
-from server import logs
+from server import ids, logs
 from server.hosts.directory import Directory
 from server.lobby.connection import Connection, SocketLimits
 from server.lobby.hub import GuestSession, HostSession
@@ -156,8 +155,7 @@ async def _first(
     """The first frame within the hello timeout, decoded and of an allowed type;
     ``None`` when the socket was closed instead (4008, a bad frame, peer gone)."""
     try:
-        async with asyncio.timeout(config.hello_timeout):
-            frame = await conn.receive()
+        frame = await conn.receive_within(config.hello_timeout)
     except TimeoutError:
         conn.send(error_for(BadMessage("no hello/knock in time")))
         conn.close(CloseCode.HANDSHAKE_TIMEOUT)
@@ -193,7 +191,7 @@ async def host_endpoint(conn: Connection, lobby: Lobby) -> None:
             conn.send(error_for(exc, hello.ref))
             conn.close(CloseCode.UNAUTHORIZED)
             return
-        session = HostSession(claims.host, secrets.token_hex(8), conn)
+        session = HostSession(claims.host, ids.token_hex(8), conn)
         logs.bind(conn=session.device, host=claims.host)
         log.debug("device connected")
         try:
@@ -315,7 +313,7 @@ async def guest_endpoint(
         first = await _first(conn, lobby.config, GUEST_FRAMES, (Knock, Resume), CloseCode.POLICY)
         if not isinstance(first, Knock | Resume):
             return
-        session = GuestSession(host, conn, secrets.token_hex(8))
+        session = GuestSession(host, conn, ids.token_hex(8))
         logs.bind(conn=session.conn_id, host=host)
         try:
             await lobby.room.enter(session, first, address, query)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +60,7 @@ from protocol.messages import (
     Waiting,
     Welcome,
 )
+from server import ids
 from server.access.tokens import HostClaims, Tokens
 from server.hosts.directory import Directory
 from server.hosts.settings import HostSettings, lobby_settings
@@ -148,10 +148,10 @@ class WaitingRoom:
         self, session: GuestSession, knock: Knock, address: str, query: dict[str, str]
     ) -> None:
         host = session.host
-        guest = "g" + secrets.token_urlsafe(12)
+        guest = "g" + ids.token_urlsafe(12)
         info, ignored = await self._guest_info(host, knock, query, guest)
         rules = await self._lobby_rules(host, info, address)
-        resume = f"{guest}~{secrets.token_urlsafe(24)}"
+        resume = f"{guest}~{ids.token_urlsafe(24)}"
         session.guest = guest
         self._hub.add_guest(session)  # before the knock: no event about it can be missed
         # The lease goes out in the same pipeline as the knock, so a process that

@@ -19,6 +19,7 @@ from typing import Any, TypedDict, Unpack, cast
 
 from protocol import lobby
 from protocol.errors import AlreadyResolved, NotInMeeting, UnknownGuest
+from server import ids
 from server.storage import keys
 from server.storage.batcher import Batcher
 from server.storage.hosts import HostRecord, record_from_hash
@@ -288,7 +289,7 @@ class Store:
         when = now_ms() if now is None else now
         args: list[Any] = [event.value, when, keys.channel(host), self.publish_command]
         # The operation id makes the call idempotent: sent twice, it applies once.
-        args += [conn, resume, window_ms, merge, keys.guest_prefix(host), secrets.token_hex(8)]
+        args += [conn, resume, window_ms, merge, keys.guest_prefix(host), ids.token_hex(8)]
         args += [self._outbox_key(host), by]
         return keys_, args
 

@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
         "server.ops.config",
         "server.ops.embedded",
         "server.ops.gc_policy",
+        "server.ids",
         "server.ops.process",
         "server.tasks",
         "server.logs",

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import pytest
 from websockets.client import ClientProtocol
 from websockets.frames import Close, Frame, Opcode
 from websockets.protocol import State
@@ -286,3 +287,13 @@ async def test_shutdown_closes_with_service_restart() -> None:
         assert peer.close_code() == CloseCode.SERVICE_RESTART
         await _lost(conn)
         assert conn not in registry
+
+
+async def test_receive_within_times_out_then_the_socket_still_works() -> None:
+    async with pair() as (conn, peer):
+        with pytest.raises(TimeoutError):
+            await conn.receive_within(0.05)
+        peer.send(b"late")
+        assert await conn.receive_within(5) == b"late"  # the timer of the first is gone
+        peer.send(b"next")
+        assert await conn.receive_within(5) == b"next"
