@@ -58,6 +58,7 @@ MAX_IN_FLIGHT = 4096  # commands sent and not answered yet, on a standalone link
 # A command that may wait (``fire_later``) rides with the next batch, or goes
 # on its own after this long: at 500 visits/s a lease drop then costs no write.
 LATER_S = 0.2
+LATER_MEMBERS = 512  # members merged into one variadic command (10,000 lease drops: 20)
 
 # Scripts a second run of leaves as the first left them (see the module docstring).
 REPLAYABLE = frozenset({"knock", "transition", "snapshot", "presence", "due", "done"})
@@ -101,7 +102,7 @@ class Batcher:
         self._retry_at = 0.0
         self._link_down = False  # the budget ran out: each try is one, until one works
         self._backoff = ExponentialWithJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S)
-        self._later: list[tuple[Any, ...]] = []  # fire_later's, not queued yet
+        self._later: dict[tuple[str, str], list[Any]] = {}  # fire_later's, by command and key
         self._later_timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
@@ -159,31 +160,36 @@ class Batcher:
         """Queue a command whose reply nobody waits for (its error is logged)."""
         self.call(*args).add_done_callback(_log_failure)
 
-    def fire_later(self, *args: Any) -> None:
-        """``fire`` a command that may wait up to ``LATER_S`` for the next batch
-        to ride with. Only for a command whose effect does not depend on what
-        is sent meanwhile (a lease drop: its member is unique to one socket);
-        one still waiting when the batcher stops is not sent."""
+    def fire_later(self, command: str, key: str, *members: Any) -> None:
+        """``fire`` a variadic command (``ZREM``, ``SREM``, ``HDEL``) that may
+        wait up to ``LATER_S`` for the next batch to ride with; the members of
+        every such call on one key go as one command (an ``admit_all`` of
+        10,000 drops 10,000 leases in 20 commands, not 10,000). Only for a
+        command whose effect does not depend on what is sent meanwhile (a lease
+        drop: its member is unique to one socket); one still waiting when the
+        batcher stops is not sent."""
         if self._stopped:
             return
-        self._later.append(args)
+        self._later.setdefault((command, key), []).extend(members)
         if self._later_timer is None:
             self._later_timer = asyncio.get_running_loop().call_later(LATER_S, self._queue_later)
 
     def _queue_later(self) -> None:
-        later, self._later = self._later, []
+        later, self._later = self._later, {}
         if self._later_timer is not None:
             self._later_timer.cancel()
             self._later_timer = None
         loop = asyncio.get_running_loop()
-        for args in later:
-            fut: asyncio.Future[Any] = loop.create_future()
-            fut.add_done_callback(_log_failure)
-            self._queue.append(Command(args, fut, True))
+        for (command, key), members in later.items():
+            for at in range(0, len(members), LATER_MEMBERS):
+                fut: asyncio.Future[Any] = loop.create_future()
+                fut.add_done_callback(_log_failure)
+                args = (command, key, *members[at : at + LATER_MEMBERS])
+                self._queue.append(Command(args, fut, True))
         self._wake.set()
 
     def _drop_later(self) -> None:
-        self._later = []
+        self._later = {}
         if self._later_timer is not None:
             self._later_timer.cancel()
             self._later_timer = None
@@ -220,6 +226,8 @@ class Batcher:
                     continue
                 if link.in_flight >= MAX_IN_FLIGHT:
                     await link.room(MAX_IN_FLIGHT)
+                elif self._queue:
+                    await asyncio.sleep(0)  # a backlog goes out between other work, not in one go
 
     # -- standalone: one pipelined link ----------------------------------------------
 

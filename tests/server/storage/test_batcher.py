@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from server.storage.batcher import Batcher
+from tests.support import valkey_server
 
 
 @pytest.fixture
@@ -132,3 +133,22 @@ async def test_a_later_command_is_dropped_quietly_at_stop(
     batcher.fire_later("SET", key, "after", "PX", 10_000)  # after stop: nothing, no error
     await asyncio.sleep(0.3)
     assert await redis.get(key) is None
+
+
+async def test_later_commands_on_one_key_go_as_one(redis_url: str) -> None:
+    with valkey_server() as own:  # its command counts are this test's alone
+        redis = Redis.from_url(own.url)
+        batcher = Batcher(redis, {})
+        await batcher.start()
+        try:
+            members = [f"m{i}" for i in range(600)]
+            await redis.zadd("leases", {m: 1 for m in members})
+            for member in members:
+                batcher.fire_later("ZREM", "leases", member)
+            await batcher.call("PING")  # they ride ahead of it
+            assert await redis.zcard("leases") == 0
+            stats = await redis.info("commandstats")
+            assert stats["cmdstat_zrem"]["calls"] == 2  # 600 members, 512 per command
+        finally:
+            await batcher.stop()
+            await redis.aclose()
