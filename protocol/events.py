@@ -169,6 +169,21 @@ _FIELDS: dict[type[Event], tuple[str, ...]] = {
 }
 
 
+def kind_of(data: bytes) -> str | None:
+    """The kind of an encoded event, read off its first item without decoding
+    the rest (every kind is a short string: msgpack's fixstr); ``None`` if the
+    bytes do not start that way (``decode`` then says why)."""
+    if not data or not 0xA0 <= data[0] <= 0xBF:
+        return None
+    end = 1 + (data[0] & 0x1F)
+    if len(data) < end:
+        return None
+    try:
+        return data[1:end].decode()
+    except UnicodeDecodeError:
+        return None
+
+
 def decode(data: bytes) -> Event:
     """The typed event a script published; ``BadMessage`` if it is not one."""
     unpacker = msgpack.Unpacker(raw=False)

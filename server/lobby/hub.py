@@ -228,7 +228,8 @@ class Hub:
                 self.to_hosts(host, GuestLeft(guest=gid, reason=reason), ev)
                 self.guest_gone(host, gid, ev, score, None)
             case events.Resolved(ev=ev, guest=gid, score=score, action=action, outcome=outcome):
-                self.to_hosts(host, resolved_message(gid, action, outcome), ev)
+                if self.has_devices(host):  # a process of guests only builds no device frame
+                    self.to_hosts(host, resolved_message(gid, action, outcome), ev)
                 self.guest_gone(host, gid, ev, score, outcome_message(outcome))
             case events.Dismissed(ev=ev, guest=gid, score=score, reason=reason, outcome=outcome):
                 self.to_hosts(host, GuestLeft(guest=gid, reason=reason), ev)

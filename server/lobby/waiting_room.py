@@ -581,6 +581,8 @@ class WaitingRoom:
     # -- the doorbell (the Broker's handler) --------------------------------------------
 
     def on_event(self, host: str, data: bytes) -> None:
+        if not self._hub.has_devices(host) and events.kind_of(data) == events.Knocked.KIND:
+            return  # a knock is news to devices only: a process of guests skips its decoding
         event = events.decode(data)
         match event:
             case events.Knocked(guest=info):

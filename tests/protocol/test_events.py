@@ -54,3 +54,13 @@ def test_bad_events_raise_bad_message(data: bytes) -> None:
 def test_every_kind_is_known_to_the_scripts() -> None:
     kinds = events.lua_kinds()
     assert sorted(kinds.values()) == sorted(cls.KIND for cls in events.EVENT_TYPES)
+
+
+@pytest.mark.parametrize("event", SAMPLES, ids=[type(e).__name__ for e in SAMPLES])
+def test_the_kind_is_read_off_the_first_item(event: events.Event) -> None:
+    assert events.kind_of(events.encode(event)) == event.KIND
+
+
+@pytest.mark.parametrize("data", [b"", b"\xa5kno", b"\xc1", msgpack.packb(7), b"\xa2\xff\xfe"])
+def test_no_kind_for_bytes_that_do_not_start_with_one(data: bytes) -> None:
+    assert events.kind_of(data) is None

@@ -128,6 +128,7 @@ async def test_published_events_decode_to_their_types(stores: Stores) -> None:
         message = await pubsub.get_message(timeout=2, ignore_subscribe_messages=True)
         assert message is not None, seen
         seen.append(events.decode(message["data"]))
+        assert events.kind_of(message["data"]) == seen[-1].KIND  # what Lua packs, read cheaply
     await pubsub.aclose()
     assert [type(e) for e in seen] == [
         events.WentAway,
@@ -169,6 +170,7 @@ async def test_hold_and_time_out_publish_their_events(stores: Stores) -> None:
         message = await pubsub.get_message(timeout=2, ignore_subscribe_messages=True)
         assert message is not None
         seen.append(events.decode(message["data"]))
+        assert events.kind_of(message["data"]) == seen[-1].KIND  # what Lua packs, read cheaply
     await pubsub.aclose()
     assert seen[0] == events.HeldSet(ev=0, guest=guest, held={"message": "Soon"})
     dismissed = seen[1]

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from protocol import events
 from protocol.errors import HostExists
 from protocol.lobby import GuestState, LobbyEvent
 from server.storage import keys
@@ -194,3 +195,19 @@ async def test_a_host_written_before_the_policy_sets_is_migrated_on_its_first_kn
     assert result.verdict is KnockVerdict.BLOCKED
     assert await stores.redis.smembers(f"{keys.tag(host)}:block") == {b"spam.example"}
     assert await stores.redis.hget(keys.host(host), "policy_v") == b"1"
+
+
+async def test_a_knock_publishes_an_event_whose_kind_reads_cheaply(stores: Stores) -> None:
+    """A process of guests skips decoding knocks by their kind (``events.kind_of``):
+    that holds only if what ``knock.lua`` packs starts with the kind."""
+    host = "st-" + uuid.uuid4().hex[:10]
+    await stores.hosts.create_host(host, "Ada", None)
+    pubsub = stores.redis.pubsub()
+    await pubsub.subscribe(keys.channel(host))
+    await pubsub.get_message(timeout=2)  # the subscribe confirmation
+    assert await _knock(stores, host, "g1") is KnockVerdict.OK
+    message = await pubsub.get_message(timeout=2, ignore_subscribe_messages=True)
+    await pubsub.aclose()
+    assert message is not None
+    assert events.kind_of(message["data"]) == events.Knocked.KIND
+    assert isinstance(events.decode(message["data"]), events.Knocked)
