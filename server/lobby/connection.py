@@ -42,6 +42,7 @@ from protocol.codec import Codec, Frame
 from protocol.errors import CloseCode
 from protocol.messages import Message
 from server.metrics import OFF_METRICS, Metrics, SlowReason
+from server.tasks import running_loop
 
 log = logging.getLogger("foyer.connection")
 
@@ -124,7 +125,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._metrics = metrics
         self._proto = ServerProtocol(state=_OPEN, max_size=limits.max_size)
-        self._loop = asyncio.get_running_loop()
+        self._loop = running_loop()
         self._inbox: deque[Frame | None] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._parts: list[bytes] | None = None  # a fragmented message being read

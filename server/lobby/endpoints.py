@@ -48,6 +48,7 @@ from server.lobby.connection import Connection, SocketLimits
 from server.lobby.hub import GuestSession, HostSession
 from server.lobby.waiting_room import WaitingRoom
 from server.metrics import Metrics
+from server.tasks import running_loop
 
 log = logging.getLogger("foyer.endpoints")
 
@@ -78,7 +79,7 @@ class Sockets:
         """Serve ``conn`` with its endpoint's task; this registry owns the task
         (``cancel`` ends the ones still running when the process stops)."""
         self._open.add(conn)
-        task = asyncio.get_running_loop().create_task(endpoint)
+        task = running_loop().create_task(endpoint)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         if self.draining:  # accepted while the drain began

@@ -39,6 +39,7 @@ from protocol.messages import (
 )
 from server.lobby.connection import Connection
 from server.metrics import Metrics
+from server.tasks import running_loop
 
 log = logging.getLogger("foyer.hub")
 
@@ -300,13 +301,13 @@ class Hub:
         leaves every place exact."""
         if host in self._position_rounds:
             return
-        loop = asyncio.get_running_loop()
+        loop = running_loop()
         wait = max(0.0, self._last_round.get(host, 0.0) + self.position_interval - loop.time())
         self._position_rounds[host] = loop.call_later(wait, self._position_round, host)
 
     def _position_round(self, host: str) -> None:
         self._position_rounds.pop(host, None)
-        loop = asyncio.get_running_loop()
+        loop = running_loop()
         self._last_round[host] = loop.time()
         departures = sorted(self._departures.pop(host, ()), key=lambda d: d[1])
         if not departures:
@@ -334,7 +335,7 @@ class Hub:
             if not session.finished:
                 session.departed(departures, scores, events)
         if end < len(sessions):
-            loop = asyncio.get_running_loop()
+            loop = running_loop()
             loop.call_soon(self._position_slice, departures, scores, events, sessions, end)
 
     def stop(self) -> None:

@@ -27,6 +27,7 @@ from server.ops.http_protocol import (
     WebSocketGate,
     gate_of,
 )
+from server.tasks import running_loop
 
 log = logging.getLogger("foyer.http")
 
@@ -92,7 +93,7 @@ class FrontProtocol(asyncio.Protocol):
         self._config = config
         self._server_state = server_state
         self._app_state = app_state
-        self._loop = _loop or asyncio.get_event_loop()
+        self._loop = _loop or running_loop()
         self._header_timeout = header_timeout
         self._gate: WebSocketGate | None = gate_of(config.loaded_app)
         self._transport: asyncio.Transport | None = None

@@ -48,6 +48,7 @@ from server.metrics import OFF_METRICS, Metrics
 from server.storage.command import Command
 from server.storage.redis_client import BACKOFF_BASE_S, BACKOFF_CAP_S, RETRIES
 from server.storage.resp_link import RespLink
+from server.tasks import running_loop
 
 log = logging.getLogger("foyer.batcher")
 
@@ -93,7 +94,8 @@ class Batcher:
         self._queue: deque[Command] = deque()
         self._in_flight: list[Command] = []  # Cluster: popped, replies not all in yet
         self._link: RespLink | None = None  # standalone: the pipelined connection
-        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the running one, from ``start``
+        self._waiter: asyncio.Future[None] | None = None  # the flusher, idle
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
         # The retry budget of the current outage (module docstring).
@@ -107,6 +109,7 @@ class Batcher:
 
     async def start(self) -> None:
         self._stopped = False
+        self._loop = running_loop()
         await self.load_scripts()
         self._task = asyncio.create_task(self._run(), name="foyer-batcher")
 
@@ -146,15 +149,20 @@ class Batcher:
     def call(self, *args: Any, replayable: bool = True) -> asyncio.Future[Any]:
         """Queue one command; the future gets its reply or its exception.
         ``replayable=False``: never send it again once it may have run."""
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Any] = (self._loop or running_loop()).create_future()
         if self._stopped:
             fut.set_exception(RedisConnectionError("the batcher stopped"))
             return fut
         if self._later:
             self._queue_later()  # ahead of this one: they were asked for first
         self._queue.append(Command(args, fut, replayable))
-        self._wake.set()
+        self._wake()
         return fut
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def fire(self, *args: Any) -> None:
         """Queue a command whose reply nobody waits for (its error is logged)."""
@@ -172,21 +180,23 @@ class Batcher:
             return
         self._later.setdefault((command, key), []).extend(members)
         if self._later_timer is None:
-            self._later_timer = asyncio.get_running_loop().call_later(LATER_S, self._queue_later)
+            self._later_timer = (self._loop or running_loop()).call_later(
+                LATER_S, self._queue_later
+            )
 
     def _queue_later(self) -> None:
         later, self._later = self._later, {}
         if self._later_timer is not None:
             self._later_timer.cancel()
             self._later_timer = None
-        loop = asyncio.get_running_loop()
+        loop = self._loop or running_loop()
         for (command, key), members in later.items():
             for at in range(0, len(members), LATER_MEMBERS):
                 fut: asyncio.Future[Any] = loop.create_future()
                 fut.add_done_callback(_log_failure)
                 args = (command, key, *members[at : at + LATER_MEMBERS])
                 self._queue.append(Command(args, fut, True))
-        self._wake.set()
+        self._wake()
 
     def _drop_later(self) -> None:
         self._later = {}
@@ -205,8 +215,12 @@ class Batcher:
 
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            if not self._queue:
+                self._waiter = (self._loop or running_loop()).create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
             while self._queue:
                 if not self._standalone:
                     batch = self._in_flight = self._take()  # ``stop`` resolves it if cancelled
@@ -234,7 +248,7 @@ class Batcher:
     async def _ready_link(self) -> RespLink | None:
         """The link, opened if need be (after the outage's backoff); ``None``
         when opening failed past the retry budget (the queue then failed)."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop or running_loop()
         while True:
             link = self._link
             if link is not None:
@@ -274,19 +288,19 @@ class Batcher:
         _fail([c for c in commands if not c.replayable], error)
         self._queue.extendleft(reversed([c for c in commands if c.replayable]))
         self._failed(error)
-        self._wake.set()
+        self._wake()
 
     def _reload(self, commands: list[Command]) -> None:
         """Redis lost the scripts (a restart, ``SCRIPT FLUSH``): load them
         again ahead of ``commands``, which then go once more."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop or running_loop()
         loads = []
         for source in self.scripts.values():
             fut: asyncio.Future[Any] = loop.create_future()
             fut.add_done_callback(_log_failure)
             loads.append(Command(("SCRIPT LOAD", source), fut, True))
         self._queue.extendleft(reversed(loads + commands))
-        self._wake.set()
+        self._wake()
 
     def _replied(self) -> None:
         """A reply arrived: the link works, whatever failed before."""
@@ -298,7 +312,7 @@ class Batcher:
         """Count one failure of the link; ``False`` when the outage used up its
         budget, in which case everything queued fails with ``error``."""
         self._metrics.redis_error("batcher")
-        now = asyncio.get_running_loop().time()
+        now = (self._loop or running_loop()).time()
         self._failures += 1
         if self._outage_since is None:
             self._outage_since = now

@@ -73,6 +73,7 @@ class RespLink:
         self._closed = False
         self._last_read = 0.0
         self._tasks: list[asyncio.Task[None]] = []
+        self._loop = asyncio.get_running_loop()
 
     @classmethod
     async def open(
@@ -103,7 +104,7 @@ class RespLink:
             kwargs["encoding"] = encoder.encoding
             kwargs["errors"] = encoder.encoding_errors
         hiredis_reader = hiredis.Reader(**kwargs)
-        self._last_read = asyncio.get_running_loop().time()
+        self._last_read = self._loop.time()
         self._tasks = [asyncio.create_task(self._read(hiredis_reader), name="foyer-redis-reader")]
         if self._timeout:
             self._tasks.append(asyncio.create_task(self._watch(), name="foyer-redis-watchdog"))
@@ -123,7 +124,7 @@ class RespLink:
         that cannot be sent raises here, before anything was written."""
         data = pack_commands(self._conn, [c.args for c in batch])
         if not self._sent:
-            self._last_read = asyncio.get_running_loop().time()  # the watchdog counts from here
+            self._last_read = self._loop.time()  # the watchdog counts from here
         self._sent.extend(batch)
         if isinstance(data, bytes):
             self._writer.write(data)
