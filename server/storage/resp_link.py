@@ -36,6 +36,7 @@ from server.tasks import cancel_and_wait
 
 CHUNK = 65536  # bytes asked of the socket per read
 NOT_ENOUGH = object()  # hiredis's "no complete reply yet" (False is a RESP3 value)
+PUSH: type | tuple[()] = getattr(hiredis, "PushNotification", ())  # hiredis 3.2+; never here
 
 LostCallback = Callable[["RespLink", list[Command], Exception], None]
 ReloadCallback = Callable[[list[Command]], None]
@@ -174,7 +175,7 @@ class RespLink:
                 parser.feed(data)
                 reload: list[Command] = []
                 while (reply := parser.gets()) is not NOT_ENOUGH:
-                    if isinstance(reply, hiredis.PushNotification):
+                    if isinstance(reply, PUSH):
                         continue  # not asked for on this connection: not a reply
                     if isinstance(reply, RedisConnectionError):
                         raise reply  # LOADING and the like: the link is not usable yet
