@@ -16,6 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server.ops.embedded import EmbeddedValkey
+from server.storage import batcher as batcher_module
 from server.storage.batcher import Batcher
 from tests.support import valkey_server
 
@@ -148,6 +149,27 @@ async def test_an_outage_past_the_budget_fails_fast_then_recovers(
                     break
                 except RedisConnectionError:
                     await asyncio.sleep(0.1)
+    finally:
+        await batcher.stop()
+        await redis.aclose()
+
+
+async def test_a_full_link_holds_the_queue_until_replies_come(
+    own_valkey: EmbeddedValkey, admin: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batcher_module, "MAX_IN_FLIGHT", 2)
+    batcher, redis = await _started(own_valkey.url)
+    try:
+        await batcher.call("PING")
+        await admin.execute_command("CLIENT", "PAUSE", 400, "ALL")
+        first = batcher.call("INCR", "full")
+        await _until(lambda: batcher.in_flight == 1)
+        second = batcher.call("INCR", "full")
+        await _until(lambda: batcher.in_flight == 2)
+        held = [batcher.call("INCR", "full") for _ in range(3)]
+        await asyncio.sleep(0.05)  # several loop passes: nothing more leaves
+        assert batcher.in_flight == 2
+        assert [await f for f in (first, second, *held)] == [1, 2, 3, 4, 5]
     finally:
         await batcher.stop()
         await redis.aclose()
