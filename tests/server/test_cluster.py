@@ -92,9 +92,24 @@ async def test_settings_policy_and_expiry_on_cluster(
         assert left.reason == "expired"
 
 
-async def test_webhooks_are_delivered_from_outboxes_on_every_slot(cluster: ValkeyCluster) -> None:
+@pytest.fixture
+def own_cluster() -> Iterator[ValkeyCluster]:
+    """A cluster no other Foyer process uses. The module's ``pair`` is still running
+    while the webhook test runs. Without ``FOYER_WEBHOOK_ALLOW`` and without the
+    deployment endpoint, it would claim some of the test's outboxes (it learns the
+    registered endpoint from the registry). Then it fails to reach 127.0.0.1 and
+    backs off: a host's webhooks did not arrive within 30 s in 2 of 5 full runs,
+    and in every run when ``pair`` polled every 20 ms."""
+    with ValkeyCluster() as c:
+        yield c
+
+
+async def test_webhooks_are_delivered_from_outboxes_on_every_slot(
+    own_cluster: ValkeyCluster,
+) -> None:
     from tests.server.notify.test_webhooks import SECRET, Webhook, hook_env, receiving
 
+    cluster = own_cluster
     with (
         receiving() as receiver,
         receiving() as registered,
