@@ -47,7 +47,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from server.metrics import OFF_METRICS, Metrics
 from server.storage.command import Command
 from server.storage.redis_client import BACKOFF_BASE_S, BACKOFF_CAP_S, RETRIES
-from server.storage.resp_link import RespLink
+from server.storage.resp_link import LinkOwner, RespLink
 from server.tasks import running_loop
 
 log = logging.getLogger("foyer.batcher")
@@ -94,6 +94,7 @@ class Batcher:
         self._queue: deque[Command] = deque()
         self._in_flight: list[Command] = []  # Cluster: popped, replies not all in yet
         self._link: RespLink | None = None  # standalone: the pipelined connection
+        self._owner = LinkOwner(lost=self._lost, reload=self._reload, replied=self._replied)
         self._loop: asyncio.AbstractEventLoop | None = None  # the running one, from ``start``
         self._waiter: asyncio.Future[None] | None = None  # the flusher, idle
         self._task: asyncio.Task[None] | None = None
@@ -265,13 +266,7 @@ class Batcher:
             conn = self.redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
             conn.retry = Retry(NoBackoff(), 0)  # its own, not the pool's: the budget is ours
             try:
-                self._link = await RespLink.open(
-                    conn,
-                    self.redis.response_callbacks,
-                    on_lost=self._lost,
-                    on_reload=self._reload,
-                    on_reply=self._replied,
-                )
+                self._link = await RespLink.open(conn, self.redis.response_callbacks, self._owner)
                 return self._link
             except LINK_ERRORS as exc:
                 with contextlib.suppress(Exception):

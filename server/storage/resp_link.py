@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import hiredis
@@ -38,25 +39,26 @@ CHUNK = 65536  # bytes asked of the socket per read
 NOT_ENOUGH = object()  # hiredis's "no complete reply yet" (False is a RESP3 value)
 PUSH: type | tuple[()] = getattr(hiredis, "PushNotification", ())  # hiredis 3.2+; never here
 
-LostCallback = Callable[["RespLink", list[Command], Exception], None]
-ReloadCallback = Callable[[list[Command]], None]
+
+@dataclass(frozen=True, slots=True)
+class LinkOwner:
+    """What the link tells its owner (the Batcher)."""
+
+    lost: Callable[[RespLink, list[Command], Exception], None]
+    """The link failed: every command sent and not answered, in order, once."""
+    reload: Callable[[list[Command]], None]
+    """Commands answered ``NOSCRIPT``, in order: to send again behind a ``SCRIPT LOAD``."""
+    replied: Callable[[], None]
+    """Replies arrived: the link works."""
 
 
 class RespLink:
     """``send`` writes a batch now; the reader resolves each command's future
-    with its reply. When the link fails, ``on_lost(link, commands, error)``
-    gets, once, every command sent and not answered, in order; commands
-    answered ``NOSCRIPT`` go to ``on_reload``, in order, for the Batcher to
-    send again behind a ``SCRIPT LOAD``."""
+    with its reply (``callbacks``: redis-py's reply callbacks by command); the
+    rest goes to the ``owner``."""
 
     def __init__(
-        self,
-        conn: Connection,
-        callbacks: Mapping[str | bytes, Any],
-        *,
-        on_lost: LostCallback,
-        on_reload: ReloadCallback,
-        on_reply: Callable[[], None],
+        self, conn: Connection, callbacks: Mapping[str | bytes, Any], owner: LinkOwner
     ) -> None:
         self._conn = conn
         reader, writer = conn._reader, conn._writer
@@ -64,9 +66,7 @@ class RespLink:
         self._reader = reader
         self._writer = writer
         self._callbacks = callbacks
-        self._on_lost = on_lost
-        self._on_reload = on_reload
-        self._on_reply = on_reply
+        self._owner = owner
         self._timeout = conn.socket_timeout
         self._sent: deque[Command] = deque()
         self._room = asyncio.Event()
@@ -78,18 +78,12 @@ class RespLink:
 
     @classmethod
     async def open(
-        cls,
-        conn: Connection,
-        callbacks: Mapping[str | bytes, Any],
-        *,
-        on_lost: LostCallback,
-        on_reload: ReloadCallback,
-        on_reply: Callable[[], None],
+        cls, conn: Connection, callbacks: Mapping[str | bytes, Any], owner: LinkOwner
     ) -> RespLink:
         """Connect ``conn`` (a fresh connection of the client's pool) and start
         reading. Errors are the connection's own (``ConnectionError``, ...)."""
         await conn.connect()  # type: ignore[no-untyped-call]
-        link = cls(conn, callbacks, on_lost=on_lost, on_reload=on_reload, on_reply=on_reply)
+        link = cls(conn, callbacks, owner)
         link._start()
         return link
 
@@ -152,7 +146,7 @@ class RespLink:
         for task in self._tasks:
             if task is not current:
                 task.cancel()
-        self._on_lost(self, lost, error)
+        self._owner.lost(self, lost, error)
 
     async def aclose(self, error: Exception) -> None:
         """``close``, then wait for the tasks and let redis-py tidy the connection."""
@@ -192,9 +186,9 @@ class RespLink:
                         continue
                     callback = callbacks.get(command.args[0])
                     fut.set_result(reply if callback is None else callback(reply))
-                self._on_reply()
+                self._owner.replied()
                 if reload:
-                    self._on_reload(reload)
+                    self._owner.reload(reload)
                 self._room.set()
         except asyncio.CancelledError:
             raise
