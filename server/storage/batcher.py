@@ -95,7 +95,6 @@ class Batcher:
         self._in_flight: list[Command] = []  # Cluster: popped, replies not all in yet
         self._link: RespLink | None = None  # standalone: the pipelined connection
         self._owner = LinkOwner(lost=self._lost, reload=self._reload, replied=self._replied)
-        self._loop: asyncio.AbstractEventLoop | None = None  # the running one, from ``start``
         self._waiter: asyncio.Future[None] | None = None  # the flusher, idle
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
@@ -110,7 +109,6 @@ class Batcher:
 
     async def start(self) -> None:
         self._stopped = False
-        self._loop = running_loop()
         await self.load_scripts()
         self._task = asyncio.create_task(self._run(), name="foyer-batcher")
 
@@ -150,7 +148,7 @@ class Batcher:
     def call(self, *args: Any, replayable: bool = True) -> asyncio.Future[Any]:
         """Queue one command; the future gets its reply or its exception.
         ``replayable=False``: never send it again once it may have run."""
-        fut: asyncio.Future[Any] = (self._loop or running_loop()).create_future()
+        fut: asyncio.Future[Any] = running_loop().create_future()
         if self._stopped:
             fut.set_exception(RedisConnectionError("the batcher stopped"))
             return fut
@@ -181,16 +179,14 @@ class Batcher:
             return
         self._later.setdefault((command, key), []).extend(members)
         if self._later_timer is None:
-            self._later_timer = (self._loop or running_loop()).call_later(
-                LATER_S, self._queue_later
-            )
+            self._later_timer = running_loop().call_later(LATER_S, self._queue_later)
 
     def _queue_later(self) -> None:
         later, self._later = self._later, {}
         if self._later_timer is not None:
             self._later_timer.cancel()
             self._later_timer = None
-        loop = self._loop or running_loop()
+        loop = running_loop()
         for (command, key), members in later.items():
             for at in range(0, len(members), LATER_MEMBERS):
                 fut: asyncio.Future[Any] = loop.create_future()
@@ -217,7 +213,7 @@ class Batcher:
     async def _run(self) -> None:
         while True:
             if not self._queue:
-                self._waiter = (self._loop or running_loop()).create_future()
+                self._waiter = running_loop().create_future()
                 try:
                     await self._waiter
                 finally:
@@ -249,7 +245,7 @@ class Batcher:
     async def _ready_link(self) -> RespLink | None:
         """The link, opened if need be (after the outage's backoff); ``None``
         when opening failed past the retry budget (the queue then failed)."""
-        loop = self._loop or running_loop()
+        loop = running_loop()
         while True:
             link = self._link
             if link is not None:
@@ -288,7 +284,7 @@ class Batcher:
     def _reload(self, commands: list[Command]) -> None:
         """Redis lost the scripts (a restart, ``SCRIPT FLUSH``): load them
         again ahead of ``commands``, which then go once more."""
-        loop = self._loop or running_loop()
+        loop = running_loop()
         loads = []
         for source in self.scripts.values():
             fut: asyncio.Future[Any] = loop.create_future()
@@ -307,7 +303,7 @@ class Batcher:
         """Count one failure of the link; ``False`` when the outage used up its
         budget, in which case everything queued fails with ``error``."""
         self._metrics.redis_error("batcher")
-        now = (self._loop or running_loop()).time()
+        now = running_loop().time()
         self._failures += 1
         if self._outage_since is None:
             self._outage_since = now
