@@ -1,8 +1,8 @@
 """One WebSocket, served straight on its transport.
 
-websockets' sans-I/O ``ServerProtocol`` parses what comes in and runs the
-control frames (pongs, the closing handshake, pings); data frames going out
-are framed here (a server frame is a two-to-ten-byte header and the payload).
+``ws_frames.FrameReader`` parses what comes in; this class runs the control
+frames (pongs, the closing handshake, pings) and frames what goes out (a
+server frame is a two-to-ten-byte header and the payload).
 There is no writer task and no send queue of ours: what is sent in one loop
 pass goes to the transport in one write at the end of the pass, so a guest
 waiting in a lobby costs a transport, a protocol object and the one task that
@@ -27,20 +27,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 from collections import deque
 from collections.abc import MutableSet
 from dataclasses import dataclass
 from typing import Any, cast
 
-from websockets.frames import Frame as WsFrame
-from websockets.frames import Opcode
-from websockets.protocol import State
-from websockets.server import ServerProtocol
-
 from protocol.codec import Codec, Frame
 from protocol.errors import CloseCode
 from protocol.messages import Message
+from server.lobby.ws_frames import (
+    BINARY,
+    CLOSE,
+    INVALID_DATA,
+    PING,
+    PONG,
+    TEXT,
+    Event,
+    FrameError,
+    FrameReader,
+    close_frame,
+    control,
+    header,
+)
 from server.metrics import OFF_METRICS, Metrics, SlowReason
 from server.tasks import running_loop
 
@@ -48,26 +56,9 @@ log = logging.getLogger("foyer.connection")
 
 INBOX_HIGH = 64  # messages waiting for the endpoint before reading pauses
 INBOX_LOW = 16  # ... and resumes
-_TEXT = Opcode.TEXT
-_BINARY = Opcode.BINARY
-_CONT = Opcode.CONT
-_CLOSE = Opcode.CLOSE
-_OPEN = State.OPEN
-INVALID_DATA = 1007  # RFC 6455: a text message that is not UTF-8
 _FIN_BINARY = 0x82  # RFC 6455 5.2: FIN + opcode of an unfragmented message
 _FIN_TEXT = 0x81
-_pack_16 = struct.Struct("!BBH").pack
-_pack_64 = struct.Struct("!BBQ").pack
-
-
-def _header(first: int, size: int) -> bytes:
-    """A server frame's header (servers never mask; no extensions here): the
-    websockets ``Frame`` per message cost more than the rest of a send."""
-    if size < 126:
-        return bytes((first, size))
-    if size < 1 << 16:
-        return _pack_16(first, 126, size)
-    return _pack_64(first, 127, size)
+_END = b""  # in the outgoing list: the closing handshake is done, close TCP after this
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,23 +80,24 @@ class Connection(asyncio.Protocol):
     handshake. The endpoint owns it; the hub only sends and closes."""
 
     __slots__ = (
+        "_close_sent",
         "_close_timer",
+        "_events",
         "_flush_soon",
         "_inbox",
+        "_input_done",
         "_keepalive",
         "_last_seen",
         "_loop",
         "_lost",
         "_metrics",
         "_out",
-        "_parts",
         "_paused_frames",
         "_pending",
-        "_proto",
+        "_reader",
         "_reading_paused",
         "_registry",
         "_stuck_timer",
-        "_text",
         "_waiter",
         "closing",
         "codec",
@@ -124,12 +116,13 @@ class Connection(asyncio.Protocol):
         self.closing = False
         self.transport: asyncio.Transport | None = None
         self._metrics = metrics
-        self._proto = ServerProtocol(state=_OPEN, max_size=limits.max_size)
+        self._reader = FrameReader(limits.max_size)
+        self._events: list[Event] = []  # what one read parsed (reused: one list per socket)
+        self._close_sent = False
+        self._input_done = False  # the peer's close came, or its frames broke the protocol
         self._loop = running_loop()
         self._inbox: deque[Frame | None] = deque()
         self._waiter: asyncio.Future[None] | None = None
-        self._parts: list[bytes] | None = None  # a fragmented message being read
-        self._text = False
         self._lost = False
         self._reading_paused = False
         self._paused_frames = -1  # frames sent while paused; -1: not paused
@@ -161,32 +154,43 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._last_seen = self._loop.time()
-        proto = self._proto
-        proto.receive_data(data)
-        for frame in proto.events_received():
-            if not isinstance(frame, WsFrame):  # only frames once open
-                continue
-            opcode = frame.opcode
-            data = cast(bytes, frame.data)  # the parser makes bytes
-            if opcode is _BINARY or opcode is _TEXT:
-                if frame.fin:
-                    self._deliver(data, opcode is _TEXT)
-                else:
-                    self._parts, self._text = [data], opcode is _TEXT
-            elif opcode is _CONT and self._parts is not None:
-                self._parts.append(data)
-                if frame.fin:
-                    whole, self._parts = b"".join(self._parts), None
-                    self._deliver(whole, self._text)
-            elif opcode is _CLOSE:
-                self.closing = True
-                self._wake(None)
+        if self._input_done:
+            return  # after a close or a violation nothing more is read (RFC 6455 5.5.1)
+        events = self._events
+        try:
+            self._reader.feed(data, events)
+        except FrameError as exc:
+            self._handle(events)
+            self._fail(exc.code, exc.reason)
+        else:
+            self._handle(events)
         self._flush()
 
+    def _handle(self, events: list[Event]) -> None:
+        for opcode, payload in events:
+            if self._input_done:
+                break
+            if opcode == BINARY:
+                self._deliver(payload, False)
+            elif opcode == TEXT:
+                self._deliver(payload, True)
+            elif opcode == PING:
+                if not self._close_sent:
+                    self._out.append(control(PONG, payload))
+            elif opcode == CLOSE:
+                self._input_done = True
+                if not self._close_sent:  # echo it (RFC 6455 5.5.1), then close TCP
+                    self._close_sent = True
+                    self._out.append(control(CLOSE, payload))
+                self._out.append(_END)
+                self.closing = True
+                self._wake(None)
+        events.clear()
+
     def eof_received(self) -> bool | None:
-        self._proto.receive_eof()
+        self._input_done = True
         self._flush()
-        return None
+        return None  # the transport closes itself
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -261,7 +265,7 @@ class Connection(asyncio.Protocol):
         else:
             data, first = frame.encode(), _FIN_TEXT
         size = len(data)
-        self._out += (_header(first, size), data)
+        self._out += (header(first, size), data)
         self._pending += size
         if not self._flush_soon:
             self._flush_soon = True
@@ -299,9 +303,9 @@ class Connection(asyncio.Protocol):
         if self._reading_paused:  # the peer's close frame must get through
             self._reading_paused = False
             self.transport.resume_reading()
-        if self._proto.state is _OPEN:
-            self._proto.send_close(code)
-            self._take()
+        if not self._close_sent:
+            self._close_sent = True
+            self._out.append(close_frame(code))
             if not self._flush_soon:  # with what this pass sent before it
                 self._flush_soon = True
                 self._loop.call_soon(self._flush)
@@ -323,9 +327,7 @@ class Connection(asyncio.Protocol):
             try:
                 message: Frame = data.decode()
             except UnicodeDecodeError:
-                self._proto.fail(INVALID_DATA, "invalid UTF-8")
-                self.closing = True
-                self._wake(None)
+                self._fail(INVALID_DATA, "invalid UTF-8")
                 return
         else:
             message = data
@@ -341,23 +343,29 @@ class Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _take(self) -> None:
-        """What the sans-I/O protocol has to send (pongs, close frames, the end
-        of the stream), in order after the frames queued before it."""
-        self._out += self._proto.data_to_send()
+    def _fail(self, code: int, reason: str) -> None:
+        """The peer broke the protocol: send a close with ``code`` after what
+        is queued and close TCP at once, as websockets' ``fail`` does on a
+        server; what the peer sends after it is not read."""
+        self._input_done = True
+        if not self._close_sent:
+            self._close_sent = True
+            self._out.append(close_frame(code, reason))
+        self._out.append(_END)
+        self.closing = True
+        self._wake(None)  # messages read before the violation are still received
 
     def _flush(self) -> None:
         """Write everything queued in one call; ``b""`` (the protocol's end of
         stream: the closing handshake is done) closes TCP after it."""
         self._flush_soon = False
-        self._take()
         out, self._out = self._out, []
         self._pending = 0
         transport = self.transport
         if transport is None or self._lost or not out:
             return
         try:
-            end = out.index(b"")
+            end = out.index(_END)
         except ValueError:
             transport.write(b"".join(out))
             return
@@ -384,7 +392,7 @@ class Connection(asyncio.Protocol):
         if quiet < limits.ping_interval:
             self._keepalive = self._loop.call_later(limits.ping_interval - quiet, self._check_alive)
             return
-        if self._proto.state is _OPEN:
-            self._proto.send_ping(b"")
+        if not self._close_sent:
+            self._out.append(control(PING))
             self._flush()
         self._keepalive = self._loop.call_later(limits.ping_timeout, self._check_alive)

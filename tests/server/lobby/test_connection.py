@@ -254,6 +254,36 @@ async def test_invalid_utf8_closes_with_1007() -> None:
         assert peer.close_code() == 1007
 
 
+async def test_a_peers_ping_is_answered_with_its_payload() -> None:
+    async with pair() as (conn, peer):
+        peer.proto.send_ping(b"are you there")
+        peer.flush()
+        frames = await peer.read(1)
+        assert (frames[0].opcode, frames[0].data) == (Opcode.PONG, b"are you there")
+        assert not conn.closing
+
+
+async def test_a_breach_closes_with_1002_after_the_messages_before_it() -> None:
+    async with pair() as (conn, peer):
+        peer.send(b"kept")
+        peer.writer.write(bytes((0x81, 5)) + b"plain")  # a client frame must be masked
+        assert await conn.receive() == b"kept"
+        assert await conn.receive() is None
+        await peer.eof()  # the server closes TCP at once, without waiting for an echo
+        assert peer.close_code() == 1002
+        await _lost(conn)
+
+
+async def test_a_message_over_max_size_closes_with_1009() -> None:
+    async with pair(SocketLimits(max_size=1000)) as (conn, peer):
+        peer.send(b"x" * 600, fin=False)
+        peer.proto.send_continuation(b"y" * 600, fin=True)
+        peer.flush()
+        assert await conn.receive() is None
+        await peer.eof()
+        assert peer.close_code() == 1009
+
+
 async def test_a_busy_endpoint_pauses_reading_and_loses_nothing() -> None:
     async with pair() as (conn, peer):
         count = INBOX_HIGH * 4
