@@ -211,3 +211,55 @@ async def test_a_knock_publishes_an_event_whose_kind_reads_cheaply(stores: Store
     assert message is not None
     assert events.kind_of(message["data"]) == events.Knocked.KIND
     assert isinstance(events.decode(message["data"]), events.Knocked)
+
+
+async def _knock_with(stores: Stores, host: str, guest: str, rules: store_module.Lobby) -> Any:
+    return await stores.store.knock(
+        host,
+        guest,
+        {"id": guest, "name": "G", "options": {}},
+        resume=f"{guest}~s",
+        conn="c1",
+        email="",
+        verified=False,
+        link_limit=0,
+        address="1.2.3.4",
+        address_limit=0,
+        rules=rules,
+    )
+
+
+async def test_the_raid_window_counts_only_its_own_knocks_and_sheds_old_ones(
+    stores: Stores,
+) -> None:
+    """Knocks older than the window never count, and never pile up."""
+    host = "st-" + uuid.uuid4().hex[:10]
+    await stores.hosts.create_host(host, "Ada", None)
+    recent = f"{keys.tag(host)}:knocks"
+    old = now_ms() - 61_000
+    await stores.redis.zadd(recent, {f"old{i}": old for i in range(50)})
+    rules = store_module.Lobby(raid_threshold=3)
+    for i in range(3):
+        result = await _knock_with(stores, host, f"g{i}", rules)
+        assert result.verdict is KnockVerdict.OK and not result.raid_started
+    result = await _knock_with(stores, host, "g3", rules)
+    assert result.raid_started  # the fourth of the window, whatever lies before it
+    for i in range(4, 120):
+        await _knock_with(stores, host, f"g{i}", rules)
+    assert await stores.redis.zcount(recent, "-inf", old) == 0  # shed on the way
+    assert await stores.redis.zcard(recent) == 120
+
+
+async def test_a_lapsed_deny_cool_down_does_not_refuse_and_is_trimmed_by_the_next_deny(
+    stores: Stores,
+) -> None:
+    host = "st-" + uuid.uuid4().hex[:10]
+    await stores.hosts.create_host(host, "Ada", None)
+    denied = f"{keys.tag(host)}:denied"
+    await stores.redis.zadd(denied, {"a:1.2.3.4": now_ms() - 1, "a:9.9.9.9": now_ms() - 1})
+    rules = store_module.Lobby(identity="a:1.2.3.4", deny_cooldown_ms=60_000)
+    assert (await _knock_with(stores, host, "g1", rules)).verdict is KnockVerdict.OK
+    (step,) = await stores.store.transition(host, LobbyEvent.DENY, [("g1", b"\x80")])
+    assert step.ok
+    assert await stores.redis.zrange(denied, 0, -1) == [b"a:1.2.3.4"]  # the lapsed one went
+    assert (await _knock_with(stores, host, "g2", rules)).verdict is KnockVerdict.COOLING
