@@ -103,6 +103,7 @@ class Node:
         self.broker = Broker(
             self.redis,
             keys.channel,
+            knocks_of=keys.knocks,
             sharded=cluster,
             unsubscribe_after=settings.unsubscribe_after,
             confirm_timeout=settings.subscribe_timeout,

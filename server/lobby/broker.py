@@ -1,7 +1,9 @@
 """Redis pub/sub, apart from everything else (centrifuge's Broker).
 
-The Broker owns the subscriptions of this process: one per host channel,
-reference-counted by the sockets that follow the host, confirmed by Redis
+The Broker owns the subscriptions of this process: one per host channel
+(two for a host with a device here: its events and its knocks, which a
+process of guests does not need), reference-counted by the sockets that
+follow the host, confirmed by Redis
 before a knock may be published, and dropped a while after the last holder
 left (a host's devices reconnect often; re-subscribing each time would cost
 a round trip per connect). It owns the subscriber connections
@@ -55,6 +57,7 @@ class Broker:
         redis: Redis,
         channel_of: Callable[[str], str],
         *,
+        knocks_of: Callable[[str], str] | None = None,
         sharded: bool = False,
         unsubscribe_after: float = 30.0,
         confirm_timeout: float = 5.0,
@@ -63,6 +66,7 @@ class Broker:
         self._metrics = metrics
         self._redis = redis
         self._channel_of = channel_of
+        self._knocks_of = knocks_of or channel_of
         self._sharded = sharded
         self._unsubscribe_after = unsubscribe_after
         self._confirm_timeout = confirm_timeout
@@ -106,12 +110,16 @@ class Broker:
 
     # -- subscriptions -------------------------------------------------------------
 
-    async def hold(self, host: str) -> None:
-        """Take a reference on ``host``'s channel and wait until Redis confirmed the
-        subscription. On any failure, timeouts included, the reference is released.
-        Without a link to Redis the subscription waits for the reconnect (within
-        the same timeout) instead of failing at once."""
-        channel = self._channel_of(host)
+    def _channel(self, host: str, knocks: bool) -> str:
+        return self._knocks_of(host) if knocks else self._channel_of(host)
+
+    async def hold(self, host: str, *, knocks: bool = False) -> None:
+        """Take a reference on ``host``'s channel (its knocks channel with
+        ``knocks``) and wait until Redis confirmed the subscription. On any
+        failure, timeouts included, the reference is released. Without a link to
+        Redis the subscription waits for the reconnect (within the same timeout)
+        instead of failing at once."""
+        channel = self._channel(host, knocks)
         self._refs[channel] += 1
         self._idle_since.pop(channel, None)
         fut: asyncio.Future[None] | None = None
@@ -131,7 +139,7 @@ class Broker:
         except BaseException:
             if fut is not None and self._confirm.get(channel) is fut:
                 del self._confirm[channel]  # the next holder subscribes afresh
-            self.release(host)
+            self.release(host, knocks=knocks)
             raise
 
     @property
@@ -139,8 +147,8 @@ class Broker:
         """Every subscriber connection is up or was not lost yet (``/readyz``)."""
         return all(s.healthy for s in self._subscribers.values())
 
-    def release(self, host: str) -> None:
-        channel = self._channel_of(host)
+    def release(self, host: str, *, knocks: bool = False) -> None:
+        channel = self._channel(host, knocks)
         self._refs[channel] -= 1
         if self._refs[channel] <= 0:
             self._refs.pop(channel, None)

@@ -53,7 +53,7 @@ class HostSession:
     device: str
     conn: Connection
     since: int | None = None  # the welcome's event counter; None until welcomed
-    holding: bool = False  # holds a reference on the host's channel
+    holding: bool = False  # holds a reference on the host's channel and its knocks channel
     held: list[tuple[int, Frame]] = field(default_factory=list)  # events before the welcome
 
     def welcomed(self, welcome: Welcome, counter: int) -> None:

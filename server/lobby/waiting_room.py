@@ -378,6 +378,11 @@ class WaitingRoom:
         """Follow the host, register the device, send the ``welcome`` (built from
         one snapshot of the store). ``close_device`` undoes all of it."""
         await self._broker.hold(session.host)
+        try:
+            await self._broker.hold(session.host, knocks=True)
+        except BaseException:
+            self._broker.release(session.host)
+            raise
         session.holding = True
         self._hub.add_host(session)
         self._store.device_up(session.host, session.device)
@@ -413,6 +418,7 @@ class WaitingRoom:
             if session.holding:
                 session.holding = False
                 self._broker.release(session.host)
+                self._broker.release(session.host, knocks=True)
 
     async def handle_host(self, host: str, message: Message, by: str = "") -> Message | None:
         """Apply one host frame (from a device, or the HTTP API); returns its

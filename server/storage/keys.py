@@ -23,6 +23,19 @@ def channel(host: str) -> str:
     return f"{tag(host)}:events"
 
 
+def knocks(host: str) -> str:
+    """The channel of the host's knocks: only processes with a device of the
+    host follow it, so a process of guests is never sent them (issue 11)."""
+    return f"{tag(host)}:knocks"
+
+
+# A device's member in the host's devices zset starts with this when its process
+# follows ``knocks``; a member without it is a device of a Foyer from before
+# that channel, which hears knocks only on ``channel`` (knock.lua publishes
+# there while one is online: a rolling upgrade loses no knock).
+KNOCK_LISTENER = "k:"
+
+
 def host(host: str) -> str:
     return f"{tag(host)}:host"
 

@@ -44,6 +44,7 @@ def constants() -> dict[str, str]:
         "__KIND__": "{" + body + "}",
         "__HOOK__": "{" + hooks + "}",
         "__OUTBOX_MAX__": str(keys.OUTBOX_MAX),
+        "__KNOCK_LISTENER__": f'"{keys.KNOCK_LISTENER}"',
     }
 
 

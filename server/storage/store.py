@@ -263,6 +263,7 @@ class Store:
                 "1" if rules.raid_autolock else "0",
                 rules.max_wait_ms,
                 pack(rules.timeout_outcome or {}),
+                keys.knocks(host),
             ],
         )
         self._ring_outbox(host)
@@ -459,16 +460,19 @@ class Store:
 
     def device_up(self, host: str, device: str) -> None:
         """Queued, not awaited: it goes out in the same pipeline as the welcome's
-        snapshot, ahead of it, so the snapshot counts this device online."""
-        self.batch.fire("ZADD", f"{keys.tag(host)}:devices", now_ms() + self.lease_ms, device)
+        snapshot, ahead of it, so the snapshot counts this device online. The
+        member says this process follows the knocks channel (``keys.KNOCK_LISTENER``)."""
+        member = keys.KNOCK_LISTENER + device
+        self.batch.fire("ZADD", f"{keys.tag(host)}:devices", now_ms() + self.lease_ms, member)
 
     def devices_refresh(self, devices: list[tuple[str, str]]) -> None:
         deadline = now_ms() + self.lease_ms
         for host, device in devices:
-            self.batch.fire("ZADD", f"{keys.tag(host)}:devices", deadline, device)
+            member = keys.KNOCK_LISTENER + device
+            self.batch.fire("ZADD", f"{keys.tag(host)}:devices", deadline, member)
 
     async def device_down(self, host: str, device: str) -> None:
-        await self.batch.call("ZREM", f"{keys.tag(host)}:devices", device)
+        await self.batch.call("ZREM", f"{keys.tag(host)}:devices", keys.KNOCK_LISTENER + device)
 
     async def host_online(self, host: str) -> bool:
         count = await self.batch.call("ZCOUNT", f"{keys.tag(host)}:devices", now_ms(), "+inf")

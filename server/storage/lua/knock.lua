@@ -11,7 +11,12 @@
 --       15 identity (the deny cool-down's: "v:<email>" or "a:<address>"),
 --       16 deny cool-down ms (0 = off), 17 raid threshold knocks/window (0 = off),
 --       18 raid autolock "1"/"0", 19 maximum wait ms (0 = off), 20 the outcome a
---       time_out gives this guest (msgpack; stored when ARGV 19 > 0)
+--       time_out gives this guest (msgpack; stored when ARGV 19 > 0),
+--       21 the host's knocks channel
+-- The knock goes out on the knocks channel, which only processes with a device of
+-- the host follow; while a device of an older Foyer is online (its devices-zset
+-- member lacks the LISTENER prefix, keys.KNOCK_LISTENER) it goes out on the events
+-- channel instead, which every process of the host follows.
 -- Publishes: [raid (0, count, since, until, autolock)] knock (ev, position, host_state,
 --   info): a raid notice goes first, so a device hears of the raid before the knock
 --   that made it one.
@@ -72,7 +77,15 @@ end
 redis.call('PEXPIRE', KEYS[3], ARGV[11])
 redis.call('ZADD', KEYS[2], ev, ARGV[1])
 local position = redis.call('ZCARD', KEYS[2])
-local online = redis.call('ZCOUNT', KEYS[6], ARGV[4], '+inf')
+local live = redis.call('ZRANGEBYSCORE', KEYS[6], ARGV[4], '+inf')
+local online = #live
+local knocks, LISTENER = ARGV[21], __KNOCK_LISTENER__
+for _, device in ipairs(live) do
+  if string.sub(device, 1, #LISTENER) ~= LISTENER then
+    knocks = ARGV[5]
+    break
+  end
+end
 local state = 'away'
 if online > 0 then state = redis.call('HGET', KEYS[5], 'state') or 'available' end
 -- Raid protection: count the knocks of the last window (sliding), atomically with
@@ -96,7 +109,7 @@ if threshold > 0 and recent > threshold then
   end
   redis.call('PEXPIRE', KEYS[14], WINDOW)
 end
-redis.call(ARGV[6], ARGV[5], cmsgpack.pack(K.Knocked, ev, position, state) .. ARGV[2])
+redis.call(ARGV[6], knocks, cmsgpack.pack(K.Knocked, ev, position, state) .. ARGV[2])
 if ARGV[14] ~= '' then
   redis.call('XADD', ARGV[14], 'MAXLEN', '~', __OUTBOX_MAX__, '*', 'type', H.KNOCKED,
              'guest', ARGV[1], 'position', position, 'card', ARGV[2])

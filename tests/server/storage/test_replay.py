@@ -26,7 +26,8 @@ def _knock_args(host: str, guest: str) -> tuple[list[str], list[object]]:
          f"{t}:devices", f"{t}:rl:1", f"{t}:block", f"{t}:allow", f"{t}:rl:ip:a:1",
          f"{t}:block-unverified", f"{t}:denied", f"{t}:knocks", f"{t}:raid"],
         [guest, pack({"id": guest, "name": "G"}), f"{guest}~secret", 0, keys.channel(host),
-         "PUBLISH", "c1", "", "", "0", 60_000, 0, 0, "", "a:1", 0, 0, "0", 0, pack({})],
+         "PUBLISH", "c1", "", "", "0", 60_000, 0, 0, "", "a:1", 0, 0, "0", 0, pack({}),
+         keys.knocks(host)],
     )  # fmt: skip
 
 

@@ -203,7 +203,7 @@ async def test_a_knock_publishes_an_event_whose_kind_reads_cheaply(stores: Store
     host = "st-" + uuid.uuid4().hex[:10]
     await stores.hosts.create_host(host, "Ada", None)
     pubsub = stores.redis.pubsub()
-    await pubsub.subscribe(keys.channel(host))
+    await pubsub.subscribe(keys.knocks(host))
     await pubsub.get_message(timeout=2)  # the subscribe confirmation
     assert await _knock(stores, host, "g1") is KnockVerdict.OK
     message = await pubsub.get_message(timeout=2, ignore_subscribe_messages=True)
@@ -263,3 +263,47 @@ async def test_a_lapsed_deny_cool_down_does_not_refuse_and_is_trimmed_by_the_nex
     assert step.ok
     assert await stores.redis.zrange(denied, 0, -1) == [b"a:1.2.3.4"]  # the lapsed one went
     assert (await _knock_with(stores, host, "g2", rules)).verdict is KnockVerdict.COOLING
+
+
+async def _heard(stores: Stores, host: str, guest: str) -> tuple[bool, bool]:
+    """Whether a knock by ``guest`` was heard on (the knocks channel, the events channel)."""
+    pubsub = stores.redis.pubsub()
+    await pubsub.subscribe(keys.knocks(host), keys.channel(host))
+    for _ in range(2):
+        await pubsub.get_message(timeout=2)  # the subscribe confirmations
+    assert await _knock(stores, host, guest) is KnockVerdict.OK
+    heard: set[bytes] = set()
+    while message := await pubsub.get_message(timeout=0.5, ignore_subscribe_messages=True):
+        if events.kind_of(message["data"]) == events.Knocked.KIND:
+            heard.add(message["channel"])
+    await pubsub.aclose()
+    return keys.knocks(host).encode() in heard, keys.channel(host).encode() in heard
+
+
+async def test_knocks_go_on_their_own_channel_which_only_device_processes_follow(
+    stores: Stores,
+) -> None:
+    """A process of guests follows the events channel only: it is never sent a knock."""
+    host = "st-" + uuid.uuid4().hex[:10]
+    await stores.hosts.create_host(host, "Ada", None)
+    assert await _heard(stores, host, "g1") == (True, False)  # no device online
+    stores.store.device_up(host, "d1")  # as a device of this version registers
+    assert await _heard(stores, host, "g2") == (True, False)
+    await stores.store.device_down(host, "d1")
+    assert await stores.redis.zcard(f"{keys.tag(host)}:devices") == 0  # the same member
+
+
+async def test_a_device_of_an_older_foyer_still_hears_every_knock(stores: Stores) -> None:
+    """A rolling upgrade: a device on a process from before the knocks channel
+    registered itself without the marker and follows only the events channel;
+    while it is online, knocks go there."""
+    host = "st-" + uuid.uuid4().hex[:10]
+    await stores.hosts.create_host(host, "Ada", None)
+    stores.store.device_up(host, "new")
+    devices = f"{keys.tag(host)}:devices"
+    await stores.redis.zadd(devices, {"old": now_ms() + 60_000})  # an older Foyer's ZADD
+    assert await _heard(stores, host, "g1") == (False, True)
+    await stores.redis.zrem(devices, "old")  # its process was upgraded
+    assert await _heard(stores, host, "g2") == (True, False)
+    await stores.redis.zadd(devices, {"old": now_ms() - 1})  # a lease that lapsed
+    assert await _heard(stores, host, "g3") == (True, False)
