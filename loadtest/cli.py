@@ -46,6 +46,7 @@ LIMITS = {
     "idle": 100_000,
     "spawn": 8,
     "ramp_retries": 3,
+    "pairs": 20,
 }
 
 
@@ -120,6 +121,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     load.add_argument("--rate", type=float, default=2000.0, help="knocks per second")
     load.add_argument("--duration", type=float, default=15.0, help="measured seconds")
     load.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
+    load.add_argument(
+        "--pairs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --target both: N runs of each, alternating floor, Foyer, Foyer, floor, "
+        "... (drift cancels), and the median of the N ratios; one pair's CPU ratio moves "
+        "by 10-20%% on a shared machine",
+    )
     load.add_argument("--reply", choices=REPLY_MODES, default="admit")
     load.add_argument("--devices", type=int, default=1, help="devices per host")
     load.add_argument("--subprotocol", choices=("msgpack", "json"), default="msgpack")
@@ -191,6 +201,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"{url} is not a loopback address; add --allow-remote if you mean it")
     if args.url and args.target != "floor" and not args.api_key:
         p.error("--url needs --api-key (or FOYER_API_KEY) to create hosts")
+    if args.pairs < 1:
+        p.error("--pairs must be at least 1")
+    if args.pairs > 1 and (args.target != "both" or args.ramp or args.idle or args.url):
+        p.error("--pairs needs --target both and spawned servers, without --ramp or --idle")
     if args.idle and args.drivers == 1:
         args.drivers = max(1, -(-args.idle // 15_000))  # a driver holds at most ~15k sockets
     return args
@@ -364,9 +378,11 @@ async def session_main(args: argparse.Namespace) -> dict[str, Any]:
         "runs": [],
     }
     kinds = {"both": ["floor", "foyer"], "foyer": ["foyer"], "floor": ["floor"]}[args.target]
+    if args.pairs > 1 and len(kinds) == 2:
+        kinds = [k for i in range(args.pairs) for k in (kinds if i % 2 == 0 else kinds[::-1])]
     with tempfile.TemporaryDirectory(prefix="foyer-loadtest-") as tmp:
-        for kind in kinds:
-            await run_target(kind, args, session, show, Path(tmp))
+        for n, kind in enumerate(kinds):
+            await run_target(kind, args, session, show, Path(tmp) / str(n))
     return session
 
 
@@ -391,6 +407,8 @@ def summarise(session: dict[str, Any]) -> dict[str, Any]:
             "floor_cpu_us_per_cycle": b.get("cpu", {}).get("server_us_per_knock"),
             "lost": a["lost"],
         }
+        if len(foyer) > 1 and len(foyer) == len(floor):
+            out["pairs"] = report.pairs(foyer, floor)
     return out
 
 

@@ -42,6 +42,48 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "-"
 
 
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def pairs(foyer: list[dict[str, Any]], floor: list[dict[str, Any]]) -> dict[str, Any]:
+    """``--pairs``: each pair's ratios (server CPU per knock cycle, join_request p50
+    and p99), in run order, and their medians; one pair moves by 10-20% here."""
+    rows = []
+    for a, b in zip(foyer, floor, strict=True):
+        ca, cb = a["cpu"]["server_us_per_knock"], b["cpu"]["server_us_per_knock"]
+        ja, jb = a["latency"]["join_request"], b["latency"]["join_request"]
+        rows.append(
+            {
+                "foyer_cpu_us": ca,
+                "floor_cpu_us": cb,
+                "cpu_ratio": ca / cb if cb else 0.0,
+                "p50_ratio": ja["p50"] / jb["p50"] if jb["p50"] else 0.0,
+                "p99_ratio": ja["p99"] / jb["p99"] if jb["p99"] else 0.0,
+            }
+        )
+    return {
+        "runs": rows,
+        **{f"median_{k}": _median([r[k] for r in rows]) for k in rows[0]},
+    }
+
+
+def _pairs_lines(summary: dict[str, Any]) -> list[str]:
+    lines = [f"\n{len(summary['runs'])} pairs (floor, Foyer, Foyer, floor, ...):"]
+    lines.append("  Foyer µs   floor µs   CPU ratio   p50 ratio   p99 ratio")
+    for row in [*summary["runs"], None]:
+        if row is None:
+            row = {k[len("median_") :]: v for k, v in summary.items() if k.startswith("median_")}
+            lines.append("  median:")
+        lines.append(
+            f"  {row['foyer_cpu_us']:8.0f}   {row['floor_cpu_us']:8.0f}   "
+            f"{row['cpu_ratio']:8.2f}x   {row['p50_ratio']:8.2f}x   {row['p99_ratio']:8.2f}x"
+        )
+    return lines
+
+
 def table(session: dict[str, Any]) -> str:
     """The human-readable summary: each knock run, floor beside Foyer."""
     lines: list[str] = []
@@ -94,6 +136,8 @@ def table(session: dict[str, Any]) -> str:
         if foyer and floor and foyer.get("cpu") and floor.get("cpu"):
             a, b = foyer["cpu"]["server_us_per_knock"], floor["cpu"]["server_us_per_knock"]
             lines.append(f"server CPU per knock cycle, foyer/floor: {_ratio(a, b)}")
+    if "pairs" in session.get("headline", {}):
+        lines += _pairs_lines(session["headline"]["pairs"])
     hooks = session.get("webhooks")
     if hooks and "received" in hooks:
         lines.append(
