@@ -103,7 +103,7 @@ class Node:
         self.broker = Broker(
             self.redis,
             keys.channel,
-            knocks_of=keys.knocks,
+            knocks_of=keys.knock_channel,
             sharded=cluster,
             unsubscribe_after=settings.unsubscribe_after,
             confirm_timeout=settings.subscribe_timeout,

@@ -23,14 +23,15 @@ def channel(host: str) -> str:
     return f"{tag(host)}:events"
 
 
-def knocks(host: str) -> str:
+def knock_channel(host: str) -> str:
     """The channel of the host's knocks: only processes with a device of the
-    host follow it, so a process of guests is never sent them (issue 11)."""
-    return f"{tag(host)}:knocks"
+    host follow it, so a process of guests is never sent them (issue 11).
+    (``:knocks``, without "-events", is the raid count's zset.)"""
+    return f"{tag(host)}:knock-events"
 
 
 # A device's member in the host's devices zset starts with this when its process
-# follows ``knocks``; a member without it is a device of a Foyer from before
+# follows ``knock_channel``; a member without it is a device of a Foyer from before
 # that channel, which hears knocks only on ``channel`` (knock.lua publishes
 # there while one is online: a rolling upgrade loses no knock).
 KNOCK_LISTENER = "k:"

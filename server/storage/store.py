@@ -263,7 +263,7 @@ class Store:
                 "1" if rules.raid_autolock else "0",
                 rules.max_wait_ms,
                 pack(rules.timeout_outcome or {}),
-                keys.knocks(host),
+                keys.knock_channel(host),
             ],
         )
         self._ring_outbox(host)

@@ -64,3 +64,19 @@ def test_the_kind_is_read_off_the_first_item(event: events.Event) -> None:
 @pytest.mark.parametrize("data", [b"", b"\xa5kno", b"\xc1", msgpack.packb(7), b"\xa2\xff\xfe"])
 def test_no_kind_for_bytes_that_do_not_start_with_one(data: bytes) -> None:
     assert events.kind_of(data) is None
+
+
+@pytest.mark.parametrize("extra", [-1, 1])
+def test_an_event_with_a_field_too_many_or_too_few_says_how_many_it_needs(extra: int) -> None:
+    items = ["left", 1, "g1", 3, "cancelled"]  # kind and its four fields
+    items = items[:extra] if extra < 0 else [*items, "more"]
+    with pytest.raises(BadMessage, match="'left' event needs 4 fields"):
+        events.decode(b"".join(msgpack.packb(x) for x in items))
+
+
+def test_a_truncated_item_is_undecodable_not_a_crash() -> None:
+    data = events.encode(events.Left(1, "g1", 3, "cancelled"))
+    with pytest.raises(BadMessage):
+        events.decode(data[:-2])
+    with pytest.raises(BadMessage, match="undecodable"):
+        events.decode(msgpack.packb("left") + b"\xc1")

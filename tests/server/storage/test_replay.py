@@ -27,7 +27,7 @@ def _knock_args(host: str, guest: str) -> tuple[list[str], list[object]]:
          f"{t}:block-unverified", f"{t}:denied", f"{t}:knocks", f"{t}:raid"],
         [guest, pack({"id": guest, "name": "G"}), f"{guest}~secret", 0, keys.channel(host),
          "PUBLISH", "c1", "", "", "0", 60_000, 0, 0, "", "a:1", 0, 0, "0", 0, pack({}),
-         keys.knocks(host)],
+         keys.knock_channel(host)],
     )  # fmt: skip
 
 

@@ -203,7 +203,7 @@ async def test_a_knock_publishes_an_event_whose_kind_reads_cheaply(stores: Store
     host = "st-" + uuid.uuid4().hex[:10]
     await stores.hosts.create_host(host, "Ada", None)
     pubsub = stores.redis.pubsub()
-    await pubsub.subscribe(keys.knocks(host))
+    await pubsub.subscribe(keys.knock_channel(host))
     await pubsub.get_message(timeout=2)  # the subscribe confirmation
     assert await _knock(stores, host, "g1") is KnockVerdict.OK
     message = await pubsub.get_message(timeout=2, ignore_subscribe_messages=True)
@@ -268,7 +268,7 @@ async def test_a_lapsed_deny_cool_down_does_not_refuse_and_is_trimmed_by_the_nex
 async def _heard(stores: Stores, host: str, guest: str) -> tuple[bool, bool]:
     """Whether a knock by ``guest`` was heard on (the knocks channel, the events channel)."""
     pubsub = stores.redis.pubsub()
-    await pubsub.subscribe(keys.knocks(host), keys.channel(host))
+    await pubsub.subscribe(keys.knock_channel(host), keys.channel(host))
     for _ in range(2):
         await pubsub.get_message(timeout=2)  # the subscribe confirmations
     assert await _knock(stores, host, guest) is KnockVerdict.OK
@@ -277,7 +277,7 @@ async def _heard(stores: Stores, host: str, guest: str) -> tuple[bool, bool]:
         if events.kind_of(message["data"]) == events.Knocked.KIND:
             heard.add(message["channel"])
     await pubsub.aclose()
-    return keys.knocks(host).encode() in heard, keys.channel(host).encode() in heard
+    return keys.knock_channel(host).encode() in heard, keys.channel(host).encode() in heard
 
 
 async def test_knocks_go_on_their_own_channel_which_only_device_processes_follow(
