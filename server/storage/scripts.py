@@ -3,11 +3,15 @@
 Every ``__NAME__`` placeholder in a script is replaced at load time by the
 Lua literal ``protocol.lobby.lua_constants()`` or ``protocol.events`` gives
 for it, so the scripts and Python share one definition of every state,
-event, verdict, reason and doorbell kind.
+event, verdict, reason and doorbell kind. A member of one of the constant
+namespaces (``E.MERGE``, ``V.OK``, ``K.Knocked``, ``H.KNOCKED``) is rendered as
+its string: a script that declared those tables built them again on every
+call (issue 11: 3 µs a call on a busy Valkey, 11 on an idle one).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from importlib import resources
 
@@ -33,6 +37,17 @@ NAMES = (
     "cal_commit",
 )
 _PLACEHOLDER = re.compile(r"__[A-Z_]+__")
+_MEMBER = re.compile(r"\b([EVKH])\.([A-Za-z_]+)\b")
+
+
+def members() -> dict[str, dict[str, str]]:
+    """The constant namespaces the scripts name members of, by letter."""
+    return {
+        "E": {e.name: e.value for e in lobby.LobbyEvent},
+        "V": {v.name: v.value for v in lobby.Verdict},
+        "K": events.lua_kinds(),
+        "H": events.lua_hooks(),
+    }
 
 
 def constants() -> dict[str, str]:
@@ -57,7 +72,15 @@ def render(source: str, values: dict[str, str]) -> str:
             raise KeyError(f"no value for {name} in a Lua script")
         return values[name]
 
-    return _PLACEHOLDER.sub(one, source)
+    namespaces = members()
+
+    def member(match: re.Match[str]) -> str:
+        found = namespaces[match.group(1)].get(match.group(2))
+        if found is None:
+            raise KeyError(f"no constant {match.group(0)} in a Lua script")
+        return json.dumps(found)  # a JSON string is a Lua string literal here
+
+    return _MEMBER.sub(member, _PLACEHOLDER.sub(one, source))
 
 
 def load() -> dict[str, str]:

@@ -6,7 +6,6 @@
 -- ARGV: 1 settings read, 2 new settings (JSON), 3 channel, 4 publish command,
 --       5 the new settings as msgpack (for the event), 6.. field/value pairs
 -- Publishes: settings (0, settings)
-local K = __KIND__
 __WRITE_POLICY__
 local current = redis.call('HGET', KEYS[1], 'settings')
 if not current then return -1 end

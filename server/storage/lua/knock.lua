@@ -26,7 +26,6 @@
 -- Idempotent: a knock whose guest exists with the same resume secret ran already
 -- (its reply was lost and the Batcher sent it again): it answers that guest's place
 -- and changes and publishes nothing.
-local K, H = __KIND__, __HOOK__
 __WRITE_POLICY__
 local INITIAL = __INITIAL__
 local function over(key, limit)

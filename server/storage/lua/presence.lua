@@ -5,7 +5,6 @@
 --       call changes, publishes and appends nothing
 -- Publishes: presence (0, state, meeting or false)
 -- Outbox (ARGV 6 set): host.presence (state, meeting msgpack or "")
-local K, H = __KIND__, __HOOK__
 if ARGV[7] and redis.call('HGET', KEYS[1], 'op') == ARGV[7] then return 'ok' end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'meeting', ARGV[2], 'meeting_id', ARGV[3],
            'op', ARGV[7] or '')

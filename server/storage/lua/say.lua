@@ -1,7 +1,7 @@
 -- A line of text to a guest that is still in the queue.
 -- KEYS: 1 guest hash. ARGV: 1 guest id, 2 text, 3 channel, 4 publish command
 -- Publishes: message (0, guest, text)
-local K, V, QUEUED = __KIND__, __VERDICT__, __QUEUED__
+local QUEUED = __QUEUED__
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return V.UNKNOWN_GUEST end
 if not QUEUED[state] then return V.ALREADY_RESOLVED end

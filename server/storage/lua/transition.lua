@@ -27,7 +27,6 @@
 --   guest.resolved (guest, action, outcome, by) | guest.away (guest) | guest.back (guest) |
 --   guest.held (guest, held, by)
 local T, FINAL, LEFT, QUEUED = __TRANSITIONS__, __FINAL__, __LEFT__, __QUEUED__
-local E, V, K, H = __EVENT__, __VERDICT__, __KIND__, __HOOK__
 local event, now, chan, pub = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local op, outbox, by = ARGV[10], ARGV[11], ARGV[12]
 local function hook(...)

@@ -6,6 +6,7 @@ every doorbell event the scripts publish decodes with ``protocol.events``."""
 from __future__ import annotations
 
 import itertools
+import re
 import uuid
 
 import pytest
@@ -145,6 +146,20 @@ async def test_published_events_decode_to_their_types(stores: Stores) -> None:
 def test_every_placeholder_is_rendered() -> None:
     for name, source in scripts.load().items():
         assert "__" not in source.replace("__index", ""), name
+
+
+def test_constant_members_are_rendered_as_strings_and_no_table_is_built_per_call() -> None:
+    loaded = scripts.load()
+    for name, source in loaded.items():
+        assert re.search(r"\b[EVKH]\.[A-Za-z_]", source) is None, name
+        assert re.search(r"local [EVKH, ]+=", source) is None, name
+    assert 'if event == "merge" then' in loaded["transition"]
+    assert 'cmsgpack.pack("knock", ev' in loaded["knock"]
+    with pytest.raises(KeyError, match=r"no constant E\.NOPE"):
+        scripts.render("return E.NOPE", {})
+    assert scripts.render("return V.OK, K.Knocked, H.KNOCKED", {}) == (
+        'return "ok", "knock", "guest.knocked"'
+    )
 
 
 async def test_hold_and_time_out_publish_their_events(stores: Stores) -> None:
