@@ -45,19 +45,8 @@ async def _knock_result(
     )
 
 
-async def _knock(
-    stores: Stores,
-    host: str,
-    guest: str,
-    *,
-    address: str = "1.2.3.4",
-    address_limit: int = 30,
-    options: dict[str, Any] | None = None,
-) -> KnockVerdict:
-    result = await _knock_result(
-        stores, host, guest, address=address, address_limit=address_limit, options=options
-    )
-    return result.verdict
+async def _knock(stores: Stores, host: str, guest: str, **settings: Any) -> KnockVerdict:
+    return (await _knock_result(stores, host, guest, **settings)).verdict
 
 
 async def _knocked(stores: Stores, guest: str = "g1", address: str = "1.2.3.4") -> str:
