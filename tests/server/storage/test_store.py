@@ -49,9 +49,14 @@ async def _knock(stores: Stores, host: str, guest: str, **settings: Any) -> Knoc
     return (await _knock_result(stores, host, guest, **settings)).verdict
 
 
-async def _knocked(stores: Stores, guest: str = "g1", address: str = "1.2.3.4") -> str:
+async def _new_host(stores: Stores) -> str:
     host = "st-" + uuid.uuid4().hex[:10]
     await stores.hosts.create_host(host, "Ada", None)
+    return host
+
+
+async def _knocked(stores: Stores, guest: str = "g1", address: str = "1.2.3.4") -> str:
+    host = await _new_host(stores)
     assert await _knock(stores, host, guest, address=address) is KnockVerdict.OK
     return host
 
@@ -205,8 +210,7 @@ async def test_a_host_written_before_the_policy_sets_is_migrated_on_its_first_kn
 async def test_a_knock_publishes_an_event_whose_kind_reads_cheaply(stores: Stores) -> None:
     """A process of guests skips decoding knocks by their kind (``events.kind_of``):
     that holds only if what ``knock.lua`` packs starts with the kind."""
-    host = "st-" + uuid.uuid4().hex[:10]
-    await stores.hosts.create_host(host, "Ada", None)
+    host = await _new_host(stores)
     pubsub = stores.redis.pubsub()
     await pubsub.subscribe(keys.knock_channel(host))
     await pubsub.get_message(timeout=2)  # the subscribe confirmation
@@ -222,8 +226,7 @@ async def test_the_raid_window_counts_only_its_own_knocks_and_sheds_old_ones(
     stores: Stores,
 ) -> None:
     """Knocks older than the window never count, and never pile up."""
-    host = "st-" + uuid.uuid4().hex[:10]
-    await stores.hosts.create_host(host, "Ada", None)
+    host = await _new_host(stores)
     recent = f"{keys.tag(host)}:knocks"
     old = now_ms() - 61_000
     await stores.redis.zadd(recent, {f"old{i}": old for i in range(50)})
@@ -242,8 +245,7 @@ async def test_the_raid_window_counts_only_its_own_knocks_and_sheds_old_ones(
 async def test_a_lapsed_deny_cool_down_refuses_nothing_and_is_trimmed(
     stores: Stores,
 ) -> None:
-    host = "st-" + uuid.uuid4().hex[:10]
-    await stores.hosts.create_host(host, "Ada", None)
+    host = await _new_host(stores)
     denied = f"{keys.tag(host)}:denied"
     await stores.redis.zadd(denied, {"a:1.2.3.4": now_ms() - 1, "a:9.9.9.9": now_ms() - 1})
     rules = store_module.Lobby(identity="a:1.2.3.4", deny_cooldown_ms=60_000)
@@ -275,8 +277,7 @@ async def test_knocks_go_on_their_own_channel_which_only_device_processes_follow
     stores: Stores,
 ) -> None:
     """A process of guests follows the events channel only: it is never sent a knock."""
-    host = "st-" + uuid.uuid4().hex[:10]
-    await stores.hosts.create_host(host, "Ada", None)
+    host = await _new_host(stores)
     assert await _heard(stores, host, "g1") == (True, False)  # no device online
     stores.store.device_up(host, "d1")  # as a device of this version registers
     assert await _heard(stores, host, "g2") == (True, False)
@@ -288,8 +289,7 @@ async def test_a_device_of_an_older_foyer_still_hears_every_knock(stores: Stores
     """A rolling upgrade: a device on a process from before the knocks channel
     registered itself without the marker and follows only the events channel;
     while it is online, knocks go there."""
-    host = "st-" + uuid.uuid4().hex[:10]
-    await stores.hosts.create_host(host, "Ada", None)
+    host = await _new_host(stores)
     stores.store.device_up(host, "new")
     devices = f"{keys.tag(host)}:devices"
     await stores.redis.zadd(devices, {"old": now_ms() + 60_000})  # an older Foyer's ZADD
