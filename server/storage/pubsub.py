@@ -2,9 +2,13 @@
 
 redis-py's ``PubSub.get_message`` enters an ``asyncio.timeout``, runs
 ``check_health`` and builds a dict for every message; on the knock path that was
-a large share of the process CPU (issue 11). This reader reads whatever the
-socket holds (up to 64 KiB), feeds one ``hiredis.Reader`` and dispatches every
-complete reply in one loop. Liveness is not a timeout per read either: when
+a large share of the process CPU (issue 11). Here the connection's socket is
+taken over by a protocol of ours: whatever arrives is fed to one
+``hiredis.Reader`` in ``data_received`` and every complete reply dispatched in
+one loop, in the pass that read it (no reader task to wake, no stream buffer).
+A burst (an ``admit_all`` of a big lobby) is dispatched ``YIELD_EVERY`` replies
+per pass with reading paused meanwhile, so the frames it queued go out between
+its slices. Liveness is not a timeout per read either: when
 nothing came for ``ping_after`` seconds a PING goes out, and a link silent for
 ``dead_after`` seconds is aborted and reconnected.
 
@@ -15,7 +19,7 @@ subscribes them all again in one write, and the confirmations tell the owner
 (the Broker) that those channels may have missed messages meanwhile.
 
 redis-py is used only to open a connection (host, port, TLS, AUTH, SELECT: the
-client's own settings), then its stream reader and writer are taken over.
+client's own settings), then its transport is taken over.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Set
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 from redis.asyncio.connection import AbstractConnection
@@ -32,12 +36,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from server.metrics import OFF_METRICS, Metrics
-from server.tasks import cancel_and_wait
+from server.tasks import cancel_and_wait, running_loop
 
 log = logging.getLogger("foyer.pubsub")
 
-CHUNK = 65536  # bytes asked of the socket per read: a burst is parsed in few reads
-YIELD_EVERY = 32  # replies handled between two yields to the loop
+YIELD_EVERY = 32  # replies dispatched in one loop pass
 CONNECT_TIMEOUT_S = 5.0
 RECONNECT_PAUSE_S = 0.2
 PING_AFTER_S = 5.0  # idle this long: send a PING (its answer is traffic)
@@ -76,8 +79,79 @@ def connector(connection_class: type[AbstractConnection], kwargs: Mapping[str, A
     return connect
 
 
+class _Link(asyncio.Protocol):
+    """One connection's read side, as the transport's protocol: parses in
+    ``data_received`` and hands each reply to the owner in the same pass."""
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        streams: asyncio.BaseProtocol,
+        handle: Callable[[Any], None],
+        seen: Callable[[], None],
+    ) -> None:
+        self.transport = transport
+        self._streams = streams  # redis-py's, told of the close
+        self._handle = handle
+        self._seen = seen
+        self._parser = hiredis.Reader()
+        self._paused = False
+        self._loop = asyncio.get_running_loop()
+        self.ended: asyncio.Future[Exception] = self._loop.create_future()
+
+    def data_received(self, data: bytes) -> None:
+        self._seen()
+        try:
+            self._parser.feed(data)
+        except Exception as exc:
+            self._end(exc)
+            return
+        if not self._paused:
+            self._dispatch()
+
+    def eof_received(self) -> bool | None:
+        self._end(ConnectionError("Redis closed the pub/sub connection"))
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end(ConnectionError(f"the pub/sub connection was lost ({exc!r})"))
+        with contextlib.suppress(Exception):
+            self._streams.connection_lost(exc)
+
+    def _end(self, error: Exception) -> None:
+        if not self.ended.done():
+            self.ended.set_result(error)
+
+    def _dispatch(self) -> None:
+        """Up to ``YIELD_EVERY`` replies; more buffered go in the next pass,
+        with reading paused until they are all out."""
+        if self.ended.done():
+            return
+        parser, handle = self._parser, self._handle
+        try:
+            for _ in range(YIELD_EVERY):
+                reply = parser.gets()
+                if reply is False:
+                    if self._paused:
+                        self._paused = False
+                        self.transport.resume_reading()
+                    return
+                try:
+                    handle(reply)
+                except Exception:
+                    log.exception("bad event on pub/sub")
+        except Exception as exc:  # hiredis.ProtocolError: the stream is not RESP
+            self._end(exc)
+            self.transport.abort()
+            return
+        if not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+        self._loop.call_soon(self._dispatch)
+
+
 class SubscriberConnection:
-    """Channels held on one Redis node through one connection and one reader task.
+    """Channels held on one Redis node through one connection, read by its protocol.
 
     ``on_message(channel, data)`` runs for every message, in order;
     ``on_subscribed(channel)`` for every confirmation, the ones after a
@@ -120,8 +194,7 @@ class SubscriberConnection:
         self._channels: set[str] = set()
         self._leaving: dict[bytes, int] = {}  # UNSUBSCRIBEs sent, reply not read yet
         self._conn: AbstractConnection | None = None
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._link: _Link | None = None
         self._last_read = 0.0
         self._failing = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -131,11 +204,11 @@ class SubscriberConnection:
     async def open(self) -> None:
         """Connect now, so that the first subscribe does not wait for a connect;
         raises if Redis cannot be reached (the reader would keep trying)."""
-        if self._writer is None:
+        if self._link is None:
             await self._open()
 
     def start(self) -> None:
-        """Start the reader and its keepalive (``stop`` cancels both)."""
+        """Start the link's keeper and its keepalive (``stop`` cancels both)."""
         suffix = f"-{self.name}" if self.name else ""
         self._tasks = [
             asyncio.create_task(self._run(), name=f"foyer-pubsub{suffix}"),
@@ -164,12 +237,12 @@ class SubscriberConnection:
         Sent again even if already held (a lost confirmation costs nothing
         then). Without a link the reconnect subscribes it."""
         self._channels.add(channel)
-        if self._writer is not None:
+        if self._link is not None:
             self._write(command(self._subscribe_cmd, channel.encode()))
 
     def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
-        if self._writer is not None:
+        if self._link is not None:
             raw = channel.encode()
             self._leaving[raw] = self._leaving.get(raw, 0) + 1
             self._write(command(self._unsubscribe_cmd, raw))
@@ -185,10 +258,18 @@ class SubscriberConnection:
             with contextlib.suppress(Exception):
                 await conn.disconnect(nowait=True)
             raise
-        reader, writer = conn._reader, conn._writer  # taken over from here on
-        if reader is None or writer is None:
+        reader, writer = conn._reader, conn._writer
+        if reader is None or writer is None or reader.at_eof() or reader.exception() is not None:
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)
             raise ConnectionError("the pub/sub connection closed during its handshake")
-        self._conn, self._reader, self._writer = conn, reader, writer
+        transport = cast(asyncio.Transport, writer.transport)
+        link = _Link(transport, transport.get_protocol(), self._handle, self._saw_traffic)
+        transport.set_protocol(link)  # taken over from here on
+        self._conn, self._link = conn, link
+        leftover = bytes(getattr(reader, "_buffer", b""))
+        if leftover:
+            link.data_received(leftover)
         self._leaving.clear()
         self._last_read = asyncio.get_running_loop().time()
         if self._failing:
@@ -207,15 +288,18 @@ class SubscriberConnection:
             yield command(self._subscribe_cmd, *(c.encode() for c in batch))
 
     def _write(self, data: bytes) -> None:
-        writer = self._writer
-        assert writer is not None
-        writer.write(data)
-        if writer.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+        link = self._link
+        assert link is not None
+        link.transport.write(data)
+        if link.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
             log.warning("Redis does not read the pub/sub commands; reconnecting")
-            writer.transport.abort()
+            link.transport.abort()
+
+    def _saw_traffic(self) -> None:
+        self._last_read = running_loop().time()
 
     async def _close(self) -> None:
-        conn, self._conn, self._reader, self._writer = self._conn, None, None, None
+        conn, self._conn, self._link = self._conn, None, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.disconnect(nowait=True)
@@ -223,9 +307,10 @@ class SubscriberConnection:
     async def _run(self) -> None:
         while True:
             try:
-                if self._reader is None:
+                if self._link is None:
                     await self._open()
-                await self._read()
+                assert self._link is not None
+                raise await self._link.ended  # the protocol reads; this waits for its end
             except Exception as exc:
                 if not self._failing:
                     log.warning(
@@ -242,35 +327,12 @@ class SubscriberConnection:
                     log.exception("pub/sub on_lost failed")
                 await asyncio.sleep(RECONNECT_PAUSE_S)
 
-    async def _read(self) -> None:
+    def _handle(self, reply: Any) -> None:
         """The hot path: no timeout, no health check, no dict per message."""
-        reader = self._reader
-        assert reader is not None
-        parser = hiredis.Reader()
-        on_message = self._on_message
-        message_kind = self._message_kind
-        loop = asyncio.get_running_loop()
-        handled = 0
-        while True:
-            data = await reader.read(CHUNK)
-            if not data:
-                raise ConnectionError("Redis closed the pub/sub connection")
-            self._last_read = loop.time()
-            parser.feed(data)
-            while (reply := parser.gets()) is not False:
-                try:
-                    if type(reply) is list and reply[0] == message_kind:
-                        on_message(reply[1], reply[2])
-                    else:
-                        self._on_reply(reply)
-                except Exception:
-                    log.exception("bad event on pub/sub")
-                handled += 1
-                if handled == YIELD_EVERY:
-                    # A burst (admit all of a big lobby) arrives already buffered, and
-                    # reading it never suspends: let the frames queued meanwhile go out.
-                    handled = 0
-                    await asyncio.sleep(0)
+        if type(reply) is list and reply[0] == self._message_kind:
+            self._on_message(reply[1], reply[2])
+        else:
+            self._on_reply(reply)
 
     def _on_reply(self, reply: Any) -> None:
         """Everything but a message: confirmations, drops, PONGs, errors."""
@@ -298,14 +360,14 @@ class SubscriberConnection:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._ping_after / 2)
-            writer = self._writer
-            if writer is None:
+            link = self._link
+            if link is None:
                 continue
             idle = loop.time() - self._last_read
             if idle >= self._dead_after:
                 log.warning(
                     "pub/sub connection %s silent for %.1f s; reconnecting", self.name, idle
                 )
-                writer.transport.abort()  # the reader sees the loss and reconnects
+                link.transport.abort()  # the link ends, and ``_run`` reconnects
             elif idle >= self._ping_after:
                 self._write(PING)

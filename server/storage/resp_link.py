@@ -3,13 +3,16 @@ they are ready, replies are matched to commands in order.
 
 The Batcher used to send a batch and wait for all its replies before sending
 the next (stop and wait), and read each reply through redis-py's
-``read_response``: an ``asyncio.timeout`` and a coroutine per command. Here a
-reader task feeds whatever the socket holds to one ``hiredis.Reader`` and
-resolves the oldest commands in a plain loop, while the writer may have several
-batches in flight (Redis answers a connection's commands in order; that is what
-makes this safe). Liveness is a watchdog, not a timeout per read: commands
-waiting longer than the connection's ``socket_timeout`` for any reply end the
-link with a ``TimeoutError``.
+``read_response``: an ``asyncio.timeout`` and a coroutine per command. Here the
+link takes the socket over as its protocol: whatever arrives is fed to one
+``hiredis.Reader`` in ``data_received`` and the oldest commands are resolved in
+a plain loop, while the writer may have several batches in flight (Redis
+answers a connection's commands in order; that is what makes this safe). No
+reader task: a reply resolves its future in the loop pass that read it, not
+one pass later after a task wakes (issue 11: a task step and a stream buffer
+per read). Liveness is a watchdog, not a timeout per read: commands waiting
+longer than the connection's ``socket_timeout`` for any reply end the link
+with a ``TimeoutError``.
 
 redis-py opens the connection (TLS, AUTH, HELLO, SELECT, the client's
 settings) and decodes replies the way ``parse_response`` does: the same
@@ -24,7 +27,7 @@ import contextlib
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 from redis.asyncio.connection import Connection
@@ -35,7 +38,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from server.storage.command import Command, pack_commands
 from server.tasks import cancel_and_wait
 
-CHUNK = 65536  # bytes asked of the socket per read
 NOT_ENOUGH = object()  # hiredis's "no complete reply yet" (False is a RESP3 value)
 PUSH: type | tuple[()] = getattr(hiredis, "PushNotification", ())  # hiredis 3.2+; never here
 
@@ -52,19 +54,18 @@ class LinkOwner:
     """Replies arrived: the link works."""
 
 
-class RespLink:
-    """``send`` writes a batch now; the reader resolves each command's future
-    with its reply (``callbacks``: redis-py's reply callbacks by command); the
+class RespLink(asyncio.Protocol):
+    """``send`` writes a batch now; replies resolve each command's future as
+    they are read (``callbacks``: redis-py's reply callbacks by command); the
     rest goes to the ``owner``."""
 
     def __init__(
         self, conn: Connection, callbacks: Mapping[str | bytes, Any], owner: LinkOwner
     ) -> None:
         self._conn = conn
-        reader, writer = conn._reader, conn._writer
-        assert reader is not None and writer is not None
-        self._reader = reader
-        self._writer = writer
+        writer = conn._writer
+        assert writer is not None
+        self._transport = cast(asyncio.Transport, writer.transport)
         self._callbacks = callbacks
         self._owner = owner
         self._timeout = conn.socket_timeout
@@ -75,6 +76,8 @@ class RespLink:
         self._last_read = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._loop = asyncio.get_running_loop()
+        self._parser = self._new_parser()
+        self._streams: asyncio.BaseProtocol | None = None  # redis-py's, told of the close
 
     @classmethod
     async def open(
@@ -87,7 +90,7 @@ class RespLink:
         link._start()
         return link
 
-    def _start(self) -> None:
+    def _new_parser(self) -> hiredis.Reader:
         parser = self._conn._parser
         kwargs: dict[str, Any] = {
             "protocolError": InvalidResponse,
@@ -98,17 +101,29 @@ class RespLink:
         if encoder.decode_responses:
             kwargs["encoding"] = encoder.encoding
             kwargs["errors"] = encoder.encoding_errors
-        hiredis_reader = hiredis.Reader(**kwargs)
+        return hiredis.Reader(**kwargs)
+
+    def _start(self) -> None:
+        """Take the socket over from redis-py's stream reader; what that
+        buffered past the handshake (nothing, unless Redis said more) is read
+        first."""
+        reader = self._conn._reader
         self._last_read = self._loop.time()
-        self._tasks = [asyncio.create_task(self._read(hiredis_reader), name="foyer-redis-reader")]
+        if reader is not None and (reader.at_eof() or reader.exception() is not None):
+            raise RedisConnectionError("Redis closed the connection during its handshake")
+        self._streams = self._transport.get_protocol()
+        self._transport.set_protocol(self)
+        leftover = bytes(getattr(reader, "_buffer", b""))
+        if leftover:
+            self.data_received(leftover)
         if self._timeout:
-            self._tasks.append(asyncio.create_task(self._watch(), name="foyer-redis-watchdog"))
+            self._tasks = [asyncio.create_task(self._watch(), name="foyer-redis-watchdog")]
 
     @property
     def usable(self) -> bool:
         """Open, and Redis has not closed its side (after a restart the EOF of
         an idle connection is already read: nothing is sent into it)."""
-        return not (self._closed or self._reader.at_eof() or self._reader.exception() is not None)
+        return not self._closed
 
     @property
     def in_flight(self) -> int:
@@ -122,9 +137,9 @@ class RespLink:
             self._last_read = self._loop.time()  # the watchdog counts from here
         self._sent.extend(batch)
         if isinstance(data, bytes):
-            self._writer.write(data)
+            self._transport.write(data)
         else:
-            self._writer.writelines(data)
+            self._transport.writelines(data)
 
     async def room(self, limit: int) -> None:
         """Until fewer than ``limit`` commands await replies (or the link ended)."""
@@ -134,14 +149,14 @@ class RespLink:
 
     def close(self, error: Exception) -> None:
         """End the link now: what was sent and not answered goes to ``on_lost``
-        (before this returns), the socket is aborted, the tasks are cancelled."""
+        (before this returns), the socket is aborted, the watchdog cancelled."""
         if self._closed:
             return
         self._closed = True
         self._room.set()
         lost, self._sent = list(self._sent), deque()
         with contextlib.suppress(Exception):
-            self._writer.transport.abort()
+            self._transport.abort()
         current = asyncio.current_task()
         for task in self._tasks:
             if task is not current:
@@ -149,51 +164,61 @@ class RespLink:
         self._owner.lost(self, lost, error)
 
     async def aclose(self, error: Exception) -> None:
-        """``close``, then wait for the tasks and let redis-py tidy the connection."""
+        """``close``, then wait for the watchdog and let redis-py tidy the connection."""
         self.close(error)
         await cancel_and_wait([t for t in self._tasks if t is not asyncio.current_task()])
         with contextlib.suppress(Exception):
             await self._conn.disconnect(nowait=True)
 
-    async def _read(self, parser: hiredis.Reader) -> None:
-        reader = self._reader
-        sent = self._sent
-        callbacks = self._callbacks
-        loop = asyncio.get_running_loop()
+    # -- the socket's side (asyncio.Protocol) ---------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        self._last_read = self._loop.time()
         try:
-            while True:
-                data = await reader.read(CHUNK)
-                if not data:
-                    raise RedisConnectionError("Redis closed the connection")
-                self._last_read = loop.time()
-                parser.feed(data)
-                reload: list[Command] = []
-                while (reply := parser.gets()) is not NOT_ENOUGH:
-                    if isinstance(reply, PUSH):
-                        continue  # not asked for on this connection: not a reply
-                    if isinstance(reply, RedisConnectionError):
-                        raise reply  # LOADING and the like: the link is not usable yet
-                    command = sent.popleft()
-                    fut = command.fut
-                    if fut.done():
-                        continue  # its caller gave up
-                    if isinstance(reply, Exception):
-                        if isinstance(reply, NoScriptError) and not command.reloaded:
-                            command.reloaded = True
-                            reload.append(command)
-                        else:
-                            fut.set_exception(reply)
-                        continue
-                    callback = callbacks.get(command.args[0])
-                    fut.set_result(reply if callback is None else callback(reply))
-                self._owner.replied()
-                if reload:
-                    self._owner.reload(reload)
-                self._room.set()
-        except asyncio.CancelledError:
-            raise
+            self._resolve(data)
         except Exception as exc:
             self.close(exc)
+
+    def eof_received(self) -> bool | None:
+        self.close(RedisConnectionError("Redis closed the connection"))
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close(RedisConnectionError(f"the Redis connection was lost ({exc!r})"))
+        if self._streams is not None:
+            with contextlib.suppress(Exception):
+                self._streams.connection_lost(exc)  # redis-py's writer sees it closed
+
+    def _resolve(self, data: bytes) -> None:
+        parser = self._parser
+        sent = self._sent
+        callbacks = self._callbacks
+        parser.feed(data)
+        reload: list[Command] = []
+        while (reply := parser.gets()) is not NOT_ENOUGH:
+            if isinstance(reply, PUSH):
+                continue  # not asked for on this connection: not a reply
+            if isinstance(reply, RedisConnectionError):
+                raise reply  # LOADING and the like: the link is not usable yet
+            command = sent.popleft()
+            fut = command.fut
+            if fut.done():
+                continue  # its caller gave up
+            if isinstance(reply, Exception):
+                if isinstance(reply, NoScriptError) and not command.reloaded:
+                    command.reloaded = True
+                    reload.append(command)
+                else:
+                    fut.set_exception(reply)
+                continue
+            callback = callbacks.get(command.args[0])
+            fut.set_result(reply if callback is None else callback(reply))
+        self._owner.replied()
+        if reload:
+            self._owner.reload(reload)
+        self._room.set()
 
     async def _watch(self) -> None:
         """Commands waiting ``socket_timeout`` for any reply: Redis is paused or
