@@ -34,7 +34,8 @@ local function over(key, limit)
   if n == 1 then redis.call('PEXPIRE', key, 61000) end
   return n > limit
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown_link'} end
+local p = redis.call('HMGET', KEYS[1], 'policy_v', 'locked', 'bypass')
+if not p[1] and redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown_link'} end
 local seen = redis.call('HMGET', KEYS[3], 'resume', 'score')
 if seen[1] == ARGV[3] then
   local rank = redis.call('ZRANK', KEYS[2], ARGV[1])
@@ -42,7 +43,6 @@ if seen[1] == ARGV[3] then
   return {'ok', rank and rank + 1 or 1, tonumber(seen[2]), online, 0}
 end
 if over(KEYS[10], tonumber(ARGV[13])) then return {'rate_limited'} end
-local p = redis.call('HMGET', KEYS[1], 'policy_v', 'locked', 'bypass')
 if not p[1] then
   -- A host written before the policy fields existed: derive them once.
   local ok, s = pcall(cjson.decode, redis.call('HGET', KEYS[1], 'settings') or '{}')
@@ -59,8 +59,10 @@ local verified = ARGV[10] == '1'
 -- type someone else's address, and that must not lock the real owner out.
 if listed(KEYS[8]) or (not verified and listed(KEYS[11])) then return {'blocked'} end
 local now = tonumber(ARGV[4])
-redis.call('ZREMRANGEBYSCORE', KEYS[12], '-inf', now)
-if redis.call('ZSCORE', KEYS[12], ARGV[15]) then return {'cooling'} end
+-- Lapsed entries are pruned where a deny adds one (transition.lua): here the
+-- entry's own time decides, one call instead of two per knock (issue 11).
+local cooling = redis.call('ZSCORE', KEYS[12], ARGV[15])
+if cooling and tonumber(cooling) > now then return {'cooling'} end
 if p[2] == '1' then return {'locked'} end
 if over(KEYS[7], tonumber(ARGV[12])) then return {'rate_limited'} end
 if p[3] == 'everyone' or (p[3] == 'verified' and verified) or (verified and listed(KEYS[9])) then

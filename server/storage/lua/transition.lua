@@ -1,6 +1,7 @@
 -- Apply one lobby event to one or more guests, atomically, by the ONE table in
--- protocol/lobby.py (rendered below as T, with the guards and side effects its
--- docstring lists). Exactly one reply wins per guest.
+-- protocol/lobby.py (rendered below as the functions step, final, left and
+-- queued, with the guards and side effects its docstring lists). Exactly one
+-- reply wins per guest.
 -- KEYS: 1 queue zset, 2 presence hash, 3 event counter, 4 deny cool-down zset
 --       (identity -> until ms), 5.. guest hashes
 -- ARGV: 1 event, 2 now ms, 3 channel, 4 publish command, 5 connection id,
@@ -26,7 +27,7 @@
 -- Outbox (ARGV 11 set), beside each publish: guest.left (guest, reason) |
 --   guest.resolved (guest, action, outcome, by) | guest.away (guest) | guest.back (guest) |
 --   guest.held (guest, held, by)
-local T, FINAL, LEFT, QUEUED = __TRANSITIONS__, __FINAL__, __LEFT__, __QUEUED__
+__LOOKUPS__
 local event, now, chan, pub = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local op, outbox, by = ARGV[10], ARGV[11], ARGV[12]
 local function hook(...)
@@ -86,59 +87,72 @@ for _, item in ipairs(guests) do
     out[#out + 1] = {V.UNKNOWN_GUEST}
   elseif event == E.DISCONNECT and g[2] ~= ARGV[5] then
     out[#out + 1] = {V.STALE, state}  -- another socket took this guest over
-  elseif event == E.EXPIRE and QUEUED[state] and (not g[6] or tonumber(g[6]) > now) then
+  elseif event == E.EXPIRE and queued(state) and (not g[6] or tonumber(g[6]) > now) then
     out[#out + 1] = {V.NOT_DUE, state}
-  elseif event == E.TIME_OUT and QUEUED[state] and (not g[8] or tonumber(g[8]) > now) then
+  elseif event == E.TIME_OUT and queued(state) and (not g[8] or tonumber(g[8]) > now) then
     out[#out + 1] = {V.NOT_DUE, state}  -- no max wait, held, or not yet
   else
-    local new = T[state] and T[state][event]
+    local new = step(state, event)
     if not new then
-      if FINAL[state] then out[#out + 1] = {V.ALREADY_RESOLVED, state, g[5] or ''}
+      if final(state) then out[#out + 1] = {V.ALREADY_RESOLVED, state, g[5] or ''}
       else out[#out + 1] = {V.INVALID, state} end
     else
-      redis.call('HSET', key, 'state', new)
-      if op ~= '' then redis.call('HSET', key, 'op', op) end
+      -- One HSET per step (its fields gathered below), an HDEL only of a field
+      -- that is set: a call costs ~1 us on a busy Valkey (issue 11).
+      local set = {'state', new}
+      if op ~= '' then set[#set + 1] = 'op'; set[#set + 1] = op end
       local score = tonumber(g[4])
-      if FINAL[new] then
+      if final(new) then
         redis.call('ZREM', KEYS[1], gid)
-        redis.call('HDEL', key, 'deadline')
+        if g[6] then redis.call('HDEL', key, 'deadline') end
         local ev = redis.call('INCR', KEYS[3])
         if event == E.DENY and g[10] and tonumber(g[11] or '0') > 0 then
-          redis.call('ZADD', KEYS[4], now + tonumber(g[11]), g[10])  -- the cool-down
+          -- the cool-down; knock.lua compares each entry with its time, and the
+          -- lapsed ones go here
+          redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+          redis.call('ZADD', KEYS[4], now + tonumber(g[11]), g[10])
         end
-        if LEFT[new] and event == E.TIME_OUT and g[9] then
-          redis.call('HSET', key, 'outcome', g[9])
-          redis.call(pub, chan, cmsgpack.pack(K.Dismissed, ev, gid, score, LEFT[new]) .. g[9])
-          hook('type', H.LEFT, 'guest', gid, 'reason', LEFT[new])
-        elseif LEFT[new] then
-          redis.call(pub, chan, cmsgpack.pack(K.Left, ev, gid, score, LEFT[new]))
-          hook('type', H.LEFT, 'guest', gid, 'reason', LEFT[new])
+        local reason = left(new)
+        if reason and event == E.TIME_OUT and g[9] then
+          set[#set + 1] = 'outcome'; set[#set + 1] = g[9]
+          redis.call('HSET', key, unpack(set))
+          redis.call(pub, chan, cmsgpack.pack(K.Dismissed, ev, gid, score, reason) .. g[9])
+          hook('type', H.LEFT, 'guest', gid, 'reason', reason)
+        elseif reason then
+          redis.call('HSET', key, unpack(set))
+          redis.call(pub, chan, cmsgpack.pack(K.Left, ev, gid, score, reason))
+          hook('type', H.LEFT, 'guest', gid, 'reason', reason)
         else
-          redis.call('HSET', key, 'outcome', payload)
+          set[#set + 1] = 'outcome'; set[#set + 1] = payload
+          redis.call('HSET', key, unpack(set))
           redis.call(pub, chan, cmsgpack.pack(K.Resolved, ev, gid, score, event) .. payload)
           hook('type', H.RESOLVED, 'guest', gid, 'action', event, 'outcome', payload, 'by', by)
         end
         out[#out + 1] = {V.OK, new}
       elseif event == E.DISCONNECT then
-        redis.call('HSET', key, 'deadline', now + tonumber(ARGV[7]))
+        set[#set + 1] = 'deadline'; set[#set + 1] = now + tonumber(ARGV[7])
+        redis.call('HSET', key, unpack(set))
         redis.call(pub, chan, cmsgpack.pack(K.WentAway, 0, gid))
         hook('type', H.AWAY, 'guest', gid)
         out[#out + 1] = {V.OK, new}
       elseif event == E.RESUME then
-        redis.call('HSET', key, 'conn', ARGV[5])
-        redis.call('HDEL', key, 'deadline')
+        set[#set + 1] = 'conn'; set[#set + 1] = ARGV[5]
+        redis.call('HSET', key, unpack(set))
+        if g[6] then redis.call('HDEL', key, 'deadline') end
         redis.call(pub, chan, cmsgpack.pack(K.Resumed, 0, gid, ARGV[5]))
         hook('type', H.BACK, 'guest', gid)
         local rank = redis.call('ZRANK', KEYS[1], gid)
         out[#out + 1] = {V.OK, new, (rank or 0) + 1, score, redis.call('GET', KEYS[3]) or '0',
                          g[12] or ''}
       elseif event == E.HOLD then
-        redis.call('HSET', key, 'held', payload)
-        redis.call('HDEL', key, 'wait_until')  -- answered: no maximum wait any more
+        set[#set + 1] = 'held'; set[#set + 1] = payload
+        redis.call('HSET', key, unpack(set))
+        if g[8] then redis.call('HDEL', key, 'wait_until') end  -- answered: no maximum wait
         redis.call(pub, chan, cmsgpack.pack(K.HeldSet, 0, gid) .. payload)
         hook('type', H.HELD, 'guest', gid, 'held', payload, 'by', by)
         out[#out + 1] = {V.OK, new}
       else
+        redis.call('HSET', key, unpack(set))
         out[#out + 1] = {V.OK, new}
       end
     end

@@ -162,6 +162,38 @@ def test_constant_members_are_rendered_as_strings_and_no_table_is_built_per_call
     )
 
 
+LOOKUP_PROBE = (
+    "__LOOKUPS__\nlocal s, e = ARGV[1], ARGV[2]\n"
+    "return {step(s, e) or '', final(s) and 1 or 0, queued(s) and 1 or 0, left(s) or ''}"
+)
+
+
+async def test_the_rendered_lookups_agree_with_the_table_on_every_pair(stores: Stores) -> None:
+    """``step``, ``final``, ``queued`` and ``left`` (the lifecycle's tables as
+    Lua functions, so no script builds a table per call) run on Valkey and
+    answer what protocol/lobby.py says, for every state and event."""
+    probe = scripts.render(LOOKUP_PROBE, lobby.lua_constants())
+    for state, event in PAIRS:
+        got = await stores.redis.eval(probe, 0, state.value, event.value)
+        try:
+            expected_step = lobby.next_state(state, event).value
+        except InvalidTransition:
+            expected_step = ""
+        reason = lobby.LEFT_REASON.get(state)
+        assert got == [
+            expected_step.encode(),
+            int(state in lobby.FINAL),
+            int(state in lobby.QUEUED),
+            reason.value.encode() if reason else b"",
+        ], (state, event)
+
+
+def test_no_script_builds_a_table_of_the_lifecycle_per_call() -> None:
+    loaded = scripts.load()
+    for name in ("transition", "say"):
+        assert '["' not in loaded[name], name  # a table literal with string keys
+
+
 async def test_hold_and_time_out_publish_their_events(stores: Stores) -> None:
     """A hold keeps the state and publishes ``held``; a time-out with the line the
     knock stored publishes ``dismissed`` with it (and stores it for a late resume)."""
