@@ -299,7 +299,9 @@ class SubscriberConnection:
         self._last_read = running_loop().time()
 
     async def _close(self) -> None:
-        conn, self._conn, self._link = self._conn, None, None
+        conn, link, self._conn, self._link = self._conn, self._link, None, None
+        if link is not None:
+            link.transport.abort()  # at once: a TLS goodbye would outlive a stopping loop
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.disconnect(nowait=True)

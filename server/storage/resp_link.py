@@ -122,8 +122,10 @@ class RespLink(asyncio.Protocol):
     @property
     def usable(self) -> bool:
         """Open, and Redis has not closed its side (after a restart the EOF of
-        an idle connection is already read: nothing is sent into it)."""
-        return not self._closed
+        an idle connection is already read: nothing is sent into it; a reset
+        read in this loop pass closes the transport before ``connection_lost``
+        is called)."""
+        return not (self._closed or self._transport.is_closing())
 
     @property
     def in_flight(self) -> int:

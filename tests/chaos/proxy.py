@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Callable, Coroutine
@@ -44,8 +45,12 @@ class _Link:
 
 
 class FaultProxy:
-    def __init__(self, target_port: int) -> None:
+    """``tls``: the proxy's side speaks TLS with this context (a ``rediss://``
+    Redis, which the embedded Valkey, built without TLS, cannot be)."""
+
+    def __init__(self, target_port: int, tls: ssl.SSLContext | None = None) -> None:
         self.target_port = target_port
+        self.tls = tls
         self.port = free_port()
         self.delay = 0.0
         self._open = {UP: asyncio.Event(), DOWN: asyncio.Event()}  # set = flowing
@@ -59,7 +64,8 @@ class FaultProxy:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls is not None else "redis"
+        return f"{scheme}://127.0.0.1:{self.port}/0"
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -71,7 +77,9 @@ class FaultProxy:
     async def _start(self) -> None:
         for event in self._open.values():
             event.set()
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(
+            self._accept, "127.0.0.1", self.port, ssl=self.tls
+        )
 
     def stop(self) -> None:
         self._run(self._stop())
