@@ -181,7 +181,7 @@ function waitedFor(knockedAt) {
 }
 
 const OPTION_LABELS = {
-  title: (v) => `“${v}”`,
+  title: (v) => t("quote.text", { text: v }),
   duration: (v) => t("console.opt_duration", { v }),
   region: (v) => t("console.opt_region", { v }),
   relationship: (v) => t("console.opt_relationship", { v: String(v).slice(0, 8) }),
@@ -238,7 +238,7 @@ function timeLeft(until, now = Date.now()) {
 
 function heldText(held) {
   let text = t("hold.on_hold");
-  if (held.message) text += `: “${held.message}”`;
+  if (held.message) text += `: ${t("quote.text", { text: held.message })}`;
   if (held.until) text += ` · ${timeLeft(held.until)}`;
   return text;
 }

@@ -303,7 +303,7 @@ export class FoyerKnock extends HTMLElement {
       this._q(".outcome .text").textContent = text;
       const quote = this._q(".outcome .message");
       quote.hidden = !message;
-      quote.textContent = message ? `“${message}”` : "";
+      quote.textContent = message ? t("quote.text", { text: message }) : "";
       const join = this._q(".join");
       join.hidden = !url;
       if (url) {

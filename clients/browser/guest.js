@@ -43,7 +43,7 @@ function outcome(kind, text, { message, url, retry = false, heading } = {}) {
   $("outcome-text").textContent = text;
   const quote = $("outcome-message");
   quote.hidden = !message;
-  quote.textContent = message ? `“${message}” — ${hostName}` : "";
+  quote.textContent = message ? t("quote.by", { text: message, host: hostName }) : "";
   const join = $("join");
   join.hidden = !url;
   if (url) join.href = url;

@@ -58,6 +58,8 @@ def test_guest_page_in_french_from_knock_to_outcome(
             "Ada Lovelace est occupé(e) pour le moment."
         )
         expect(guest.locator("#retry")).to_have_text("Frapper à nouveau")
+        # The host's line in the language's own quotation marks.
+        expect(guest.locator("#outcome-message")).to_have_text("« Pas aujourd'hui » — Ada Lovelace")
 
         # ?lang= wins over the browser's language.
         guest.goto(guest_url(foyer_web, host["slug"], "lang=de"))
