@@ -683,6 +683,8 @@ class Waiting(Message):
     host_online: Flag
     ignored: OptionNames | None = None  # addition: link options that were dropped
     host_name: Text | None = None  # addition
+    # addition: whether the host gets an email about this wait (absent: not known)
+    host_notified: Flag | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -251,9 +251,11 @@ export class FoyerKnock extends HTMLElement {
     client.on("waiting", (frame) => {
       answered = true;
       this.dataset.guest = frame.guest;
+      const offline =
+        frame.host_notified === false ? "guest.waiting_offline_unnotified" : "guest.waiting_offline";
       this._q(".status").textContent = frame.host_online
         ? t("widget.knows", { host: who })
-        : t("guest.waiting_offline", { host: who });
+        : t(offline, { host: who });
       this._q(".position").textContent = String(frame.position);
       this._q(".conn").textContent = frame.resumed ? t("guest.resumed") : "";
       this._fire("foyer-waiting", { guest: frame.guest, position: frame.position });

@@ -56,8 +56,12 @@ function positionText(position) {
   return position == null ? "–" : String(position);
 }
 
-function waitingText(online) {
-  return t(online ? "guest.waiting_online" : "guest.waiting_offline", { host: hostName });
+// `host_notified` (an addition) is false when nobody was told of the wait (the
+// host has no email address, or email is off): then the page must not say so.
+function waitingText(online, notified) {
+  if (online) return t("guest.waiting_online", { host: hostName });
+  const key = notified === false ? "guest.waiting_offline_unnotified" : "guest.waiting_offline";
+  return t(key, { host: hostName });
 }
 
 function addMessage(text) {
@@ -140,7 +144,7 @@ function knock(name, email) {
   client = new GuestClient({ slug, name, email, options, session });
   client.on("held", (frame) => showHeld(frame));
   client.on("waiting", (frame) => {
-    $("waiting-text").textContent = waitingText(frame.host_online);
+    $("waiting-text").textContent = waitingText(frame.host_online, frame.host_notified);
     $("position").textContent = positionText(frame.position);
     $("connection").textContent = frame.resumed
       ? t("guest.resumed")

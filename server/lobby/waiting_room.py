@@ -185,6 +185,7 @@ class WaitingRoom:
             await self._refused(session, result.verdict, info)
             return
         record = await self._directory.record(host)
+        notified = self._mailer.knocked(host, result.host_online, record)
         session.conn.send(
             Waiting(
                 guest=guest,
@@ -193,10 +194,10 @@ class WaitingRoom:
                 host_online=result.host_online,
                 ignored=ignored or None,
                 host_name=record["name"],
+                host_notified=notified,
             )
         )
         session.set_place(result.score, result.position, result.score)
-        self._mailer.knocked(host, result.host_online, record["settings"])
         if result.raid_started and rules.raid_autolock:
             # The link locks itself (raid_autolock): a settings change like a
             # device's, so every device hears it; knocks after it are refused.
@@ -316,12 +317,15 @@ class WaitingRoom:
             self._hub.replaced(older)
         if step.ok:
             online = await self._store.host_online(host)
+            record = await self._directory.record(host)
             session.conn.send(
                 Waiting(
                     guest=session.guest,
                     resume=resume.resume,
                     position=step.position,
                     host_online=online,
+                    host_name=record["name"],
+                    host_notified=self._mailer.will_email(online, record),
                 )
             )
             session.set_place(step.score, step.position, step.counter)

@@ -78,13 +78,22 @@ class Mailer:
     def enabled(self) -> bool:
         return bool(self.config.smtp_url or self.config.outbox)
 
-    def knocked(self, host: str, host_online: bool, settings: dict[str, Any]) -> None:
-        """A guest is waiting: schedule an email if the host's ``email_mode`` wants
-        one now (queued with the knock's own pipeline, no round trip); the sweep
-        checks again when it comes due."""
-        mode = email_mode(settings)
-        if self.enabled and (mode == "always" or (mode == "away" and not host_online)):
-            self._store.schedule_mail(host, int((time.time() + self.config.delay_s) * 1000))
+    def will_email(self, host_online: bool, record: HostRecord) -> bool:
+        """Whether a guest waiting now gets the host an email: mail is set up,
+        the host has an address and its ``email_mode`` wants one now. The guest
+        page says so only when it is true (``waiting.host_notified``)."""
+        mode = email_mode(record["settings"])
+        wanted = mode == "always" or (mode == "away" and not host_online)
+        return wanted and self.enabled and bool(record.get("email"))
+
+    def knocked(self, host: str, host_online: bool, record: HostRecord) -> bool:
+        """A guest is waiting: schedule an email if ``will_email`` (queued with
+        the knock's own pipeline, no round trip; the sweep checks again when it
+        comes due). Returns ``will_email``."""
+        if not self.will_email(host_online, record):
+            return False
+        self._store.schedule_mail(host, int((time.time() + self.config.delay_s) * 1000))
+        return True
 
     def reply_url(self, host: str, guest: str, action: str) -> str:
         token = self._links.make(host, guest, action)

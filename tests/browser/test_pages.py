@@ -457,3 +457,18 @@ def test_a_big_lobby_pages_in_and_shows_the_oldest(
         expect(newest).to_have_attribute("aria-posinset", str(total))
         assert console.locator(".guest-card").count() < 100
         expect(console.locator(".guest-card", has_text="Guest 0")).to_have_count(0)
+
+
+def test_a_guest_of_an_offline_host_nobody_emails_is_not_told_the_host_knows(
+    foyer_web: FoyerProcess, host: dict[str, Any], context: BrowserContext
+) -> None:
+    """No console is open and this Foyer sends no email (no SMTP, no outbox):
+    ``waiting.host_notified`` is false, so the page says to stay rather than
+    that the host has been told."""
+    page = context.new_page()
+    knock(page, foyer_web, host["slug"], "Alan")
+    expect(page.locator("#host-status")).to_have_text("offline")
+    expect(page.locator("#waiting-text")).to_have_text(
+        "Ada Lovelace isn't online right now. Stay on this page: "
+        "you'll be let in when they're back."
+    )

@@ -126,3 +126,40 @@ async def test_no_email_when_a_device_is_online_or_opted_out(
         await redis.aclose()
     to = [m["To"] for m in inbox.messages[before:]]
     assert "present@test.example" not in to and "quiet@test.example" not in to
+
+
+async def test_the_guest_hears_whether_the_host_was_told(
+    mailing: FoyerProcess, smtp: tuple[Inbox, int], redis_url: str
+) -> None:
+    """``waiting.host_notified``: true only when the host gets an email about
+    the wait; the guest page says "has been told" only then. A host without an
+    address, with email off, or with a device online is not emailed."""
+    inbox, _ = smtp
+    away = mailing.create_host("Told Host", email="told@test.example")
+    no_address = mailing.create_host("Addressless Host")
+    opted_out = mailing.create_host("Opted Out Host", email="optout@test.example")
+    present = mailing.create_host("Online Host", email="online@test.example")
+    with mailing.api() as api:
+        r = api.patch(f"/api/hosts/{opted_out['id']}/settings", json={"email_notifications": False})
+        assert r.status_code == 200
+    async with (
+        GuestClient(mailing.ws_url, away["slug"], name="Told") as told,
+        GuestClient(mailing.ws_url, no_address["slug"], name="Nobody") as nobody,
+        GuestClient(mailing.ws_url, opted_out["slug"], name="Quiet") as quiet,
+        HostClient(mailing.ws_url, present["token"]),
+        GuestClient(mailing.ws_url, present["slug"], name="Seen") as seen,
+    ):
+        assert told.waiting.host_notified is True and told.waiting.host_online is False
+        assert nobody.waiting.host_notified is False
+        assert quiet.waiting.host_notified is False
+        assert seen.waiting.host_online is True and seen.waiting.host_notified is False
+        await _wait_for_mail_to(inbox, "told@test.example")  # and it was
+        redis = Redis.from_url(redis_url)
+        try:
+            assert await redis.zscore(MAIL_KEY, no_address["id"]) is None  # none scheduled
+        finally:
+            await redis.aclose()
+        # A resume hears it again.
+        async with GuestClient(mailing.ws_url, away["slug"], resume=told.waiting.resume) as again:
+            assert again.waiting.host_notified is True
+            assert again.waiting.host_name == "Told Host"
