@@ -38,6 +38,10 @@ log = logging.getLogger("foyer.cli")
 
 DEMO_HOST = "demo"
 DEMO_NAME = "Demo Host"
+# Where the demo host's email goes while mail is written to the outbox (no SMTP):
+# a knock with the console closed then leaves an email to open, reply links and
+# all. With SMTP set, the demo host has no address (nothing goes to example.com).
+DEMO_EMAIL = "demo@example.com"
 
 
 def _dev_secrets(data_dir: Path) -> dict[str, str]:
@@ -65,8 +69,9 @@ async def _demo(settings: Settings) -> HostRecord:
         hosts = HostStore(batch)
         record = await hosts.get_host(DEMO_HOST)
         if record is None:
+            email = DEMO_EMAIL if settings.mail_outbox and not settings.smtp_url else None
             try:
-                record = await hosts.create_host(DEMO_HOST, DEMO_NAME, None)
+                record = await hosts.create_host(DEMO_HOST, DEMO_NAME, email)
             except HostExists:
                 record = await hosts.require_host(DEMO_HOST)
         return record
@@ -146,6 +151,12 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
                 token = Tokens(settings.secret).host_token(DEMO_HOST)
                 print(f"Host console:  {base}/host#token={token}", flush=True)
                 print(f"Personal link: {link}", flush=True)
+                if record.get("email") and settings.mail_outbox and not settings.smtp_url:
+                    print(
+                        f"Knock with the console closed: the email to {record['email']} "
+                        f"lands in {outbox}/",
+                        flush=True,
+                    )
         # The protocol class with its timeout bound: a partial of a module-level
         # class pickles, so the spawned workers of --workers N get it too.
         http = functools.partial(FrontProtocol, header_timeout=settings.header_timeout)

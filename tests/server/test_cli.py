@@ -18,13 +18,16 @@ from server.ops.embedded import free_port
 FOYER = str(Path(sys.executable).parent / "foyer")
 
 
-def _start(data_dir: Path, port: int, *extra: str) -> subprocess.Popen[str]:
+def _start(
+    data_dir: Path, port: int, *extra: str, settings: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith("FOYER_") and k != "PYTHONASYNCIODEBUG"
     }
     env["FOYER_DATA_DIR"] = str(data_dir)
+    env.update(settings or {})
     return subprocess.Popen(
         [FOYER, "serve", "--port", str(port), *extra],
         env=env,
@@ -141,3 +144,32 @@ def test_bad_port_is_reported_before_anything_starts(
     monkeypatch.setenv("FOYER_DATA_DIR", "/nonexistent/foyer-must-not-start")
     assert main(["serve"]) == 2
     assert "FOYER_PORT" in capsys.readouterr().err
+
+
+def test_the_demo_host_mails_to_the_outbox(tmp_path: Path) -> None:
+    """``make run`` as a new user meets it: no SMTP, so mail is written to the
+    outbox, and the demo host has an address there; a knock with no console
+    open is told the host was notified, and the email is a file to open."""
+    import asyncio
+
+    from foyer_client import GuestClient
+
+    port = free_port()
+    proc = _start(tmp_path, port, settings={"FOYER_MAIL_DELAY": "0.2"})
+    try:
+        _wait_healthy(port, proc)
+
+        async def knock() -> bool | None:
+            async with GuestClient(f"ws://127.0.0.1:{port}", "demo-host", name="Newcomer") as g:
+                notified = g.waiting.host_notified
+                outbox = tmp_path / "outbox"
+                for _ in range(100):
+                    if outbox.is_dir() and list(outbox.glob("*demo@example.com.eml")):
+                        return notified
+                    await asyncio.sleep(0.1)
+                raise AssertionError("no email to the demo host in the outbox")
+
+        assert asyncio.run(knock()) is True
+    finally:
+        out = _stop(proc, signal.SIGTERM)
+    assert "the email to demo@example.com lands in" in out
