@@ -742,8 +742,8 @@ export class HostClient extends Connection {
  * the guest verified), `options` (link options), `session`, plus the
  * connection options.
  *
- * Events: everything from the connection, plus `waiting` (the frame; also
- * after a resume), `position` ({position}), `message` ({text}),
+ * Events: everything from the connection, plus `waiting` (the frame, with
+ * `host_online` and `host_notified`; also after a resume), `position` ({position}), `message` ({text}),
  * `admitted` ({mode, meeting}), `busy` ({message}), `denied` ({message}),
  * `held` ({message, estimate_s, until}: on hold, keeping its place; `held`
  * holds it until the wait ends), `timed_out` ({message}: the host's maximum
@@ -764,6 +764,7 @@ export class GuestClient extends Connection {
     this.guest = null;
     this.position = null;
     this.hostOnline = null;
+    this.hostNotified = null;
     this.resumeSecret = null;
     this.outcome = null;
     this.held = null;
@@ -796,6 +797,7 @@ export class GuestClient extends Connection {
         this.resumeSecret = frame.resume;
         this.position = frame.position;
         this.hostOnline = frame.host_online;
+        this.hostNotified = frame.host_notified; // false: nobody was emailed about this wait
         this.held = null; // a held guest that resumes gets `held` again right after
         this.emit("waiting", { ...frame, resumed });
         break;
