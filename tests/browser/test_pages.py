@@ -353,6 +353,18 @@ def test_console_token_form_and_refusal(
     expect(page.locator("#conn")).to_have_text("online")
 
 
+def test_console_panels_stand_apart(
+    foyer_web: FoyerProcess, host: dict[str, Any], context: BrowserContext
+) -> None:
+    """Each panel of the console is a card of its own: a gap between them, none touching."""
+    page = open_console(context, foyer_web, host["token"])
+    boxes = [p.bounding_box() for p in page.locator("#console > .panel").all()]
+    assert len(boxes) >= 3
+    for upper, lower in zip(boxes, boxes[1:], strict=False):
+        assert upper and lower
+        assert lower["y"] - (upper["y"] + upper["height"]) >= 8, (upper, lower)
+
+
 def test_knock_alert_is_throttled_and_mutable(
     browser: Browser,
     foyer_web: FoyerProcess,
