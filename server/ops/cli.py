@@ -44,16 +44,17 @@ DEMO_NAME = "Demo Host"
 DEMO_EMAIL = "demo@example.com"
 
 
-def _dev_secrets(data_dir: Path) -> dict[str, str]:
+def _dev_secrets(data_dir: Path) -> tuple[dict[str, str], bool]:
+    """The dev secrets kept in the data folder, and whether they were made just now."""
     path = data_dir / "dev-secrets.json"
     if path.exists():
         stored: dict[str, str] = json.loads(path.read_text())
-        return stored
+        return stored, False
     values = {"secret": secrets.token_urlsafe(32), "api_key": secrets.token_urlsafe(24)}
     data_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(values))
     path.chmod(0o600)
-    return values
+    return values, True
 
 
 async def _demo(settings: Settings) -> HostRecord:
@@ -84,9 +85,10 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     """Fill in what the environment left unset (dev secrets, the embedded
     Valkey, the listen URL), then run uvicorn."""
     env: dict[str, str] = {}
-    generated = []
+    generated = []  # the settings taken from the dev file
+    made = False  # whether that file was written just now
     if not settings.secret or not settings.api_key:
-        dev = _dev_secrets(settings.data_dir)
+        dev, made = _dev_secrets(settings.data_dir)
         if not settings.secret:
             env["FOYER_SECRET"] = dev["secret"]
             generated.append("FOYER_SECRET")
@@ -127,13 +129,15 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
             if settings.mail_outbox and not settings.smtp_url:
                 log.info("no FOYER_SMTP_URL: emails are written to %s", outbox)
             if generated:
-                log.info("dev secrets (%s) generated and kept in %s", ", ".join(generated), kept)
+                how = "generated and kept in" if made else "read from"
+                log.info("dev secrets (%s) %s %s", ", ".join(generated), how, kept)
         else:
             print(f"Foyer on {base}  (store: {where})", flush=True)
             if settings.mail_outbox and not settings.smtp_url:
                 print(f"No FOYER_SMTP_URL: emails are written to {outbox}/", flush=True)
             if generated:
-                print(f"Dev secrets generated and kept in {kept}:", flush=True)
+                how = "generated and kept in" if made else "read from"
+                print(f"Dev secrets {how} {kept}:", flush=True)
                 for name in generated:  # dev values only; real ones are never printed
                     value = settings.secret if name == "FOYER_SECRET" else settings.api_key
                     print(f"  {name}={value}", flush=True)

@@ -80,6 +80,7 @@ def test_embedded_valkey_persists_and_leaves_no_orphan(tmp_path: Path, sig: int)
     assert r.status_code == 201
     out = _stop(proc, sig)
     assert f"FOYER_API_KEY={api_key}" in out and "/host#token=" in out
+    assert "Dev secrets generated and kept in" in out
     valkey.wait(timeout=10)
     assert not valkey.is_running()
     assert (tmp_path / "valkey").exists()
@@ -90,7 +91,10 @@ def test_embedded_valkey_persists_and_leaves_no_orphan(tmp_path: Path, sig: int)
         r = httpx.get(f"http://127.0.0.1:{port}/api/hosts/kept", headers=headers)
         assert r.status_code == 200 and r.json()["name"] == "Kept Host"
     finally:
-        _stop(proc, signal.SIGTERM)
+        out = _stop(proc, signal.SIGTERM)
+    # The second start reads the same secrets; it does not claim to have made them.
+    assert f"FOYER_API_KEY={api_key}" in out
+    assert "Dev secrets read from" in out and "generated" not in out
 
 
 def test_workers_share_one_valkey(tmp_path: Path) -> None:
