@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
@@ -360,7 +361,7 @@ def test_console_panels_stand_apart(
     page = open_console(context, foyer_web, host["token"])
     boxes = [p.bounding_box() for p in page.locator("#console > .panel").all()]
     assert len(boxes) >= 3
-    for upper, lower in zip(boxes, boxes[1:], strict=False):
+    for upper, lower in itertools.pairwise(boxes):
         assert upper and lower
         assert lower["y"] - (upper["y"] + upper["height"]) >= 8, (upper, lower)
 
