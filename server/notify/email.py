@@ -16,10 +16,8 @@ folder instead, so a newcomer sees what would be sent.
 
 from __future__ import annotations
 
-import html
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -30,6 +28,7 @@ import aiosmtplib
 
 from server.access.reply_links import ReplyLinks
 from server.metrics import Metrics
+from server.notify.email_message import EMAIL_GUESTS, compose
 from server.storage.hosts import HostRecord, HostStore
 from server.storage.store import Store
 from server.storage.values import now_ms
@@ -179,58 +178,3 @@ class Mailer:
         path = self.config.outbox / name.replace("/", "_")
         path.write_bytes(bytes(message))
         log.info("email written to %s (no FOYER_SMTP_URL)", path)
-
-
-LINK_LABELS = {"admit": "Admit", "new_meeting": "New meeting", "busy": "Busy"}
-EMAIL_GUESTS = 20  # listed with their links; the rest are counted
-
-
-def compose(
-    record: HostRecord,
-    waiting: list[dict[str, Any]],
-    sender: str,
-    console: str,
-    *,
-    link: Callable[[str, str], str] | None = None,
-    total: int | None = None,
-) -> EmailMessage:
-    """One email listing the guests waiting, oldest first (text and HTML), each
-    with one-click reply links when ``link`` makes them."""
-    count = max(total or 0, len(waiting))
-    first = waiting[0]["label"]
-    subject = f"{first} is waiting for you" if count == 1 else f"{count} guests are waiting for you"
-    lines, items = [], []
-    now = time.time() * 1000
-    for guest in waiting:
-        minutes = max(0, int((now - guest["knocked_at"]) / 60000))
-        topic = guest.get("options", {}).get("title", "")
-        who = guest["label"] + (f" <{guest['email']}>" if guest.get("email") else "")
-        lines.append(f"- {who}, waiting {minutes} min: {topic}")
-        item = f"{html.escape(who)}, waiting {minutes} min: {html.escape(topic)}"
-        if link is not None:
-            urls = {action: link(guest["id"], action) for action in LINK_LABELS}
-            lines += [f"    {LINK_LABELS[a]}: {url}" for a, url in urls.items()]
-            item += " " + " | ".join(
-                f'<a href="{html.escape(url)}">{LINK_LABELS[a]}</a>' for a, url in urls.items()
-            )
-        items.append(f"<li>{item}</li>")
-    if count > len(waiting):
-        lines.append(f"- and {count - len(waiting)} more")
-        items.append(f"<li>and {count - len(waiting)} more</li>")
-    text = (
-        f"Hello {record['name']},\n\n{subject} on your personal link.\n\n"
-        + "\n".join(lines)
-        + f"\n\nOpen your console to answer: {console}\n"
-    )
-    message = EmailMessage()
-    message["Subject"] = subject
-    message["From"] = sender
-    message["To"] = record["email"]
-    message.set_content(text)
-    message.add_alternative(
-        f"<p>Hello {html.escape(record['name'])},</p><p>{html.escape(subject)} on your "
-        f'personal link.</p><ul>{"".join(items)}</ul><p><a href="{html.escape(console)}">'
-        "Open your console to answer</a></p>",
-        subtype="html",
-    )
-    return message

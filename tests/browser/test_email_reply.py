@@ -15,6 +15,7 @@ from playwright.sync_api import BrowserContext, expect
 from websockets.sync.client import connect
 
 from server.ops.embedded import free_port
+from tests.browser.conftest import screenshot
 from tests.smtp import Inbox, smtp_server
 from tests.support import FoyerProcess
 
@@ -51,11 +52,20 @@ def test_a_host_admits_from_the_email_in_a_browser(
         while not inbox.count():
             assert time.monotonic() < deadline, "no email"
             time.sleep(0.05)
-        text = inbox.messages[-1].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        message = inbox.messages[-1]
+        text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
         match = ADMIT.search(text)
         assert match, text
+        # The host reads the HTML part, as a mail client shows it, and clicks its
+        # Admit button: the same link as the text part's.
         page = context.new_page()
-        page.goto(match.group(1))
+        page.set_content(message.get_body(("html",)).get_content())  # type: ignore[union-attr]
+        expect(page.locator("h1")).to_have_text("Noor (Guest) is waiting for you")
+        admit = page.get_by_role("link", name="Admit", exact=True)
+        assert admit.get_attribute("href") == match.group(1)
+        screenshot(page, "email-away")
+        admit.click()
+        page.wait_for_url(match.group(1))
         expect(page.locator("#confirm")).to_contain_text("Noor (Guest)")
         page.click("#confirm")
         expect(page.locator("#heading")).to_have_text("Done")
