@@ -100,6 +100,30 @@ def lobby_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return {**LOBBY_DEFAULTS, **(given if isinstance(given, dict) else {})}
 
 
+EMAIL_MODES = ("away", "always", "never")
+
+
+def email_mode(settings: dict[str, Any]) -> str:
+    """``away``, ``always`` or ``never`` (``email_notifications: false`` is ``never``)."""
+    mode = settings.get("email_mode")
+    if mode in EMAIL_MODES:
+        return str(mode)
+    return "never" if settings.get("email_notifications") is False else "away"
+
+
+def settings_view(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings as clients read them (API, ``welcome``, ``settings`` frames):
+    what is stored over the defaults, so a new host shows its ``email_mode`` and
+    ``lobby`` rules too, and the two email spellings always agree."""
+    view = copy.deepcopy(settings)
+    mode = email_mode(settings)
+    view["email_mode"] = mode
+    view["email_notifications"] = mode != "never"
+    view["lobby"] = lobby_settings(settings)
+    view.setdefault("instant_personal_room", False)
+    return view
+
+
 class SettingsPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: DisplayName | None = None
@@ -166,12 +190,22 @@ class HostSettings:
             if policy is not None and (value := getattr(policy, name)) is not None
         }
 
+        wants = body.email_notifications
+        if wants is not None and body.email_mode is not None:
+            if wants != (body.email_mode != "never"):
+                raise BadMessage("email_notifications and email_mode disagree: send one")
+
         def merge(current: dict[str, Any]) -> dict[str, Any]:
             new = copy.deepcopy(current)
-            if body.email_notifications is not None:
-                new["email_notifications"] = body.email_notifications
-            if body.email_mode is not None:
-                new["email_mode"] = body.email_mode
+            # Either spelling sets both: email_notifications true keeps a mode
+            # that sends (away or always) and turns never back into away.
+            mode: str | None = body.email_mode
+            if mode is None and wants is not None:
+                now = email_mode(current)
+                mode = "never" if not wants else ("away" if now == "never" else now)
+            if mode is not None:
+                new["email_mode"] = mode
+                new["email_notifications"] = mode != "never"
             if body.instant_personal_room is not None:
                 new["instant_personal_room"] = body.instant_personal_room
             if body.busy_message is not None:

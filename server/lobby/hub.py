@@ -37,6 +37,7 @@ from protocol.messages import (
     Welcome,
     parse,
 )
+from server.hosts.settings import settings_view
 from server.lobby.connection import Connection
 from server.metrics import Metrics
 from server.tasks import running_loop
@@ -258,7 +259,7 @@ class Hub:
             case events.PresenceSet(state=state, meeting=meeting):
                 self.to_hosts(host, PresenceChanged(state=state, meeting=meeting))
             case events.SettingsSet(settings=settings):
-                self.to_hosts(host, SettingsChanged(settings=settings))
+                self.to_hosts(host, SettingsChanged(settings=settings_view(settings)))
 
     def to_hosts(self, host: str, message: Message, ev: int = 0) -> bool:
         """Every device of ``host`` here gets ``message``, encoded once per codec;

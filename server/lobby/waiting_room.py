@@ -63,7 +63,7 @@ from protocol.messages import (
 from server import ids
 from server.access.tokens import HostClaims, Tokens
 from server.hosts.directory import Directory
-from server.hosts.settings import HostSettings, lobby_settings
+from server.hosts.settings import HostSettings, lobby_settings, settings_view
 from server.lobby.broker import Broker
 from server.lobby.hub import GuestSession, HostSession, Hub, outcome_message, resolved_message
 from server.meetings.planned import PlannedMeetings
@@ -407,7 +407,7 @@ class WaitingRoom:
             policy={k: policy.get(k) for k in ("locked", "bypass")},
             name=record["name"],
             meeting=snapshot.meeting,
-            settings=record["settings"],
+            settings=settings_view(record["settings"]),
             waiting_total=len(snapshot.ids),
         )
         session.welcomed(welcome, snapshot.counter)

@@ -21,12 +21,12 @@ import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
 from server.access.reply_links import ReplyLinks
+from server.hosts.settings import email_mode
 from server.metrics import Metrics
 from server.notify.email_message import EMAIL_GUESTS, compose
 from server.storage.hosts import HostRecord, HostStore
@@ -34,9 +34,6 @@ from server.storage.store import Store
 from server.storage.values import now_ms
 
 log = logging.getLogger("foyer.email")
-
-
-EMAIL_MODES = ("away", "always", "never")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +45,6 @@ class MailConfig:
     console_url: str
     base_url: str = "http://127.0.0.1:8000"  # where the reply links point
     outbox: Path | None = None  # with no SMTP server: .eml files go here
-
-
-def email_mode(settings: dict[str, Any]) -> str:
-    """``away``, ``always`` or ``never`` (``email_notifications: false`` is ``never``)."""
-    mode = settings.get("email_mode")
-    if mode in EMAIL_MODES:
-        return str(mode)
-    return "never" if settings.get("email_notifications") is False else "away"
 
 
 class Mailer:

@@ -33,7 +33,13 @@ from protocol.lobby import PAGE_GUESTS
 from protocol.messages import HOST_FRAMES, HOST_ID_RE, LobbyPage, Page, parse
 from server.access.origins import client_address, origin_allowed
 from server.access.tokens import same_secret
-from server.hosts.settings import DisplayName, EmailAddress, SettingsPatch, validation_message
+from server.hosts.settings import (
+    DisplayName,
+    EmailAddress,
+    SettingsPatch,
+    settings_view,
+    validation_message,
+)
 from server.storage.hosts import HostRecord
 from server.web import i18n
 from server.web.context import web
@@ -126,7 +132,7 @@ def _host_view(request: Request, record: HostRecord) -> dict[str, Any]:
         "slug": record["slug"],
         "link": f"{_base_url(request)}/l/{record['slug']}",
         "retired": record["retired"],
-        "settings": record["settings"],
+        "settings": settings_view(record["settings"]),
         # What this deployment offers (the console's link builder and email setting).
         "email_enabled": context.email_enabled,
         "regions": context.regions,

@@ -9,6 +9,7 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match, Route
 
 from protocol.errors import (
     AlreadyResolved,
@@ -108,7 +109,24 @@ async def on_foyer_error(request: Request, exc: Exception) -> Response:
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code, message = _STARLETTE.get(exc.status_code, ("bad_request", str(exc.detail)))
-    return error_response(exc.status_code, code, message)
+    response = error_response(exc.status_code, code, message)
+    if exc.status_code == 405:
+        # Starlette names only the first route that matched the path; a path
+        # served by several routes (GET here, DELETE there) allows them all.
+        allowed = _allowed_methods(request) or (exc.headers or {}).get("Allow", "")
+        if allowed:
+            response.headers["Allow"] = allowed
+    return response
+
+
+def _allowed_methods(request: Request) -> str:
+    methods: set[str] = set()
+    for route in getattr(request.app, "routes", ()):
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(request.scope)
+            if match is not Match.NONE:
+                methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 async def on_store_error(request: Request, exc: Exception) -> Response:

@@ -215,6 +215,14 @@ def test_email_setting_only_when_email_is_configured(
         expect(second.locator("#email-mode")).to_have_value("always")
         console.select_option("#email-mode", "never")
         expect(second.locator("#email-mode")).to_have_value("never")
+        # The older spelling (email_notifications: false) means never: the
+        # console showed "away" for it, and emails that would not come.
+        grace = mailing.create_host("Grace Hopper", email="grace@example.com")
+        with mailing.api() as api:
+            r = api.patch(f"/api/hosts/{grace['id']}/settings", json={"email_notifications": False})
+            assert r.status_code == 200, r.text
+        third = open_panel(context, mailing, grace["token"])
+        expect(third.locator("#email-mode")).to_have_value("never")
 
 
 def test_meet_now_copies_and_opens_a_new_meeting_each_click(

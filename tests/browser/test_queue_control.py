@@ -157,7 +157,14 @@ def test_a_raid_collapses_into_one_notice_and_one_click_locks(
         expect(console.locator("#status")).to_contain_text("lock itself")
         with foyer_web.api() as api:
             settings = api.get(f"/api/hosts/{host['id']}").json()["settings"]
-        assert settings["lobby"] == {"raid_threshold": 2, "raid_autolock": True}
+        # What the host set, over the defaults of the rest.
+        assert settings["lobby"] == {
+            "max_wait_s": 0,
+            "max_wait_message": "",
+            "raid_threshold": 2,
+            "raid_autolock": True,
+            "deny_cooldown_s": 0,
+        }
 
         console.locator("#raid-lock").click()
         expect(console.locator("#raid-locked")).to_be_visible()

@@ -96,3 +96,79 @@ def test_host_view_has_settings(foyer: FoyerProcess, host: dict[str, Any]) -> No
         "block": [],
         "block_unverified": [],
     }
+
+
+def test_a_new_host_shows_every_setting_in_effect(
+    foyer: FoyerProcess, host: dict[str, Any]
+) -> None:
+    """Defaults are shown, not left for the client to guess (a console read
+    a missing email_mode as "away" even when email_notifications said never)."""
+    with foyer.api() as api:
+        settings = api.get(f"/api/hosts/{host['id']}").json()["settings"]
+    assert settings["email_mode"] == "away" and settings["email_notifications"] is True
+    assert settings["instant_personal_room"] is False
+    assert settings["lobby"] == {
+        "max_wait_s": 0,
+        "max_wait_message": "",
+        "raid_threshold": 20,
+        "raid_autolock": False,
+        "deny_cooldown_s": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("patches", "mode"),
+    [
+        ([{"email_notifications": False}], "never"),
+        ([{"email_mode": "always"}, {"email_notifications": False}], "never"),
+        ([{"email_mode": "never"}, {"email_notifications": True}], "away"),
+        ([{"email_mode": "always"}, {"email_notifications": True}], "always"),
+        ([{"email_notifications": False}, {"email_mode": "always"}], "always"),
+        ([{"email_mode": "never", "email_notifications": False}], "never"),
+    ],
+)
+def test_both_email_spellings_agree(
+    foyer: FoyerProcess, host: dict[str, Any], patches: list[dict[str, Any]], mode: str
+) -> None:
+    with foyer.api() as api:
+        for patch in patches:
+            r = api.patch(f"/api/hosts/{host['id']}/settings", json=patch)
+            assert r.status_code == 200, r.text
+        settings = r.json()["settings"]
+        assert settings == api.get(f"/api/hosts/{host['id']}").json()["settings"]
+    assert (settings["email_mode"], settings["email_notifications"]) == (mode, mode != "never")
+
+
+def test_email_spellings_that_disagree_are_refused(
+    foyer: FoyerProcess, host: dict[str, Any]
+) -> None:
+    with foyer.api() as api:
+        r = api.patch(
+            f"/api/hosts/{host['id']}/settings",
+            json={"email_mode": "always", "email_notifications": False},
+        )
+        assert r.status_code == 422
+        assert r.json() == {
+            "code": "invalid",
+            "message": "email_notifications and email_mode disagree: send one",
+        }
+        assert api.get(f"/api/hosts/{host['id']}").json()["settings"]["email_mode"] == "away"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/api/hosts/{host}/settings", "PATCH"),
+        ("GET", "/api/hosts/{host}/token", "POST"),
+        # Two routes serve this path (GET and DELETE): both are allowed.
+        ("PUT", "/api/webhooks/w-1", "DELETE, GET, HEAD"),
+    ],
+)
+def test_method_not_allowed_says_what_is(
+    foyer: FoyerProcess, host: dict[str, Any], method: str, path: str, allowed: str
+) -> None:
+    with foyer.api() as api:
+        r = api.request(method, path.format(host=host["id"]))
+    assert r.status_code == 405
+    assert r.json() == {"code": "method_not_allowed", "message": "method not allowed"}
+    assert r.headers["allow"] == allowed
