@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import functools
 import json
 import logging
 import os
 import secrets
+import socket
 import sys
 from pathlib import Path
 from typing import cast
@@ -23,7 +25,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from protocol.codec import MAX_FRAME
-from protocol.errors import HostExists
+from protocol.errors import EmbeddedStoreError, HostExists
 from server import logs
 from server.metrics import prepare_multiprocess_dir
 from server.ops.config import Settings
@@ -81,9 +83,32 @@ async def _demo(settings: Settings) -> HostRecord:
         await redis.aclose()
 
 
+def port_taken(host: str, port: int) -> str | None:
+    """Why Foyer could not listen on ``host:port``, found before anything starts
+    (uvicorn finds out only after the store has started and the banner has
+    pointed at whatever else holds the port). Binds as uvicorn does."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"{host}:{port} is in use (another Foyer?): stop it, "
+                    "or choose another --port (FOYER_PORT)"
+                )
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
+
+
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     """Fill in what the environment left unset (dev secrets, the embedded
     Valkey, the listen URL), then run uvicorn."""
+    taken = port_taken(args.host, args.port)
+    if taken is not None:
+        print(f"foyer: {taken}", file=sys.stderr)
+        return 2
     env: dict[str, str] = {}
     generated = []  # the settings taken from the dev file
     made = False  # whether that file was written just now
@@ -98,7 +123,12 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     valkey: EmbeddedValkey | None = None
     if not settings.redis_url:
         valkey = EmbeddedValkey(settings.data_dir / "valkey")
-        valkey.start()
+        try:
+            valkey.start()
+        except EmbeddedStoreError as exc:  # the folder is in use, or Valkey would not start
+            valkey.stop()
+            print(f"foyer: {exc}", file=sys.stderr)
+            return 2
         env["FOYER_REDIS_URL"] = valkey.url
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     base = f"http://{shown}:{args.port}"

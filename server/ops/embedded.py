@@ -3,10 +3,17 @@
 With no ``FOYER_REDIS_URL``, ``foyer serve`` starts one, with append-only
 persistence under the data dir, and stops it on exit. The child gets
 ``PR_SET_PDEATHSIG`` so even a killed parent leaves no orphan.
+
+One data dir, one Valkey: two servers appending to the same files corrupt
+them. A lock (``flock`` on ``foyer.lock`` in the data dir, held by this object
+and by the Valkey child until both are gone) makes a second start on the same
+folder fail at once, naming the process that holds it.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import socket
 import subprocess
 import time
@@ -32,6 +39,33 @@ class EmbeddedValkey:
         self.persist = persist
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self._lock: int | None = None  # the fd that holds the data dir's lock
+
+    def _take_lock(self) -> int:
+        """The data dir's lock, taken once per object (a restart after the child
+        was killed keeps it)."""
+        if self._lock is not None:
+            return self._lock
+        path = self.data_dir / "foyer.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise EmbeddedStoreError(
+                f"the data folder {self.data_dir} is in use by another Foyer (pid {holder}): "
+                "stop it, or give this one its own FOYER_DATA_DIR"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock = fd
+        return fd
+
+    def _release_lock(self) -> None:
+        fd, self._lock = self._lock, None
+        if fd is not None:
+            os.close(fd)
 
     @property
     def url(self) -> str:
@@ -39,6 +73,7 @@ class EmbeddedValkey:
 
     def start(self, timeout: float = 10.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        lock = self._take_lock()
         args = [
             str(get_binary_path()),
             "--port",
@@ -67,6 +102,7 @@ class EmbeddedValkey:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             preexec_fn=die_with_parent,
+            pass_fds=(lock,),  # the lock lives until Valkey has exited too
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -88,14 +124,17 @@ class EmbeddedValkey:
 
     def stop(self) -> None:
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+            if proc is None or proc.poll() is not None:
+                return
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        finally:
+            self._release_lock()
 
     def __enter__(self) -> EmbeddedValkey:
         self.start()

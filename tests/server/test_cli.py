@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -177,3 +178,52 @@ def test_the_demo_host_mails_to_the_outbox(tmp_path: Path) -> None:
     finally:
         out = _stop(proc, signal.SIGTERM)
     assert "the email to demo@example.com lands in" in out
+
+
+def test_a_port_in_use_is_reported_before_anything_starts(tmp_path: Path) -> None:
+    """It used to start Valkey and print a banner that pointed at whatever held
+    the port, then fail in uvicorn."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        proc = _start(tmp_path, port)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 2, out
+    assert f"foyer: 127.0.0.1:{port} is in use" in out and "--port" in out
+    assert "Host console" not in out and "Traceback" not in out
+    assert not (tmp_path / "valkey").exists()  # nothing was started
+
+
+def test_a_second_foyer_on_the_same_data_folder_is_refused(tmp_path: Path) -> None:
+    """Two embedded Valkeys appending to one folder's files corrupt them (and
+    the two servers did not even share their state)."""
+    first_port, second_port = free_port(), free_port()
+    first = _start(tmp_path, first_port)
+    try:
+        _wait_healthy(first_port, first)
+        second = _start(tmp_path, second_port)
+        try:
+            out, _ = second.communicate(timeout=30)
+        finally:
+            if second.poll() is None:  # it started after all: no server left behind
+                second.kill()
+                second.communicate()
+        assert second.returncode == 2, out
+        assert f"is in use by another Foyer (pid {first.pid})" in out, out
+        assert "FOYER_DATA_DIR" in out and "Traceback" not in out
+        assert len(_valkeys(first)) == 1
+        assert httpx.get(f"http://127.0.0.1:{first_port}/healthz", timeout=5).status_code == 200
+    finally:
+        _stop(first, signal.SIGTERM)
+    # Once the first has stopped, the folder is free again.
+    third = _start(tmp_path, second_port)
+    try:
+        _wait_healthy(second_port, third)
+    finally:
+        _stop(third, signal.SIGTERM)
