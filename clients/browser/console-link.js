@@ -51,10 +51,29 @@ async function copy(text) {
 
 // ---- the link, its QR code and the builder ----------------------------------
 
+/** The title as the server keeps it (protocol.links.clean_title): without the
+ * characters the page names in data-strip, spaces, and what Python does not
+ * print (categories C and Z). */
+function cleanTitle(raw) {
+  const strip = new Set([...$("opt-title").dataset.strip, " "]);
+  const kept = [...raw].filter((ch) => !strip.has(ch) && !/[\p{C}\p{Z}]/u.test(ch));
+  return kept.slice(0, 200).join(""); // code points, as Python counts
+}
+
+/** Under the title: what guests will see, when the rule changed what was typed. */
+function showTitleHint() {
+  const typed = $("opt-title").value.trim();
+  const kept = cleanTitle(typed);
+  const hint = $("opt-title-hint");
+  const chars = $("opt-title").dataset.strip.split("").join(" ");
+  hint.hidden = kept === typed;
+  hint.textContent = hint.hidden ? "" : t(kept ? "link.title_cleaned" : "link.title_emptied", { chars, title: kept });
+}
+
 /** The link options chosen in the builder, as a query string (empty: none). */
 function builtQuery() {
   const query = new URLSearchParams();
-  const title = $("opt-title").value.trim();
+  const title = cleanTitle($("opt-title").value.trim());
   const duration = $("opt-duration").value.trim();
   if (title) query.set("title", title);
   if (duration) query.set("duration", duration);
@@ -72,6 +91,7 @@ function builtLink() {
 
 function showLink() {
   const record = panel.record;
+  showTitleHint();
   const query = builtQuery();
   const link = builtLink();
   $("my-link").href = record.link;

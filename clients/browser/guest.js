@@ -281,10 +281,12 @@ async function start() {
   } catch {
     // Ignore unreadable storage.
   }
-  if (options.title) {
+  // The title as the server keeps it (the page carries it), not as typed in the URL.
+  const title = $("app").dataset.topic;
+  if (title) {
     const topic = $("topic");
     topic.hidden = false;
-    topic.textContent = t("guest.topic", { title: options.title });
+    topic.textContent = t("guest.topic", { title });
   }
   try {
     setHost(await fetchLink(slug));

@@ -28,7 +28,7 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Route
 
 from protocol.errors import UnknownLink
-from protocol.links import sanitise_options
+from protocol.links import TITLE_STRIP, clean_title, sanitise_options
 from server.storage.hosts import HostRecord
 from server.web import i18n
 from server.web.browser_files import BROWSER_DIR
@@ -166,6 +166,8 @@ async def guest_page(request: Request) -> Response:
         "slug": slug,
         "host": record["name"],
         "url": f"{_base_url(request)}/l/{slug}",
+        # The title as the knock will keep it, so the guest reads what the host does.
+        "topic": clean_title(request.query_params.get("title", "")),
     }
     return HTMLResponse(render("guest.html", lang, values), headers=page_headers(frameable=True))
 
@@ -200,7 +202,9 @@ async def link_qr(request: Request) -> Response:
 async def host_console(request: Request) -> Response:
     """``GET /host``: the console; the token arrives in the URL fragment."""
     lang = language(request)
-    body = render("host.html", lang, {"lang": lang})
+    # The link builder shows what a title becomes, by the one rule (protocol.links).
+    strip = "".join(sorted(TITLE_STRIP - {" "}))
+    body = render("host.html", lang, {"lang": lang, "title_strip": strip})
     return HTMLResponse(body, headers=page_headers(frameable=False))
 
 

@@ -85,14 +85,27 @@ def test_your_link_copy_share_qr_and_builder(
 
     # The builder: every option, the link follows live, and so does the QR code.
     console.click("#builder summary")
+    # A title loses spaces and & $ + , / : ; = ? @ # < > [ ] { } | \ ^ % (the
+    # protocol's rule): the builder says what guests will see and builds that.
+    hint = console.locator("#opt-title-hint")
+    console.fill("#opt-title", "Intro-call")
+    expect(hint).to_be_hidden()
+    console.fill("#opt-title", "Intro call: Q3 & more")
+    expect(hint).to_be_visible()
+    expect(hint).to_contain_text("Guests will see “IntrocallQ3more”")
+    expect(hint).to_contain_text("# $ % & + , / : ; < = > ? @ [ \\ ] ^ { | }")
+    console.fill("#opt-title", "&&")
+    expect(hint).to_contain_text("the link's default title is used")
+    expect(console.locator("#built-link")).to_have_text(link)
     console.fill("#opt-title", "Intro call")
+    expect(hint).to_contain_text("“Introcall”")
     console.fill("#opt-duration", "15")
     console.select_option("#opt-region", "eu-west")
     console.select_option("#opt-recording", "automatic")
     console.check("#opt-announce")
-    built = f"{link}?title=Intro+call&duration=15&region=eu-west&recording=automatic&announce=true"
+    built = f"{link}?title=Introcall&duration=15&region=eu-west&recording=automatic&announce=true"
     expect(console.locator("#built-link")).to_have_text(built)
-    expect(qr).to_have_attribute("src", re.compile(r"qr\.svg\?title=Intro\+call&duration=15"))
+    expect(qr).to_have_attribute("src", re.compile(r"qr\.svg\?title=Introcall&duration=15"))
     assert drawn(qr) > 0
     draft = {
         k: v[0]
@@ -111,7 +124,11 @@ def test_your_link_copy_share_qr_and_builder(
     # The built link works: the guest page shows its topic.
     guest = clip_context.new_page()
     guest.goto(built)
-    expect(guest.locator("#topic")).to_have_text("Topic: Intro call")
+    expect(guest.locator("#topic")).to_have_text("Topic: Introcall")
+    # A hand-made link with a space: the guest reads the title the host will
+    # read (it said "Intro call" while the knock carried "Introcall").
+    guest.goto(f"{link}?title=Intro%20call")
+    expect(guest.locator("#topic")).to_have_text("Topic: Introcall")
     assert errors == []
 
 
