@@ -220,15 +220,49 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
     """The command line; ``FOYER_HOST``/``FOYER_PORT`` (Settings) are the defaults."""
-    parser = argparse.ArgumentParser(prog="foyer", description="Foyer signalling server")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("serve", help="start Foyer")
-    run.add_argument("--host", default=settings.host, help="default: FOYER_HOST")
-    run.add_argument("--port", type=int, default=settings.port, help="default: FOYER_PORT")
-    run.add_argument("--workers", type=int, default=1)
-    run.add_argument("--access-log", action="store_true")
+    settings_note = (
+        "Every other setting is an environment variable (FOYER_*): see README.md, "
+        "Configuration. With no FOYER_REDIS_URL, Foyer starts its own Valkey with "
+        "its data in FOYER_DATA_DIR."
+    )
+    parser = argparse.ArgumentParser(
+        prog="foyer", description="Foyer: a waiting-room signalling server", epilog=settings_note
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    run = sub.add_parser(
+        "serve",
+        help="start Foyer",
+        description="Start Foyer: the HTTP API, the pages and the WebSocket endpoints.",
+        epilog=settings_note,
+    )
+    run.add_argument(
+        "--host",
+        default=settings.host,
+        help=f"address to listen on (FOYER_HOST; now {settings.host})",
+    )
+    run.add_argument(
+        "--port", type=int, default=settings.port, help=f"port (FOYER_PORT; now {settings.port})"
+    )
+    run.add_argument(
+        "--workers",
+        type=_at_least_one,
+        default=1,
+        metavar="N",
+        help="server processes sharing the port (default 1)",
+    )
+    run.add_argument("--access-log", action="store_true", help="log every HTTP request")
     return parser
 
 

@@ -227,3 +227,24 @@ def test_a_second_foyer_on_the_same_data_folder_is_refused(tmp_path: Path) -> No
         _wait_healthy(second_port, third)
     finally:
         _stop(third, signal.SIGTERM)
+
+
+@pytest.mark.parametrize(("workers", "said"), [("0", "at least 1"), ("two", "not a whole number")])
+def test_a_bad_worker_count_is_refused(
+    capsys: pytest.CaptureFixture[str], workers: str, said: str
+) -> None:
+    from server.ops.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--workers", workers])
+    assert exit_.value.code == 2
+    assert f"--workers: {said}" in capsys.readouterr().err
+
+
+def test_help_says_where_the_settings_are(capsys: pytest.CaptureFixture[str]) -> None:
+    from server.ops.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    out = capsys.readouterr().out
+    assert "FOYER_PORT; now" in out and "README.md" in out and "--workers N" in out
