@@ -229,7 +229,9 @@ def test_a_second_foyer_on_the_same_data_folder_is_refused(tmp_path: Path) -> No
         _stop(third, signal.SIGTERM)
 
 
-@pytest.mark.parametrize(("workers", "said"), [("0", "at least 1"), ("two", "not a whole number")])
+@pytest.mark.parametrize(
+    ("workers", "said"), [("0", "must be at least 1"), ("two", "not a whole number")]
+)
 def test_a_bad_worker_count_is_refused(
     capsys: pytest.CaptureFixture[str], workers: str, said: str
 ) -> None:
