@@ -80,6 +80,43 @@ async def test_a_link_shows_then_acts_once(mailing: FoyerProcess, smtp: tuple[In
         await web.aclose()
 
 
+async def test_the_pages_speak_the_hosts_language(
+    mailing: FoyerProcess, smtp: tuple[Inbox, int]
+) -> None:
+    """The host's browser opens the link: its Accept-Language picks the page's
+    language, and the default busy line the guest gets is in it too."""
+    host = mailing.create_host("Away Anke", email="anke@example.com")
+    async with (
+        GuestClient(mailing.ws_url, host["slug"], name="Jo") as jo,
+        GuestClient(mailing.ws_url, host["slug"], name="{form} <b>") as odd,
+    ):
+        links = await _links_for(smtp[0], "anke@example.com", "Jo (Guest)")
+        german = {"Accept-Language": "de-CH,de;q=0.9,en;q=0.5"}
+        async with httpx.AsyncClient(timeout=10, headers=german) as web:
+            shown = await web.get(links["Busy"])
+            assert shown.status_code == 200
+            assert '<html lang="de">' in shown.text
+            assert "Jo (Guest) sagen, dass Sie beschäftigt sind?" in shown.text
+            assert "Jo (Guest) wartet auf Sie." in shown.text
+            done = await web.post(links["Busy"])
+            assert "Sie haben Jo (Guest) gesagt, dass Sie beschäftigt sind." in done.text
+            busy = await jo.wait_for(BusyNotice)
+            assert (
+                busy.message
+                == "Leider kann ich gerade nicht. Bitte versuchen Sie es später noch einmal."
+            )
+            again = await web.post(links["Admit"], params={"lang": "fr"})  # ?lang= wins
+            assert again.status_code == 409 and '<html lang="fr">' in again.text
+            assert "Vous avez déjà dit à Jo (Guest) que vous étiez occupé." in again.text
+
+            # A label that looks like a template field or markup stays text.
+            odd_links = await _links_for(smtp[0], "anke@example.com", "{form} <b> (Guest)")
+            page = (await web.get(odd_links["Admit"])).text
+            assert "{form} &lt;b&gt; (Guest) einlassen?" in page and "<b>" not in page
+            assert page.count("<form") == 1
+        assert not any(isinstance(m, Admitted) for m in odd.pending())  # a GET never acts
+
+
 async def test_a_device_and_an_email_click_race_and_one_wins(
     mailing: FoyerProcess, smtp: tuple[Inbox, int]
 ) -> None:
