@@ -15,6 +15,8 @@ what it may import. Read it top-down, as a knock travels:
     storage/    Redis: the store, its Lua scripts, the batcher, the client
     metrics.py  Prometheus metrics; a leaf any layer may record into
     ids.py      random ids for the hot path (OS randomness read in blocks)
+    i18n.py     the catalogues (en, fr, de, es): the pages and the emails
+    browser_files.py  where the browser files and catalogues are
 
 Imports go down this list, never up (``protocol`` is below everything), and a
 module never imports a sibling subpackage's internals that its docstring does

@@ -123,6 +123,7 @@ function showRecord(record) {
 
 function showSettings(settings) {
   $("email-mode").value = settings.email_mode || "away";
+  $("email-language").value = settings.language || "en";
   $("instant-personal").checked = Boolean(settings.instant_personal_room);
   if (panel.record) panel.record.settings = settings;
 }
@@ -243,6 +244,9 @@ function wire() {
   $("slug-form").addEventListener("submit", saveSlug);
   $("email-mode").addEventListener("change", () =>
     patchSettings({ email_mode: $("email-mode").value }, "email.saved"),
+  );
+  $("email-language").addEventListener("change", () =>
+    patchSettings({ language: $("email-language").value }, "email.saved"),
   );
   $("instant-personal").addEventListener("change", () =>
     patchSettings({ instant_personal_room: $("instant-personal").checked }, "meet.saved"),

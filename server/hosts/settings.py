@@ -121,6 +121,7 @@ def settings_view(settings: dict[str, Any]) -> dict[str, Any]:
     view["email_notifications"] = mode != "never"
     view["lobby"] = lobby_settings(settings)
     view.setdefault("instant_personal_room", False)
+    view.setdefault("language", "en")
     return view
 
 
@@ -133,6 +134,11 @@ class SettingsPatch(BaseModel):
         default=None,
         description="when the host gets an email about waiting guests: away (no device "
         "online; the default), always, never",
+    )
+    language: Literal["en", "fr", "de", "es"] | None = Field(
+        default=None,
+        description="the language of the host's emails (and of the pages their links "
+        "open): en (the default), fr, de, es",
     )
     busy_message: str | None = Field(
         default=None, max_length=500, description="the line an email's Busy link sends"
@@ -206,6 +212,8 @@ class HostSettings:
             if mode is not None:
                 new["email_mode"] = mode
                 new["email_notifications"] = mode != "never"
+            if body.language is not None:
+                new["language"] = body.language
             if body.instant_personal_room is not None:
                 new["instant_personal_room"] = body.instant_personal_room
             if body.busy_message is not None:

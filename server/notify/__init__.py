@@ -2,5 +2,6 @@
 coalesced email (``email``) and signed webhooks delivered from each host's
 outbox (``webhooks``).
 
-May import: ``storage``, ``protocol``.
+May import: ``hosts.settings``, ``access``, ``storage``, ``protocol`` and the
+leaves (``metrics``, ``i18n``).
 """

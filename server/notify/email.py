@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
+from server import i18n
 from server.access.reply_links import ReplyLinks
 from server.hosts.settings import email_mode
 from server.metrics import Metrics
@@ -83,9 +84,12 @@ class Mailer:
         self._store.schedule_mail(host, int((time.time() + self.config.delay_s) * 1000))
         return True
 
-    def reply_url(self, host: str, guest: str, action: str) -> str:
+    def reply_url(self, host: str, guest: str, action: str, lang: str | None = None) -> str:
+        """A one-click link; ``lang``: the page speaks the email's language (else
+        the language of the browser that opens it)."""
         token = self._links.make(host, guest, action)
-        return f"{self.config.base_url.rstrip('/')}/reply/{token}"
+        query = f"?lang={lang}" if lang else ""
+        return f"{self.config.base_url.rstrip('/')}/reply/{token}{query}"
 
     async def send_due(self) -> int:
         """Send the emails whose time has come (called by the Node's loop). An
@@ -123,13 +127,16 @@ class Mailer:
         if left:
             self._store.reschedule_mail(host, now_ms() + max(left, 1000))  # after the cool-down
             return 0
+        # Set by the host: the pages follow the email; unset: the browser decides.
+        chosen = record["settings"].get("language")
+        lang = chosen if chosen in i18n.LANGUAGES else None
         try:
             message = compose(
                 record,
                 snapshot.queue,
                 self.config.sender,
                 self.config.console_url,
-                link=lambda guest, action: self.reply_url(host, guest, action),
+                link=lambda guest, action: self.reply_url(host, guest, action, lang),
                 total=len(snapshot.ids),
             )
         except ValueError as exc:  # data no header can carry: retrying will not help

@@ -31,6 +31,7 @@ from protocol.errors import (
 from protocol.links import slug_rules
 from protocol.lobby import PAGE_GUESTS
 from protocol.messages import HOST_FRAMES, HOST_ID_RE, LobbyPage, Page, parse
+from server import i18n
 from server.access.origins import client_address, origin_allowed
 from server.access.tokens import same_secret
 from server.hosts.settings import (
@@ -41,7 +42,6 @@ from server.hosts.settings import (
     validation_message,
 )
 from server.storage.hosts import HostRecord
-from server.web import i18n
 from server.web.context import web
 from server.web.errors import error_response
 

@@ -30,6 +30,7 @@ from protocol.errors import (
     UnknownMeeting,
 )
 from protocol.messages import HOST_ID_RE
+from server import i18n
 from server.hosts.settings import EmailAddress
 from server.meetings.bookings import VIDEO, Booking, BookingRequest
 from server.meetings.calendar import (
@@ -43,7 +44,6 @@ from server.meetings.connections import PROVIDERS, Connection
 from server.meetings.invitation import feed, invitation
 from server.meetings.planned import Meeting, is_meeting_id, join_link
 from server.storage.hosts import HostRecord
-from server.web import i18n
 from server.web.api import _authorize, _authorize_host, _base_url, _body
 from server.web.context import MeetingsContext, web
 from server.web.oauth import bearer_host

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from protocol.lobby import PAGE_GUESTS
 from protocol.messages import HOST_ID_RE
 from server.hosts.settings import SettingsPatch
+from server.i18n import LANGUAGES
 from server.web.api import (
     GuestReply,
     GuestTokenRequest,
@@ -24,7 +25,6 @@ from server.web.api import (
     TokenRequest,
 )
 from server.web.calendars_api import CalendarPut
-from server.web.i18n import LANGUAGES
 from server.web.meetings_api import BookingCreate, BookingPatch, ConnectionPut, MeetingCreate
 from server.web.oauth import OAuthClientCreate
 from server.web.webhooks_api import SecretRotation, WebhookCreate

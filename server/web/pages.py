@@ -1,7 +1,7 @@
 """Browser pages: the guest page, the host console and their static files.
 
 The pages are HTML templates filled here with the visitor's language
-(``server/web/i18n.py``) and, on the guest page, the host's name (its title
+(``server/i18n.py``) and, on the guest page, the host's name (its title
 and Open Graph tags: a link pasted into a chat unfurls as "Meet with ...");
 everything filled in is HTML-escaped. Live state is fetched by the page's
 script from the JSON API (``GET /api/links/{slug}``) and the WebSocket
@@ -29,9 +29,9 @@ from starlette.routing import BaseRoute, Route
 
 from protocol.errors import UnknownLink
 from protocol.links import TITLE_STRIP, clean_title, sanitise_options
+from server import i18n
+from server.browser_files import BROWSER_DIR
 from server.storage.hosts import HostRecord
-from server.web import i18n
-from server.web.browser_files import BROWSER_DIR
 from server.web.context import web
 
 _HERE = Path(__file__).resolve().parent

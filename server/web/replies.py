@@ -17,8 +17,8 @@ from starlette.routing import BaseRoute, Route
 from protocol import lobby
 from protocol.errors import AlreadyResolved, Unauthorized, UnknownGuest
 from protocol.messages import Admit, Busy, Message, NewMeeting
+from server import i18n
 from server.access.reply_links import LinkExpired, ReplyClaim
-from server.web import i18n
 from server.web.context import WebContext, web
 from server.web.pages import language, page_headers, template
 

@@ -232,6 +232,13 @@ def test_email_setting_only_when_email_is_configured(
         expect(second.locator("#email-mode")).to_have_value("always")
         console.select_option("#email-mode", "never")
         expect(second.locator("#email-mode")).to_have_value("never")
+        # The email's language (and its reply pages'): another setting.
+        expect(console.locator("#email-language")).to_have_value("en")
+        console.select_option("#email-language", "de")
+        expect(console.locator("#status")).to_have_text("Email setting saved.")
+        expect(second.locator("#email-language")).to_have_value("de")
+        with mailing.api() as api:
+            assert api.get(f"/api/hosts/{ada['id']}").json()["settings"]["language"] == "de"
         # The older spelling (email_notifications: false) means never: the
         # console showed "away" for it, and emails that would not come.
         grace = mailing.create_host("Grace Hopper", email="grace@example.com")

@@ -38,6 +38,8 @@ LAYERS: list[tuple[str, ...]] = [
         "server.tasks",
         "server.logs",
         "server.metrics",
+        "server.i18n",
+        "server.browser_files",
     ),
     ("server",),  # the package docstring
 ]

@@ -29,8 +29,13 @@ def test_waited_reads_at_a_glance(ms: float, said: str) -> None:
     assert waited(ms) == said
 
 
-def _host() -> HostRecord:
-    return {"id": "h", "name": "Ada <Lovelace>", "email": "ada@example.com"}  # type: ignore[typeddict-item]
+def _host(**settings: Any) -> HostRecord:
+    return {  # type: ignore[typeddict-item]
+        "id": "h",
+        "name": "Ada <Lovelace>",
+        "email": "ada@example.com",
+        "settings": settings,
+    }
 
 
 def _guest(gid: str, label: str, minutes: float, **extra: Any) -> dict[str, Any]:
@@ -113,3 +118,52 @@ def test_a_long_queue_is_counted_past_the_listed_guests() -> None:
     assert message["Subject"] == "25 guests are waiting for you"
     assert "- and 23 more" in message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "and 23 more" in message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+
+
+def test_the_email_speaks_the_hosts_language() -> None:
+    waiting = [
+        _guest("g-1", "Ann (Guest)", 75, options={"title": "Bilan"}),
+        _guest("g-2", "Ben (Guest)", 0),
+    ]
+    message = compose(
+        _host(language="fr"),
+        waiting,
+        "Foyer <f@localhost>",
+        "https://f.example/host",
+        link=lambda guest, action: f"https://f.example/reply/{guest}/{action}?lang=fr",
+        total=3,
+        now=NOW,
+    )
+    assert message["Subject"] == "3 invités vous attendent"
+    assert message["Content-Language"] == "fr"
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert text.startswith("Bonjour Ada <Lovelace>,\n\n3 invités vous attendent sur votre lien")
+    assert "- Ann (Guest), attend depuis 1 h 15 min: Bilan" in text
+    assert "- Ben (Guest), attend depuis moins d'une minute" in text
+    assert "    Admettre: https://f.example/reply/g-1/admit?lang=fr" in text
+    assert "- et 1 de plus" in text and "Ouvrez votre console pour répondre: " in text
+    page = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert '<html lang="fr">' in page and "Nouvelle réunion</a>" in page
+    assert "Chaque bouton n&#x27;agit qu&#x27;une fois" in page
+
+
+@pytest.mark.parametrize("language", [None, "xx", 7])
+def test_an_unset_or_unknown_language_is_english(language: Any) -> None:
+    settings = {} if language is None else {"language": language}
+    message = compose(
+        _host(**settings), [_guest("g-1", "Ann (Guest)", 0)], "F <f@l>", "https://f/host", now=NOW
+    )
+    assert message["Subject"] == "Ann (Guest) is waiting for you"
+    assert message["Content-Language"] == "en"
+
+
+@pytest.mark.parametrize(
+    ("lang", "ms", "said"),
+    [
+        ("de", 30_000, "wartet seit weniger als einer Minute"),
+        ("de", 120 * 60_000, "wartet seit 2 Std."),
+        ("es", 61 * 60_000, "esperando desde hace 1 h 1 min"),
+    ],
+)
+def test_waited_in_each_language(lang: str, ms: float, said: str) -> None:
+    assert waited(ms, lang) == said

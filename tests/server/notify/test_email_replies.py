@@ -117,6 +117,35 @@ async def test_the_pages_speak_the_hosts_language(
         assert not any(isinstance(m, Admitted) for m in odd.pending())  # a GET never acts
 
 
+async def test_a_host_who_reads_french_gets_the_email_and_its_pages_in_french(
+    mailing: FoyerProcess, smtp: tuple[Inbox, int]
+) -> None:
+    host = mailing.create_host("Away Amélie", email="amelie@example.com")
+    with mailing.api() as api:
+        r = api.patch(f"/api/hosts/{host['id']}/settings", json={"language": "fr"})
+        assert r.status_code == 200 and r.json()["settings"]["language"] == "fr"
+    async with GuestClient(mailing.ws_url, host["slug"], name="Léa") as lea:
+        inbox = smtp[0]
+        for _ in range(100):
+            with inbox.lock:
+                mails = [m for m in inbox.messages if m["To"] == "amelie@example.com"]
+            if mails:
+                break
+            await asyncio.sleep(0.1)
+        assert mails, "no email"
+        assert mails[-1]["Subject"] == "Léa (Guest) vous attend"
+        text = mails[-1].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        link = re.search(r"Admettre: (http://\S+/reply/\S+)", text)
+        assert link and link.group(1).endswith("?lang=fr"), text
+        # An English browser still reads the page in the email's language.
+        async with httpx.AsyncClient(timeout=10, headers={"Accept-Language": "en"}) as web:
+            page = await web.get(link.group(1))
+            assert "Admettre Léa (Guest) ?" in page.text
+            done = await web.post(link.group(1))
+            assert "Vous avez admis Léa (Guest)." in done.text
+        assert (await lea.wait_for(Admitted)).mode == "admit"
+
+
 async def test_a_device_and_an_email_click_race_and_one_wins(
     mailing: FoyerProcess, smtp: tuple[Inbox, int]
 ) -> None:

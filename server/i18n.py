@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
-from server.web.browser_files import BROWSER_DIR
+from server.browser_files import BROWSER_DIR
 
 DEFAULT = "en"
 LANGUAGES = ("en", "fr", "de", "es")

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from server.web import i18n
-from server.web.browser_files import BROWSER_DIR
+from server import i18n
+from server.browser_files import BROWSER_DIR
 from server.web.pages import TEMPLATES_DIR
 
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
@@ -70,3 +70,10 @@ def test_t_fills_placeholders_and_falls_back() -> None:
     assert i18n.t("fr", "guest.page_title", {"host": "Ada"}) == "Rencontrer Ada"
     assert i18n.t("de", "no.such.key") == "no.such.key"
     assert i18n.t("xx", "guest.knock") == "Knock"
+
+
+def test_the_console_offers_every_language_for_email_in_its_own_name() -> None:
+    page = (TEMPLATES_DIR / "host.html").read_text(encoding="utf-8")
+    select = page.split('<select id="email-language">', 1)[1].split("</select>", 1)[0]
+    offered = re.findall(r'<option value="([a-z]+)" lang="\1">([^<]+)</option>', select)
+    assert offered == [(lang, i18n.messages(lang)["lang.name"]) for lang in i18n.LANGUAGES]
