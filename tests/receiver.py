@@ -8,6 +8,7 @@ import base64
 import contextlib
 import json
 import secrets
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -103,3 +104,17 @@ def receiving(port: int = 0) -> Iterator[Receiver]:
         receiver.hold.set()
         receiver.server.shutdown()
         receiver.server.server_close()
+
+
+@contextlib.contextmanager
+def reserved_port() -> Iterator[tuple[int, Callable[[], None]]]:
+    """A port nothing listens on (connections to it are refused), kept bound
+    meanwhile: a port merely found free was once taken as the local port of
+    some outgoing connection during a minute-long outage, and the receiver
+    could not bind it. ``release()`` frees it just before a receiver binds it."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield int(sock.getsockname()[1]), sock.close
+    finally:
+        sock.close()

@@ -67,9 +67,10 @@ def test_hold_shows_on_the_guest_page_with_a_countdown(
         screenshot(console, "console-held")
 
         # The host admits later: the held guest goes in.
+        # (The page shows "admitted" for 300 ms before it goes: a loaded machine
+        # missed that, so the test waits for where it goes.)
         card(other_tab, guest_id).locator('[data-action="admit"]').click()
-        expect(guest.locator("#app")).to_have_attribute("data-outcome", "admitted")
-        expect(guest.locator("#held")).to_be_hidden()
+        guest.wait_for_url(re.compile(r"/meet/foyer-[0-9a-f]+$"))
     finally:
         guest_ctx.close()
     assert page_errors == []

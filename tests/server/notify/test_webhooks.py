@@ -7,7 +7,6 @@ import asyncio
 import base64
 import contextlib
 import signal
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from protocol.messages import Admitted, JoinRequest
 from server.access.targets import RefusedTarget, check_target
 from server.notify.webhooks import WebhookConfig
 from server.storage import keys
-from tests.receiver import SECRET, WAIT, Receiver, receiving
+from tests.receiver import SECRET, WAIT, Receiver, receiving, reserved_port
 from tests.support import FoyerProcess, spawn_foyer, valkey_server
 
 
@@ -285,59 +284,54 @@ def test_a_process_with_a_private_target_does_not_start(redis_url: str) -> None:
     assert "FOYER_WEBHOOK_ALLOW" in proc.log()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_a_receiver_down_for_a_minute_then_up_gets_every_event_once(
     own_redis: str,
 ) -> None:
     """Nothing listens on the endpoint's port for a full minute while guests
     knock and leave; then the receiver starts there and gets every event, each
     webhook-id standing for one event."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/hook"
-    env = {
-        **url_env(url),
-        "FOYER_WEBHOOK_BACKOFF": "1",
-        "FOYER_WEBHOOK_BACKOFF_MAX": "8",
-        "FOYER_WEBHOOK_ATTEMPTS": "100",
-    }
-    with spawn_foyer(own_redis, env) as proc:
-        host = proc.create_host("Patient Ada")
-        guests: list[str] = []
-        down_until = time.monotonic() + 60
-        async with HostClient(proc.ws_url, host["token"]) as device:
-            while time.monotonic() < down_until - 5 and len(guests) < 12:  # bounded
-                async with GuestClient(proc.ws_url, host["slug"], name="G") as guest:
-                    guests.append(guest.waiting.guest)
-                    await device.wait_for(JoinRequest)
-                    if len(guests) % 2:
-                        await device.admit(guest.waiting.guest)
-                        await guest.wait_for(Admitted)
-                    else:
-                        await guest.cancel()
-                await asyncio.sleep(4)  # spread the events over the outage
-            await asyncio.sleep(max(0.0, down_until - time.monotonic()))
-            with receiving(port) as receiver:
-                expected = {(g, "guest.knocked") for g in guests}
-                expected |= {
-                    (g, "guest.resolved" if i % 2 == 0 else "guest.left")
-                    for i, g in enumerate(guests)
-                }
-
-                def seen() -> set[tuple[str, str]]:
-                    return {
-                        (d.event["data"]["guest"], d.event["type"])
-                        for d in receiver.delivered(host["id"]).values()
+    with reserved_port() as (port, release):
+        url = f"http://127.0.0.1:{port}/hook"
+        env = {
+            **url_env(url),
+            "FOYER_WEBHOOK_BACKOFF": "1",
+            "FOYER_WEBHOOK_BACKOFF_MAX": "8",
+            "FOYER_WEBHOOK_ATTEMPTS": "100",
+        }
+        with spawn_foyer(own_redis, env) as proc:
+            host = proc.create_host("Patient Ada")
+            guests: list[str] = []
+            down_until = time.monotonic() + 60
+            async with HostClient(proc.ws_url, host["token"]) as device:
+                while time.monotonic() < down_until - 5 and len(guests) < 12:  # bounded
+                    async with GuestClient(proc.ws_url, host["slug"], name="G") as guest:
+                        guests.append(guest.waiting.guest)
+                        await device.wait_for(JoinRequest)
+                        if len(guests) % 2:
+                            await device.admit(guest.waiting.guest)
+                            await guest.wait_for(Admitted)
+                        else:
+                            await guest.cancel()
+                    await asyncio.sleep(4)  # spread the events over the outage
+                await asyncio.sleep(max(0.0, down_until - time.monotonic()))
+                release()  # nothing listened until now; the receiver takes the port
+                with receiving(port) as receiver:
+                    expected = {(g, "guest.knocked") for g in guests}
+                    expected |= {
+                        (g, "guest.resolved" if i % 2 == 0 else "guest.left")
+                        for i, g in enumerate(guests)
                     }
 
-                await receiver.until(lambda: expected <= seen())
-                by_id = receiver.delivered(host["id"])
-                pairs = [(d.event["data"]["guest"], d.event["type"]) for d in by_id.values()]
-                assert sorted(pairs) == sorted(expected)  # one id per event, none missing
-                for delivery in by_id.values():
-                    Webhook(SECRET).verify(delivery.body, delivery.headers)
-    assert len(guests) >= 8
+                    def seen() -> set[tuple[str, str]]:
+                        return {
+                            (d.event["data"]["guest"], d.event["type"])
+                            for d in receiver.delivered(host["id"]).values()
+                        }
+
+                    await receiver.until(lambda: expected <= seen())
+                    by_id = receiver.delivered(host["id"])
+                    pairs = [(d.event["data"]["guest"], d.event["type"]) for d in by_id.values()]
+                    assert sorted(pairs) == sorted(expected)  # one id per event, none missing
+                    for delivery in by_id.values():
+                        Webhook(SECRET).verify(delivery.body, delivery.headers)
+        assert len(guests) >= 8
