@@ -466,8 +466,14 @@ function showPolicy(policy) {
   if (policy.bypass) $("bypass").value = policy.bypass;
 }
 
+// Available and Away apply at once, as the lobby settings do; In a meeting first
+// asks which meeting (merge needs it), then Set status sends it.
 $("presence-form").addEventListener("change", (event) => {
-  if (event.target.name === "state") $("meeting-fields").hidden = event.target.value !== "in_meeting";
+  if (event.target.name !== "state") return;
+  const inMeeting = event.target.value === "in_meeting";
+  $("meeting-fields").hidden = !inMeeting;
+  if (inMeeting) $("meeting-id").focus();
+  else $("presence-form").requestSubmit();
 });
 
 $("presence-form").addEventListener("submit", async (event) => {
