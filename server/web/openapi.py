@@ -497,8 +497,9 @@ def document() -> dict[str, Any]:
             },
             "/api/hosts/{host}/settings": {
                 "patch": _op(
-                    "Partial update of name, email, notifications, meeting defaults, policy "
-                    "(API key or the host's token)",
+                    "Partial update of name, email, email mode and language, meeting "
+                    "defaults, policy, lobby rules (API key or the host's token); the "
+                    "answer shows every setting in effect",
                     (200, HOST_VIEW, "the whole host after the update"),
                     body="SettingsPatch",
                     errors=(400, 401, 404, 422),
