@@ -77,3 +77,12 @@ def test_the_console_offers_every_language_for_email_in_its_own_name() -> None:
     select = page.split('<select id="email-language">', 1)[1].split("</select>", 1)[0]
     offered = re.findall(r'<option value="([a-z]+)" lang="\1">([^<]+)</option>', select)
     assert offered == [(lang, i18n.messages(lang)["lang.name"]) for lang in i18n.LANGUAGES]
+
+
+def test_a_host_may_pick_every_language_for_its_emails_and_no_other() -> None:
+    from typing import get_args
+
+    from server.hosts.settings import SettingsPatch
+
+    literal, _none = get_args(SettingsPatch.model_fields["language"].annotation)
+    assert get_args(literal) == i18n.LANGUAGES
