@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from typing import Any
 from urllib.parse import urlencode
 
-from playwright.sync_api import Browser, BrowserContext, Dialog, expect
+from playwright.sync_api import Browser, BrowserContext, Dialog, Page, expect
 from websockets.sync.client import connect
 
 from tests.browser.conftest import LocalSite, new_context, screenshot
@@ -31,6 +32,16 @@ def _knock_ws(sockets: contextlib.ExitStack, foyer: FoyerProcess, slug: str, nam
     ws = sockets.enter_context(connect(url, subprotocols=["foyer.v1.json"]))  # type: ignore[list-item]
     ws.send(f'{{"type": "knock", "name": "{name}"}}')
     return str(ws.recv(timeout=10))
+
+
+def _until(page: Page, expression: str, wanted: object, timeout_s: float = 20) -> None:
+    """Poll ``expression`` from Python. (Playwright's wait_for_function polls with
+    eval inside the page, which the console's CSP refuses: it failed whenever the
+    value was not there at the first look.)"""
+    deadline = time.monotonic() + timeout_s
+    while (value := page.evaluate(expression)) != wanted:
+        assert time.monotonic() < deadline, f"{expression} is {value!r}, not {wanted!r}"
+        time.sleep(0.05)
 
 
 def test_hold_shows_on_the_guest_page_with_a_countdown(
@@ -139,7 +150,7 @@ def test_a_raid_collapses_into_one_notice_and_one_click_locks(
     with contextlib.ExitStack() as sockets:
         for n in range(2):
             assert '"waiting"' in _knock_ws(sockets, foyer_web, host["slug"], f"Early {n}")
-        console.wait_for_function("window.foyer.alerts.count === 2")
+        _until(console, "window.foyer.alerts.count", 2)
         for n in range(4):
             assert '"waiting"' in _knock_ws(sockets, foyer_web, host["slug"], f"Raider {n}")
         expect(console.locator("#count")).to_have_text("6")
