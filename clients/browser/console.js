@@ -444,6 +444,7 @@ function showPresence(presence) {
   const form = $("presence-form");
   for (const radio of form.elements.state) radio.checked = radio.value === presence.state;
   $("meeting-fields").hidden = presence.state !== "in_meeting";
+  $("presence-set").hidden = presence.state !== "in_meeting";
   if (presence.state === "in_meeting" && presence.meeting) {
     $("meeting-id").value = presence.meeting.id || "";
     $("meeting-url").value = presence.meeting.url || "";
@@ -472,6 +473,7 @@ $("presence-form").addEventListener("change", (event) => {
   if (event.target.name !== "state") return;
   const inMeeting = event.target.value === "in_meeting";
   $("meeting-fields").hidden = !inMeeting;
+  $("presence-set").hidden = !inMeeting; // the others need no button
   if (inMeeting) $("meeting-id").focus();
   else $("presence-form").requestSubmit();
 });

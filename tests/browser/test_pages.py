@@ -185,17 +185,20 @@ def test_available_and_away_apply_at_once(
     change, and so do Available and Away now. In a meeting asks for the meeting."""
     tab_a = open_console(context, foyer_web, host["token"])
     tab_b = open_console(context, foyer_web, host["token"])
+    expect(tab_a.locator("#presence-set")).to_be_hidden()  # nothing to confirm
     tab_a.check('input[name="state"][value="away"]')
     expect(tab_a.locator("#presence-now")).to_have_text("Now: Away")
     expect(tab_b.locator('input[name="state"][value="away"]')).to_be_checked()
     tab_a.check('input[name="state"][value="in_meeting"]')
     expect(tab_a.locator("#meeting-id")).to_be_focused()
+    expect(tab_a.locator("#presence-set")).to_be_visible()
     expect(tab_a.locator("#presence-now")).to_have_text("Now: Away")  # not sent yet
     tab_a.fill("#meeting-id", "standup-7")
     tab_a.click("#presence-set")
     expect(tab_b.locator("#presence-now")).to_contain_text("In a meeting")
     tab_a.check('input[name="state"][value="available"]')
     expect(tab_b.locator("#presence-now")).to_have_text("Now: Available")
+    expect(tab_b.locator("#presence-set")).to_be_hidden()
 
 
 def test_admit_all(
