@@ -18,9 +18,12 @@ import os
 import secrets
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import cast
+from urllib.parse import urlsplit
 
+import redis
 import uvicorn
 from pydantic import ValidationError
 
@@ -102,6 +105,43 @@ def port_taken(host: str, port: int) -> str | None:
     return None
 
 
+STORE_WAIT_S = 5.0  # a store started beside Foyer (compose, systemd) gets this long
+
+
+def shown_url(url: str) -> str:
+    """``url`` without its password, fit for a message."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    where = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=where).geturl()
+
+
+def store_problem(url: str, wait_s: float = STORE_WAIT_S) -> str | None:
+    """Why the store at ``url`` cannot be used, found before anything starts (the
+    app's start-up would end in a traceback): unreachable for ``wait_s``, or it
+    refuses the password. None: it answers PING."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            client.ping()
+            return None
+        except redis.AuthenticationError as exc:
+            where = shown_url(url)
+            return f"the store at {where} refused the credentials ({exc}): check FOYER_REDIS_URL"
+        except (redis.RedisError, OSError) as exc:
+            if time.monotonic() >= deadline:
+                return (
+                    f"the store at {shown_url(url)} does not answer ({exc}): "
+                    "check FOYER_REDIS_URL, or leave it unset for the embedded Valkey"
+                )
+        finally:
+            client.close()
+        time.sleep(0.25)
+
+
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     """Fill in what the environment left unset (dev secrets, the embedded
     Valkey, the listen URL), then run uvicorn."""
@@ -130,6 +170,11 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
             print(f"foyer: {exc}", file=sys.stderr)
             return 2
         env["FOYER_REDIS_URL"] = valkey.url
+    else:
+        problem = store_problem(settings.redis_url)
+        if problem is not None:
+            print(f"foyer: {problem}", file=sys.stderr)
+            return 2
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     base = f"http://{shown}:{args.port}"
     env["FOYER_LISTEN_URL"] = base  # for emails without PUBLIC_URL

@@ -250,3 +250,40 @@ def test_help_says_where_the_settings_are(capsys: pytest.CaptureFixture[str]) ->
         main(["serve", "--help"])
     out = capsys.readouterr().out
     assert "FOYER_PORT; now" in out and "README.md" in out and "--workers N" in out
+
+
+def test_a_store_that_does_not_answer_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """A wrong FOYER_REDIS_URL ended in redis-py's traceback (with the demo host)
+    or uvicorn's (without). It gets a few seconds (a store started beside Foyer),
+    then one line, the password hidden."""
+    dead = f"redis://:s3cret@127.0.0.1:{free_port()}/0"
+    proc = _start(tmp_path, free_port(), settings={"FOYER_REDIS_URL": dead})
+    try:
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 2, out
+    assert "foyer: the store at redis://:***@127.0.0.1:" in out and "does not answer" in out
+    assert "s3cret" not in out and "Traceback" not in out and "Host console" not in out
+
+
+def test_a_store_that_refuses_the_password_says_so_at_once() -> None:
+    import redis
+
+    from server.ops.cli import store_problem
+    from tests.support import valkey_server
+
+    with valkey_server() as valkey:
+        admin = redis.Redis.from_url(valkey.url)
+        admin.config_set("requirepass", "the-password")
+        admin.close()
+        wrong = valkey.url.replace("redis://", "redis://:not-the-password@", 1)
+        started = time.monotonic()
+        problem = store_problem(wrong, wait_s=30)
+        assert problem is not None and "refused the credentials" in problem, problem
+        assert "not-the-password" not in problem and ":***@" in problem
+        assert time.monotonic() - started < 10  # no waiting: it will not get better
+        right = valkey.url.replace("redis://", "redis://:the-password@", 1)
+        assert store_problem(right, wait_s=0) is None
