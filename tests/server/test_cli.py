@@ -61,6 +61,18 @@ def _stop(proc: subprocess.Popen[str], sig: int) -> str:
     return out
 
 
+def _output_at_exit(proc: subprocess.Popen[str], timeout: float = 60) -> str:
+    """What ``proc`` printed by the time it exited; killed if it runs on (a
+    failing test leaves no server behind)."""
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return out
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_embedded_valkey_persists_and_leaves_no_orphan(tmp_path: Path, sig: int) -> None:
     port = free_port()
@@ -188,12 +200,7 @@ def test_a_port_in_use_is_reported_before_anything_starts(tmp_path: Path) -> Non
         holder.listen()
         port = holder.getsockname()[1]
         proc = _start(tmp_path, port)
-        try:
-            out, _ = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+        out = _output_at_exit(proc)
     assert proc.returncode == 2, out
     assert f"foyer: 127.0.0.1:{port} is in use" in out and "--port" in out
     assert "Host console" not in out and "Traceback" not in out
@@ -208,12 +215,7 @@ def test_a_second_foyer_on_the_same_data_folder_is_refused(tmp_path: Path) -> No
     try:
         _wait_healthy(first_port, first)
         second = _start(tmp_path, second_port)
-        try:
-            out, _ = second.communicate(timeout=30)
-        finally:
-            if second.poll() is None:  # it started after all: no server left behind
-                second.kill()
-                second.communicate()
+        out = _output_at_exit(second)
         assert second.returncode == 2, out
         assert f"is in use by another Foyer (pid {first.pid})" in out, out
         assert "FOYER_DATA_DIR" in out and "Traceback" not in out
@@ -258,12 +260,7 @@ def test_a_store_that_does_not_answer_is_one_line_not_a_traceback(tmp_path: Path
     then one line, the password hidden."""
     dead = f"redis://:s3cret@127.0.0.1:{free_port()}/0"
     proc = _start(tmp_path, free_port(), settings={"FOYER_REDIS_URL": dead})
-    try:
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    out = _output_at_exit(proc)
     assert proc.returncode == 2, out
     assert "foyer: the store at redis://:***@127.0.0.1:" in out and "does not answer" in out
     assert "s3cret" not in out and "Traceback" not in out and "Host console" not in out
