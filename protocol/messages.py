@@ -694,6 +694,17 @@ class Position(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class HostStatus(Message):
+    """Addition: the host came online, went offline or changed its state, after
+    ``waiting`` told the guest ``host_online`` (a page that said "offline" would
+    say so for the whole wait)."""
+
+    TYPE = "host_status"
+    online: Flag
+    state: HostState
+
+
+@dataclass(frozen=True, slots=True)
 class Admitted(Message):
     TYPE = "admitted"
     mode: AdmitMode
@@ -779,7 +790,17 @@ TO_HOST = _table(
     Pong,
 )
 TO_GUEST = _table(
-    Waiting, Position, Admitted, BusyNotice, Denied, HostMessage, Held, TimedOut, Error, Pong
+    Waiting,
+    Position,
+    HostStatus,
+    Admitted,
+    BusyNotice,
+    Denied,
+    HostMessage,
+    Held,
+    TimedOut,
+    Error,
+    Pong,
 )
 
 

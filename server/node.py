@@ -57,6 +57,8 @@ log = logging.getLogger("foyer.node")
 # stays quiet as long again (a dead path; a host device then counts as away).
 PING_INTERVAL = 20.0
 PING_TIMEOUT = 20.0
+# Seconds between two reads of the hosts' status for their waiting guests.
+HOST_STATUS_INTERVAL = 2.0
 LOOP_LAG_PERIOD = 0.05  # seconds between two looks at the event loop's lag
 
 GUEST_LEASE_CHUNK = 1000
@@ -297,6 +299,11 @@ class Node:
         self._tasks.append(
             asyncio.create_task(self._every(poll, self.webhooks.deliver_due), name="foyer-webhooks")
         )
+        self._tasks.append(
+            asyncio.create_task(
+                self._every(HOST_STATUS_INTERVAL, self._host_status), name="foyer-host-status"
+            )
+        )
         self._tasks.append(asyncio.create_task(self._watch_loop(), name="foyer-loop-lag"))
         self.gc.start()
 
@@ -372,6 +379,18 @@ class Node:
         await self.store.expire_due()
         await self.store.time_out_due()
         await self.store.sweep_leases(int(self.settings.resume_window * 1000))
+
+    async def _host_status(self) -> None:
+        """Waiting guests hear when their host comes online, goes offline (a
+        device closed, or its process died and its lease ran out) or changes
+        state (addition ``host_status``): one read per host with guests here.
+        A state set on a device reaches them at once (``Hub.dispatch``)."""
+        hosts = [host for host, local in self.hub.guests.items() if local]
+        self.hub.forget_status(set(hosts))
+        if not hosts:
+            return
+        for host, (online, state) in (await self.store.host_statuses(hosts)).items():
+            self.hub.host_status(host, online, state)
 
     async def _lease(self) -> None:
         """Keep the leases of this process's sockets fresh: a host whose process

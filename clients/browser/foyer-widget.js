@@ -260,6 +260,15 @@ export class FoyerKnock extends HTMLElement {
       this._q(".conn").textContent = frame.resumed ? t("guest.resumed") : "";
       this._fire("foyer-waiting", { guest: frame.guest, position: frame.position });
     });
+    client.on("host_status", ({ online, state }) => {
+      const offline =
+        client.hostNotified === false ? "guest.waiting_offline_unnotified" : "guest.waiting_offline";
+      this._q(".status").textContent = !online
+        ? t(offline, { host: who })
+        : state === "available"
+          ? t("widget.knows", { host: who })
+          : t(`guest.waiting_${state}`, { host: who });
+    });
     client.on("position", ({ position }) => {
       this._q(".position").textContent = String(position);
       this._fire("foyer-position", { position });

@@ -744,6 +744,8 @@ export class HostClient extends Connection {
  *
  * Events: everything from the connection, plus `waiting` (the frame, with
  * `host_online` and `host_notified`; also after a resume), `position` ({position}), `message` ({text}),
+ * `host_status` ({online, state}: the host came online, went offline or changed
+ * its state since; `hostOnline` and `hostState` follow it),
  * `admitted` ({mode, meeting}), `busy` ({message}), `denied` ({message}),
  * `held` ({message, estimate_s, until}: on hold, keeping its place; `held`
  * holds it until the wait ends), `timed_out` ({message}: the host's maximum
@@ -764,6 +766,7 @@ export class GuestClient extends Connection {
     this.guest = null;
     this.position = null;
     this.hostOnline = null;
+    this.hostState = null; // "available", "in_meeting" or "away", once a host_status said
     this.hostNotified = null;
     this.resumeSecret = null;
     this.outcome = null;
@@ -805,6 +808,11 @@ export class GuestClient extends Connection {
       case "position":
         this.position = frame.position;
         this.emit("position", { position: frame.position });
+        break;
+      case "host_status":
+        this.hostOnline = frame.online;
+        this.hostState = frame.state;
+        this.emit("host_status", { online: frame.online, state: frame.state });
         break;
       case "message":
         this.emit("message", { text: frame.text });

@@ -31,10 +31,17 @@ function focusHeading() {
 function setHost(link) {
   hostName = link.host_name || slug;
   $("host-name").textContent = hostName;
+  showHostBadge(link.host_online, "available");
+}
+
+/** The badge beside the host's name: offline, online, or (online) its state. */
+function showHostBadge(online, state) {
   const badge = $("host-status");
   badge.hidden = false;
-  badge.textContent = t(link.host_online ? "guest.online" : "guest.offline");
-  badge.className = `badge ${link.host_online ? "ok" : "off"}`;
+  const key = !online ? "guest.offline" : state === "available" ? "guest.online" : `guest.${state}`;
+  badge.textContent = t(key);
+  badge.className = `badge ${!online ? "off" : state === "available" ? "ok" : "warn"}`;
+  app.dataset.hostOnline = String(Boolean(online));
 }
 
 function outcome(kind, text, { message, url, retry = false, heading } = {}) {
@@ -58,7 +65,8 @@ function positionText(position) {
 
 // `host_notified` (an addition) is false when nobody was told of the wait (the
 // host has no email address, or email is off): then the page must not say so.
-function waitingText(online, notified) {
+function waitingText(online, notified, state = "available") {
+  if (online && state !== "available") return t(`guest.waiting_${state}`, { host: hostName });
   if (online) return t("guest.waiting_online", { host: hostName });
   const key = notified === false ? "guest.waiting_offline_unnotified" : "guest.waiting_offline";
   return t(key, { host: hostName });
@@ -161,6 +169,11 @@ function knock(name, email) {
   });
   client.on("position", ({ position }) => {
     $("position").textContent = positionText(position);
+  });
+  // The host came online, left or changed state while the guest waits (addition).
+  client.on("host_status", ({ online, state }) => {
+    showHostBadge(online, state);
+    $("waiting-text").textContent = waitingText(online, client.hostNotified, state);
   });
   client.on("message", ({ text }) => addMessage(text));
   let requeued = false;

@@ -27,6 +27,7 @@ from protocol.messages import (
     GuestLeft,
     Held,
     HostMessage,
+    HostStatus,
     JoinRequest,
     Message,
     Position,
@@ -90,11 +91,13 @@ class GuestSession:
     close_when_placed: bool = False
     finished: bool = False
     holding: bool = False  # holds a reference on the host's channel
+    told: tuple[bool, str] | None = None  # the host's (online, state) as last sent
 
-    def set_place(self, score: int, position: int, since: int) -> None:
+    def set_place(self, score: int, position: int, since: int, host_online: bool) -> None:
         """Called right after ``waiting`` went out: now send what arrived
         before it (PROTOCOL: ``waiting`` comes first), in order."""
         self.score, self.position, self.since = score, position, since
+        self.told = (host_online, "available")  # a page takes an online host as available
         pending, self.pending = self.pending, []
         self.departed(sorted(pending, key=lambda d: d[1]))
         held, self.held = self.held, []
@@ -143,6 +146,14 @@ class GuestSession:
             self.position = moved
             self.conn.send(Position(position=moved))
 
+    def tell_status(self, status: tuple[bool, str]) -> None:
+        """The host's (online, state), if it is news to this guest (addition
+        ``host_status``); nothing before ``waiting``, which carries its own."""
+        if self.score is None or self.finished or status == self.told:
+            return
+        self.told = status
+        self.conn.send(HostStatus(online=status[0], state=status[1]))
+
     def move_to(self, position: int, counter: int) -> None:
         """The store says the guest's place is ``position`` as of ``counter``."""
         if position != self.position:
@@ -165,6 +176,7 @@ class Hub:
         self._departures: dict[str, list[tuple[int, int]]] = defaultdict(list)
         self._position_rounds: dict[str, asyncio.TimerHandle] = {}
         self._last_round: dict[str, float] = {}
+        self._status: dict[str, tuple[bool, str]] = {}  # each host's, as last read
 
     # -- local sessions ------------------------------------------------------------
 
@@ -258,6 +270,9 @@ class Hub:
                 self.to_hosts(host, GuestAway(guest=gid))
             case events.PresenceSet(state=state, meeting=meeting):
                 self.to_hosts(host, PresenceChanged(state=state, meeting=meeting))
+                known = self._status.get(host)
+                if known is not None:  # guests hear it now; online-ness comes with the reads
+                    self.host_status(host, known[0], state)
             case events.SettingsSet(settings=settings):
                 self.to_hosts(host, SettingsChanged(settings=settings_view(settings)))
 
@@ -338,6 +353,30 @@ class Hub:
         if end < len(sessions):
             loop = running_loop()
             loop.call_soon(self._position_slice, departures, scores, events, sessions, end)
+
+    def host_status(self, host: str, online: bool, state: str) -> None:
+        """The host's (online, state) as read from the store: when it changed,
+        each local guest who was told otherwise hears it, ``POSITION_SLICE``
+        guests per loop pass (a host with thousands waiting holds no pass)."""
+        status = (online, state)
+        if self._status.get(host) == status:
+            return
+        self._status[host] = status
+        self._status_slice(status, list(self.guests.get(host, {}).values()), 0)
+
+    def _status_slice(
+        self, status: tuple[bool, str], sessions: list[GuestSession], start: int
+    ) -> None:
+        end = min(len(sessions), start + POSITION_SLICE)
+        for session in sessions[start:end]:
+            session.tell_status(status)
+        if end < len(sessions):
+            running_loop().call_soon(self._status_slice, status, sessions, end)
+
+    def forget_status(self, keep: set[str]) -> None:
+        """Drop what was read of hosts with no guest here any more."""
+        for host in [h for h in self._status if h not in keep]:
+            del self._status[host]
 
     def stop(self) -> None:
         for handle in self._position_rounds.values():

@@ -197,7 +197,7 @@ class WaitingRoom:
                 host_notified=notified,
             )
         )
-        session.set_place(result.score, result.position, result.score)
+        session.set_place(result.score, result.position, result.score, result.host_online)
         if result.raid_started and rules.raid_autolock:
             # The link locks itself (raid_autolock): a settings change like a
             # device's, so every device hears it; knocks after it are refused.
@@ -328,7 +328,7 @@ class WaitingRoom:
                     host_notified=self._mailer.will_email(online, record),
                 )
             )
-            session.set_place(step.score, step.position, step.counter)
+            session.set_place(step.score, step.position, step.counter, online)
             if step.held is not None:  # still on hold: show it again
                 session.conn.send(Held.from_map(step.held))
         elif step.verdict is lobby.Verdict.ALREADY_RESOLVED and step.outcome is not None:

@@ -474,6 +474,19 @@ class Store:
     async def device_down(self, host: str, device: str) -> None:
         await self.batch.call("ZREM", f"{keys.tag(host)}:devices", keys.KNOCK_LISTENER + device)
 
+    async def host_statuses(self, hosts: list[str]) -> dict[str, tuple[bool, str]]:
+        """Each host's (online, presence state), in one pipeline."""
+        now = now_ms()
+        calls = []
+        for host in hosts:
+            calls.append(self.batch.call("ZCOUNT", f"{keys.tag(host)}:devices", now, "+inf"))
+            calls.append(self.batch.call("HGET", f"{keys.tag(host)}:presence", "state"))
+        replies = await asyncio.gather(*calls)
+        return {
+            host: (int(replies[2 * i]) > 0, text(replies[2 * i + 1]) or "available")
+            for i, host in enumerate(hosts)
+        }
+
     async def host_online(self, host: str) -> bool:
         count = await self.batch.call("ZCOUNT", f"{keys.tag(host)}:devices", now_ms(), "+inf")
         return int(count) > 0

@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.browser.conftest import (
+    TIMEOUT_MS,
     LocalSite,
     console_url,
     guest_url,
@@ -199,6 +200,34 @@ def test_available_and_away_apply_at_once(
     tab_a.check('input[name="state"][value="available"]')
     expect(tab_b.locator("#presence-now")).to_have_text("Now: Available")
     expect(tab_b.locator("#presence-set")).to_be_hidden()
+
+
+def test_the_guest_page_follows_the_host_coming_online_and_away(
+    browser: Browser, foyer_web: FoyerProcess, host: dict[str, Any], context: BrowserContext
+) -> None:
+    """A guest who knocked before the host opened the console read "offline"
+    for the whole wait; the page now follows the host (addition host_status)."""
+    guest_ctx = new_context(browser)
+    try:
+        guest = guest_ctx.new_page()
+        knock(guest, foyer_web, host["slug"], "Early Edith")
+        badge = guest.locator("#host-status")
+        expect(badge).to_have_text("offline")
+        expect(guest.locator("#waiting-text")).to_contain_text("isn't online right now")
+        console = open_console(context, foyer_web, host["token"])
+        expect(badge).to_have_text("online", timeout=TIMEOUT_MS)
+        expect(guest.locator("#waiting-text")).to_have_text(
+            "Ada Lovelace knows you're here and will let you in soon."
+        )
+        console.check('input[name="state"][value="away"]')
+        expect(badge).to_have_text("away")
+        expect(guest.locator("#waiting-text")).to_have_text(
+            "Ada Lovelace is away for a moment and knows you're here."
+        )
+        console.close()
+        expect(badge).to_have_text("offline", timeout=TIMEOUT_MS)
+    finally:
+        guest_ctx.close()
 
 
 def test_admit_all(

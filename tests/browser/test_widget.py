@@ -62,6 +62,11 @@ def test_widget_from_another_origin_knocks_and_lands(
         row.locator("input").fill("Be right there")
         row.locator('[data-action="message"]').click()
         expect(widget.locator(".messages")).to_contain_text("Be right there")
+        # The host's state follows the wait (addition host_status).
+        console.check('input[name="state"][value="away"]')
+        expect(widget.locator(".status")).to_have_text(
+            "Ada Lovelace is away for a moment and knows you're here."
+        )
         row.locator('[data-action="admit"]').click()
         page.wait_for_url(re.compile(re.escape(site.origin) + r"/meet/.+"))
     finally:
