@@ -31,7 +31,7 @@ function focusHeading() {
 function setHost(link) {
   hostName = link.host_name || slug;
   $("host-name").textContent = hostName;
-  showHostBadge(link.host_online, "available");
+  showHostBadge(link.host_online, link.host_state || "available");
 }
 
 /** The badge beside the host's name: offline, online, or (online) its state. */

@@ -364,6 +364,16 @@ class Hub:
         self._status[host] = status
         self._status_slice(status, list(self.guests.get(host, {}).values()), 0)
 
+    def status_news(self, session: GuestSession) -> None:
+        """Right after ``waiting``: the host's status as last read, if it differs
+        from what ``waiting`` said (a guest placed after the read would not hear it
+        until the status changed again)."""
+        known = self._status.get(session.host)
+        # Where they disagree on online-ness, ``waiting`` is the fresher: the next
+        # read settles it. The state, ``waiting`` does not carry.
+        if known is not None and session.told is not None and known[0] == session.told[0]:
+            session.tell_status(known)
+
     def _status_slice(
         self, status: tuple[bool, str], sessions: list[GuestSession], start: int
     ) -> None:

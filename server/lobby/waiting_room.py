@@ -198,6 +198,7 @@ class WaitingRoom:
             )
         )
         session.set_place(result.score, result.position, result.score, result.host_online)
+        self._hub.status_news(session)
         if result.raid_started and rules.raid_autolock:
             # The link locks itself (raid_autolock): a settings change like a
             # device's, so every device hears it; knocks after it are refused.
@@ -329,6 +330,7 @@ class WaitingRoom:
                 )
             )
             session.set_place(step.score, step.position, step.counter, online)
+            self._hub.status_news(session)
             if step.held is not None:  # still on hold: show it again
                 session.conn.send(Held.from_map(step.held))
         elif step.verdict is lobby.Verdict.ALREADY_RESOLVED and step.outcome is not None:

@@ -319,11 +319,13 @@ async def link_info(request: Request) -> Response:
     # Public, read-only: any site embedding the widget may read it. Whether the
     # asking page's origin may open the guest socket: the widget says "not
     # available on this site" instead of retrying a refused handshake forever.
+    (online, state) = (await context.store.host_statuses([record["id"]]))[record["id"]]
     return JSONResponse(
         {
             "slug": record["slug"],
             "host_name": record["name"],
-            "host_online": await context.store.host_online(record["id"]),
+            "host_online": online,
+            "host_state": state,  # addition: available, in_meeting or away
             "embed_allowed": origin_allowed(request.headers, context.allowed_origins),
         },
         headers=cors,

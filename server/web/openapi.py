@@ -391,6 +391,11 @@ def document() -> dict[str, Any]:
             "slug": {"type": "string"},
             "host_name": {"type": "string"},
             "host_online": {"type": "boolean"},
+            "host_state": {
+                "type": "string",
+                "enum": ["available", "in_meeting", "away"],
+                "description": "what the host said it is doing (meaningful while online)",
+            },
             "embed_allowed": {
                 "type": "boolean",
                 "description": "whether the asking page's Origin may open the guest socket",

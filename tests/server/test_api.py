@@ -36,6 +36,7 @@ def test_create_get_token_and_link(foyer: FoyerProcess) -> None:
         "slug": body["slug"],
         "host_name": "Grace Hopper",
         "host_online": False,
+        "host_state": "available",  # addition: what the host said it is doing
         "embed_allowed": True,  # no Origin header: not a browser on another site
     }
 

@@ -48,3 +48,23 @@ async def test_a_guest_told_online_hears_nothing_until_it_changes(
         except TimeoutError:
             extra = None
         assert extra is None
+
+
+async def test_a_guest_who_knocks_on_an_away_host_hears_it(
+    foyer: FoyerProcess, host: dict[str, Any]
+) -> None:
+    """The link's info and the guest frames both say away: a guest placed after
+    the status was read hears it too (the read alone would not change)."""
+    import httpx
+
+    async with HostClient(foyer.ws_url, host["token"]) as device:
+        await device.presence("away")
+        async with GuestClient(foyer.ws_url, host["slug"], name="First Fay") as first:
+            away = await first.wait_for(HostStatus, timeout=WAIT)
+            assert (away.online, away.state) == (True, "away")
+            async with GuestClient(foyer.ws_url, host["slug"], name="Second Sy") as second:
+                later = await second.wait_for(HostStatus, timeout=WAIT)
+                assert (later.online, later.state) == (True, "away")
+        async with httpx.AsyncClient(timeout=10) as http:
+            info = (await http.get(f"{foyer.http_url}/api/links/{host['slug']}")).json()
+        assert (info["host_online"], info["host_state"]) == (True, "away")
