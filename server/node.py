@@ -387,10 +387,10 @@ class Node:
         A state set on a device reaches them at once (``Hub.dispatch``)."""
         hosts = [host for host, local in self.hub.guests.items() if local]
         self.hub.forget_status(set(hosts))
-        if not hosts:
-            return
-        for host, (online, state) in (await self.store.host_statuses(hosts)).items():
-            self.hub.host_status(host, online, state)
+        for start in range(0, len(hosts), GUEST_LEASE_CHUNK):  # bounded pipelines
+            statuses = await self.store.host_statuses(hosts[start : start + GUEST_LEASE_CHUNK])
+            for host, (online, state) in statuses.items():
+                self.hub.host_status(host, online, state)
 
     async def _lease(self) -> None:
         """Keep the leases of this process's sockets fresh: a host whose process
