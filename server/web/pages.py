@@ -76,14 +76,21 @@ def template(name: str) -> str:
     return (TEMPLATES_DIR / name).read_text(encoding="utf-8")
 
 
-def render(name: str, lang: str, values: dict[str, str]) -> str:
+def render(
+    name: str, lang: str, values: dict[str, str], markup: dict[str, str] | None = None
+) -> str:
     """A template with its catalogue strings and values filled in, every one
-    HTML-escaped (``values`` are raw: host names are user input)."""
+    HTML-escaped (``values`` are raw: host names are user input), in one pass
+    (a value that reads like a field stays text). ``markup``: fields filled with
+    HTML the caller built and escaped itself."""
+    built = markup or {}
 
     def fill(match: re.Match[str]) -> str:
         field = match.group(1)
         if field == "catalogue":  # inside <script type="application/json">: no "<"
             return _script_json(i18n.messages(lang))
+        if field in built:
+            return built[field]
         if field.startswith("t:"):
             text = i18n.t(lang, field[2:], values)
         elif field in values:

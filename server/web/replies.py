@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import html
 import logging
-import re
 import time
 
 from starlette.requests import Request
@@ -20,11 +19,10 @@ from protocol.messages import Admit, Busy, Message, NewMeeting
 from server import i18n
 from server.access.reply_links import LinkExpired, ReplyClaim
 from server.web.context import WebContext, web
-from server.web.pages import language, page_headers, template
+from server.web.pages import language, page_headers, render
 
 log = logging.getLogger("foyer.replies")
 
-_FIELD = re.compile(r"\{(lang|title|lead|state|form)\}")
 # Outcome events (lobby.reply_for_outcome) with a sentence of their own.
 ANSWERED = ("admit", "merge", "new_meeting", "busy", "deny")
 
@@ -44,10 +42,8 @@ class _Page:
         self, title: str, lead: str, *, state: str, form: str = "", status: int = 200
     ) -> Response:
         """``title`` and ``lead`` are catalogue keys or HTML already escaped."""
-        values = {"lang": self.lang, "title": title, "lead": lead, "form": form}
-        values["state"] = html.escape(state)
-        # One pass: a guest named "{form}" stays text.
-        body = _FIELD.sub(lambda m: values.get(m.group(1), m.group(0)), template("reply.html"))
+        markup = {"title": title, "lead": lead, "form": form}
+        body = render("reply.html", self.lang, {"lang": self.lang, "state": state}, markup)
         return HTMLResponse(body, status_code=status, headers=page_headers(frameable=False))
 
 
