@@ -48,6 +48,17 @@ def mailing(redis_url: str, smtp: tuple[Inbox, int]) -> Iterator[FoyerProcess]:
         yield proc
 
 
+def _mailed_host(
+    mailing: FoyerProcess, name: str, email: str, **settings: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A host with an address and these settings; returns it and its settings."""
+    host = mailing.create_host(name, email=email)
+    with mailing.api() as api:
+        r = api.patch(f"/api/hosts/{host['id']}/settings", json=settings)
+        assert r.status_code == 200, r.text
+    return host, r.json()["settings"]
+
+
 async def _links_for(inbox: Inbox, address: str, guest_label: str) -> dict[str, str]:
     """The reply links of ``guest_label`` in the newest email to ``address``."""
     for _ in range(100):
@@ -120,10 +131,8 @@ async def test_the_pages_speak_the_hosts_language(
 async def test_a_host_who_reads_french_gets_the_email_and_its_pages_in_french(
     mailing: FoyerProcess, smtp: tuple[Inbox, int]
 ) -> None:
-    host = mailing.create_host("Away Amélie", email="amelie@example.com")
-    with mailing.api() as api:
-        r = api.patch(f"/api/hosts/{host['id']}/settings", json={"language": "fr"})
-        assert r.status_code == 200 and r.json()["settings"]["language"] == "fr"
+    host, settings = _mailed_host(mailing, "Away Amélie", "amelie@example.com", language="fr")
+    assert settings["language"] == "fr"
     async with GuestClient(mailing.ws_url, host["slug"], name="Léa") as lea:
         inbox = smtp[0]
         for _ in range(100):
@@ -189,10 +198,7 @@ def test_an_expired_or_forged_link_says_so(mailing: FoyerProcess) -> None:
 async def test_email_mode_always_mails_an_online_host(
     mailing: FoyerProcess, smtp: tuple[Inbox, int]
 ) -> None:
-    host = mailing.create_host("Always Al", email="al@example.com")
-    with mailing.api() as api:
-        r = api.patch(f"/api/hosts/{host['id']}/settings", json={"email_mode": "always"})
-        assert r.status_code == 200
+    host, _ = _mailed_host(mailing, "Always Al", "al@example.com", email_mode="always")
     async with (
         HostClient(mailing.ws_url, host["token"]),  # online: "away" would send nothing
         GuestClient(mailing.ws_url, host["slug"], name="Cy"),
